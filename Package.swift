@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// ecenet-dist: data-parallel ECENet training in Swift. Layers (see DESIGN.md):
+//   CShims -> Tensor -> NN -> {Models, Data, Dist} -> Train -> ecenet-dist
+import PackageDescription
+
+// Release builds of the numeric targets need fast-math-free but vectorised code;
+// -Ounchecked removes bounds checks in the inner loops (the kernels are tested
+// against reference loops in debug builds, which keep the checks).
+let kernelFlags: [SwiftSetting] = [
+  .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+]
+
+let package = Package(
+  name: "ecenet-dist",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "ecenet-dist", targets: ["ecenet-dist"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+  ],
+  targets: [
+    // Thin C wrappers over OpenMPI, OpenBLAS, libpng, libjpeg-turbo and zstd:
+    // only what Swift cannot express (macros, setjmp error handling).
+    .target(
+      name: "CShims",
+      cSettings: [
+        .unsafeFlags(["-I/usr/lib/x86_64-linux-gnu/openmpi/include",
+                      "-I/usr/include/x86_64-linux-gnu/openblas-pthread"]),
+      ],
+      linkerSettings: [
+        .linkedLibrary("mpi"), .linkedLibrary("openblas"), .linkedLibrary("png16"),
+        .linkedLibrary("turbojpeg"), .linkedLibrary("zstd"), .linkedLibrary("m"),
+      ]),
+    .target(name: "Tensor", dependencies: ["CShims"], swiftSettings: kernelFlags),
+    .target(name: "NN", dependencies: ["Tensor"], swiftSettings: kernelFlags),
+    .target(name: "Models", dependencies: ["NN", "Tensor"], swiftSettings: kernelFlags),
+    .target(name: "Data", dependencies: ["CShims", "Tensor"], swiftSettings: kernelFlags),
+    .target(name: "Dist", dependencies: ["CShims", "NN"]),
+    .target(
+      name: "Train",
+      dependencies: ["Models", "Data", "Dist", "NN", "Tensor",
+                     .product(name: "Yams", package: "Yams")]),
+    .executableTarget(
+      name: "ecenet-dist",
+      dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "CShims",
+                     .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+    .testTarget(name: "TensorTests", dependencies: ["Tensor", "CShims"], resources: [.copy("Golden")]),
+    .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
+    .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Tensor"]),
+    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "CShims"]),
+    .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims"]),
+    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor"]),
+  ],
+  swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,71 @@
+// CShims: the C surface ecenet-dist needs from OpenMPI, OpenBLAS, libpng,
+// libjpeg-turbo and zstd. Only what Swift cannot express lives here: MPI's
+// handle macros (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, MPI_IN_PLACE), libpng's
+// setjmp-based error handling, and zstd's macro constants. Everything else
+// (cblas_sgemm, tjDecompress2, ZSTD_compress) Swift calls directly.
+#ifndef ECENET_CSHIMS_H
+#define ECENET_CSHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cblas.h>
+#include <turbojpeg.h>
+#include <zstd.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- MPI (world communicator only; rank/size, collectives on float buffers) ----
+// All return the MPI error code (0 = MPI_SUCCESS). `provided` receives the
+// thread level granted: 0 SINGLE, 1 FUNNELED, 2 SERIALIZED, 3 MULTIPLE.
+int ecenet_mpi_init(int required_level, int *provided);
+int ecenet_mpi_initialized(void);
+int ecenet_mpi_finalized(void);
+int ecenet_mpi_finalize(void);
+int ecenet_mpi_rank(int *rank);
+int ecenet_mpi_size(int *size);
+int ecenet_mpi_allreduce_sum_float(float *buf, long count);
+int ecenet_mpi_allreduce_sum_double(double *buf, long count);
+int ecenet_mpi_allreduce_max_double(double *buf, long count);
+int ecenet_mpi_allreduce_sum_int64(int64_t *buf, long count);
+int ecenet_mpi_bcast_bytes(void *buf, long count, int root);
+int ecenet_mpi_bcast_float(float *buf, long count, int root);
+int ecenet_mpi_allgather_bytes(const void *send, long count, void *recv);
+int ecenet_mpi_barrier(void);
+void ecenet_mpi_abort(int code);
+// Writes the MPI error string for `code` into buf (NUL-terminated).
+void ecenet_mpi_error_string(int code, char *buf, int buflen);
+// Sets MPI_ERRORS_RETURN on the world communicator so errors come back as codes.
+int ecenet_mpi_errors_return(void);
+
+// ---- PNG (libpng full API; errors come back as messages, never longjmp into Swift) ----
+// Decodes a PNG held in memory. mode 0: label/grey image, raw 8-bit sample
+// values or palette indices exactly as stored (1 channel; 16-bit or colour
+// images are rejected with a message). mode 1: RGB, 8 bits per channel (grey,
+// palette, alpha and 16-bit are converted). On success returns 0 and *out is a
+// malloc'd buffer of w*h*channels bytes that the caller frees with free().
+// On failure returns -1 and writes a message to err.
+int ecenet_png_decode(const uint8_t *data, size_t len, int mode,
+                      uint8_t **out, int *width, int *height, int *channels,
+                      char *err, size_t errlen);
+// Encodes w*h*channels bytes (channels 1 or 3). With a palette (ncolors > 0,
+// rgb triplets) a 1-channel image is written as an indexed PNG. *out is
+// malloc'd; returns 0 or -1 with a message.
+int ecenet_png_encode(const uint8_t *pixels, int width, int height, int channels,
+                      const uint8_t *palette_rgb, int ncolors,
+                      uint8_t **out, size_t *outlen, char *err, size_t errlen);
+
+// ---- zstd ----
+// Frame content size: >=0 known size, -1 unknown, -2 not a valid frame.
+long long ecenet_zstd_frame_size(const void *src, size_t len);
+
+// ---- OpenBLAS ----
+void ecenet_blas_set_threads(int n);
+int ecenet_blas_get_threads(void);
+const char *ecenet_blas_corename(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

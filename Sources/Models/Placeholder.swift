@@ -1,0 +1,1 @@
+// Models: see DESIGN.md. Contents land with their issues.

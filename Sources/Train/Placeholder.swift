@@ -1,0 +1,1 @@
+// Train: see DESIGN.md. Contents land with their issues.

@@ -1,0 +1,34 @@
+import Foundation
+import XCTest
+
+/// Runs the built `ecenet-dist selftest mpi` under real mpirun and checks the
+/// sums every rank saw. No fake world: these need OpenMPI's mpirun.
+final class MPITests: XCTestCase {
+  func runMPI(ranks: Int) throws -> (Int32, String) {
+    let out = try runProcess("/usr/bin/env", mpirunArgs(ranks: ranks) + [executablePath(), "selftest", "mpi"])
+    return out
+  }
+
+  func checkWorld(_ n: Int) throws {
+    let (code, output) = try runMPI(ranks: n)
+    XCTAssertEqual(code, 0, output)
+    let lines = output.split(separator: "\n").filter { $0.hasPrefix("rank=") }
+    XCTAssertEqual(lines.count, n, output)
+    let tri = n * (n + 1) / 2
+    let avg = Float((0..<n).reduce(0, +)) / Float(n)
+    let gather = (0..<n).map { "rank\($0)" }.joined(separator: ",")
+    for r in 0..<n {
+      XCTAssertTrue(lines.contains { $0 == "rank=\(r) size=\(n) allreduce_ok=true sum0=\(Float(tri)) avg=\(avg) bcast=3.5,-1.0,42.0 gather=\(gather)" },
+                    "rank \(r) line missing or wrong:\n\(output)")
+    }
+  }
+
+  func testAllreduceBroadcastAllgatherTwoRanks() throws { try checkWorld(2) }
+  func testAllreduceBroadcastAllgatherThreeRanks() throws { try checkWorld(3) }
+
+  func testSingleProcessIsAWorldOfOne() throws {
+    let (code, output) = try runProcess(executablePath(), ["selftest", "mpi"])
+    XCTAssertEqual(code, 0, output)
+    XCTAssertTrue(output.contains("rank=0 size=1 allreduce_ok=true sum0=1.0 avg=0.0 bcast=3.5,-1.0,42.0 gather=rank0"), output)
+  }
+}

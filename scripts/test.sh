@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up (packages + release build), then `swift test`,
+# which includes the tests that start real `mpirun` jobs. The exit code is
+# the suite's; the last line is a plain "N passed, N failed" summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || { echo "test: setup failed"; exit 1; }
+
+# mpirun as root, and more ranks than this machine's cores, in every test.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+log=$(mktemp /tmp/ecenet-test.XXXXXX)
+swift test "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+rm -f "$log"
+if [[ -z "$summary" ]]; then
+  echo "test: the XCTest summary is missing (build failure?)"
+  echo "test: 0 passed, 1 failed"
+  exit 1
+fi
+# XCTest counts failures (assertions), not failed tests; any failure fails the run.
+if [[ $rc -ne 0 && $failed -eq 0 ]]; then failed=1; fi
+passed=$(( total - (failed > total ? total : failed) ))
+echo "test: $passed passed, $failed failed"
+exit $rc
