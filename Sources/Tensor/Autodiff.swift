@@ -1,0 +1,119 @@
+// Tape autodiff. While recording, every op whose inputs need gradients appends
+// a closure that maps the output's gradient to its inputs' gradients.
+// `backward()` replays the tape in reverse. Gradients accumulate with `+=`
+// (a residual fan-out or a shared weight needs no special case) and each
+// intermediate gradient is released as soon as its op has consumed it.
+//
+// Leaves that are parameters get their gradient buffer from the NN arena up
+// front (`grad` preset to a view of the flat gradient buffer), so backward
+// writes straight into what the allreduce sends.
+
+public final class Var {
+  public var value: Tensor
+  /// Accumulated gradient, same shape as `value`; nil until something flows in.
+  public var grad: Tensor?
+  public let requiresGrad: Bool
+  /// Keep `grad` after backward even for intermediates (tests, debugging).
+  public var retainsGrad = false
+  /// Stable dotted name for parameters ("backbone.layers.0.blocks.0.attn.qkv.weight").
+  public var name: String?
+
+  public init(_ value: Tensor, requiresGrad: Bool = false, name: String? = nil) {
+    self.value = value; self.requiresGrad = requiresGrad; self.name = name
+  }
+
+  public var shape: [Int] { value.shape }
+  public var count: Int { value.count }
+
+  /// grad += g (copying g, which the caller may reuse or share).
+  public func accumulateGrad(_ g: Tensor) {
+    guard requiresGrad else { return }
+    precondition(g.count == value.count, "gradient \(g.shape) for value \(value.shape) of \(name ?? "?")")
+    if let existing = grad { existing.add(g) } else { grad = g.copy().reshaped(value.shape) }
+  }
+
+  /// grad += g where g is a fresh buffer nobody else holds: adopted without a copy.
+  public func accumulateGrad(owned g: Tensor) {
+    guard requiresGrad else { return }
+    precondition(g.count == value.count, "gradient \(g.shape) for value \(value.shape) of \(name ?? "?")")
+    if let existing = grad { existing.add(g) } else { grad = g.reshaped(value.shape) }
+  }
+
+  /// A gradient buffer to add into, zero-filled when first created. For
+  /// backward kernels that accumulate (`+=`) directly.
+  public func gradBuffer() -> Tensor {
+    if let g = grad { return g }
+    let g = Tensor.zeros(value.shape)
+    grad = g
+    return g
+  }
+}
+
+public final class Tape {
+  struct Entry {
+    let output: Var
+    let backward: (Tensor) -> Void
+  }
+
+  /// The tape of the (single) training thread. Ops record here while `isRecording`.
+  public static let shared = Tape()
+  public var isRecording = false
+  var entries: [Entry] = []
+
+  public var count: Int { entries.count }
+
+  /// Records that `output` was computed from inputs needing gradients; `backward`
+  /// receives d(loss)/d(output) and must accumulate into the inputs.
+  public func record(_ output: Var, _ backward: @escaping (Tensor) -> Void) {
+    entries.append(Entry(output: output, backward: backward))
+  }
+
+  /// Runs backward from a scalar `loss` (seed 1), or from a given seed gradient.
+  public func backward(from loss: Var, seed: Tensor? = nil) {
+    loss.accumulateGrad(owned: seed ?? Tensor.ones(loss.shape))
+    let wasRecording = isRecording
+    isRecording = false
+    while let e = entries.popLast() {
+      guard let g = e.output.grad else { continue }
+      if !e.output.retainsGrad { e.output.grad = nil }
+      e.backward(g)
+    }
+    isRecording = wasRecording
+  }
+
+  /// Drops the tape without running it (after a forward that should not train).
+  public func clear() { entries.removeAll(keepingCapacity: true) }
+}
+
+/// Runs `body` with the tape recording: ops whose inputs require grad record backward.
+public func withGradients<T>(_ body: () throws -> T) rethrows -> T {
+  let t = Tape.shared, was = t.isRecording
+  t.isRecording = true
+  defer { t.isRecording = was }
+  return try body()
+}
+
+/// Runs `body` with recording off: evaluation costs nothing extra.
+public func withoutGradients<T>(_ body: () throws -> T) rethrows -> T {
+  let t = Tape.shared, was = t.isRecording
+  t.isRecording = false
+  defer { t.isRecording = was }
+  return try body()
+}
+
+extension Var {
+  /// Runs backward on the shared tape from this scalar.
+  public func backward() { Tape.shared.backward(from: self) }
+}
+
+/// Makes an op's output Var, recording `backward` when any input needs a
+/// gradient and the tape is on. The single place that decides whether an op
+/// is differentiated.
+@inline(__always)
+public func makeResult(_ value: Tensor, inputs: [Var?], backward: @escaping (Tensor) -> Void) -> Var {
+  let tape = Tape.shared
+  let needs = tape.isRecording && inputs.contains { $0?.requiresGrad == true }
+  let out = Var(value, requiresGrad: needs)
+  if needs { tape.record(out, backward) }
+  return out
+}

@@ -1,0 +1,170 @@
+// Broadcasting elementwise arithmetic (NumPy rules: shapes align on the right,
+// size-1 or missing dimensions repeat) and the one central place where a
+// gradient is summed back to a broadcast input's shape (`sumToShape`).
+
+/// The broadcast shape of two shapes, or a precondition failure naming both.
+public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
+  let n = max(a.count, b.count)
+  let pa = [Int](repeating: 1, count: n - a.count) + a
+  let pb = [Int](repeating: 1, count: n - b.count) + b
+  return (0..<n).map { i in
+    precondition(pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1, "shapes \(a) and \(b) do not broadcast")
+    return max(pa[i], pb[i])
+  }
+}
+
+/// Element strides of `shape` seen inside `outShape` (0 on broadcast dimensions).
+func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int] {
+  let padded = [Int](repeating: 1, count: outShape.count - shape.count) + shape
+  var strides = [Int](repeating: 0, count: outShape.count)
+  var s = 1
+  for i in stride(from: outShape.count - 1, through: 0, by: -1) {
+    strides[i] = padded[i] == 1 && outShape[i] != 1 ? 0 : s
+    s *= padded[i]
+  }
+  return strides
+}
+
+/// True when `small` equals the trailing dimensions of `big` (bias-like broadcast).
+func isSuffix(_ small: [Int], of big: [Int]) -> Bool {
+  let s = small.drop { $0 == 1 }  // leading 1s do not change the layout
+  return s.count <= big.count && Array(big.suffix(s.count)) == Array(s)
+}
+
+/// out[i] = f(a[ia], b[ib]) over the broadcast shape.
+@inline(__always)
+func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> Float) -> Tensor {
+  let shape = broadcastShape(a.shape, b.shape)
+  let out = Tensor(uninitialized: shape)
+  let n = out.count, o = out.data, pa = a.data, pb = b.data
+  if a.count == n && b.count == n {
+    Parallel.forRange(n, grain: 1 << 15) { r in for i in r { o[i] = f(pa[i], pb[i]) } }
+  } else if b.count == 1 {
+    let bv = pb[0]
+    Parallel.forRange(n, grain: 1 << 15) { r in for i in r { o[i] = f(pa[i], bv) } }
+  } else if a.count == 1 {
+    let av = pa[0]
+    Parallel.forRange(n, grain: 1 << 15) { r in for i in r { o[i] = f(av, pb[i]) } }
+  } else if a.count == n && isSuffix(b.shape, of: shape) {
+    let m = b.count
+    Parallel.forRange(n / m, grain: max(1, (1 << 15) / m)) { r in
+      for row in r { let base = row * m; for j in 0..<m { o[base + j] = f(pa[base + j], pb[j]) } }
+    }
+  } else if b.count == n && isSuffix(a.shape, of: shape) {
+    let m = a.count
+    Parallel.forRange(n / m, grain: max(1, (1 << 15) / m)) { r in
+      for row in r { let base = row * m; for j in 0..<m { o[base + j] = f(pa[j], pb[base + j]) } }
+    }
+  } else {
+    // General case: walk the output in row-major order carrying both offsets.
+    let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
+    var idx = [Int](repeating: 0, count: shape.count)
+    var ia = 0, ib = 0
+    for i in 0..<n {
+      o[i] = f(pa[ia], pb[ib])
+      var d = shape.count - 1
+      while d >= 0 {
+        idx[d] += 1; ia += sa[d]; ib += sb[d]
+        if idx[d] < shape[d] { break }
+        ia -= sa[d] * shape[d]; ib -= sb[d] * shape[d]; idx[d] = 0
+        d -= 1
+      }
+    }
+  }
+  return out
+}
+
+/// Sums `g` (of a broadcast shape) down to `shape`: the gradient of a broadcast.
+public func sumToShape(_ g: Tensor, _ shape: [Int]) -> Tensor {
+  if g.shape == shape { return g }
+  let n = g.count, m = shape.reduce(1, *)
+  if m == n { return g.reshaped(shape) }
+  let out = Tensor.zeros(shape)
+  let o = out.data, pg = g.data
+  if m == 1 {
+    var s: Double = 0
+    for i in 0..<n { s += Double(pg[i]) }
+    o[0] = Float(s)
+  } else if isSuffix(shape, of: g.shape) {
+    // Bias-like: sum the rows, in parallel over columns for cache-friendly access.
+    let rows = n / m
+    Parallel.forRange(m, grain: 64) { cr in
+      for row in 0..<rows { let base = row * m; for j in cr { o[j] += pg[base + j] } }
+    }
+  } else {
+    let s = broadcastStrides(shape, to: g.shape)
+    var idx = [Int](repeating: 0, count: g.rank)
+    var io = 0
+    for i in 0..<n {
+      o[io] += pg[i]
+      var d = g.rank - 1
+      while d >= 0 {
+        idx[d] += 1; io += s[d]
+        if idx[d] < g.shape[d] { break }
+        io -= s[d] * g.shape[d]; idx[d] = 0
+        d -= 1
+      }
+    }
+  }
+  return out
+}
+
+// MARK: - Differentiable arithmetic on Vars
+
+public func + (a: Var, b: Var) -> Var {
+  let (sa, sb) = (a.shape, b.shape)
+  return makeResult(broadcastBinary(a.value, b.value, +), inputs: [a, b]) { g in
+    if a.requiresGrad { a.accumulateGrad(sumToShape(g, sa)) }
+    if b.requiresGrad { b.accumulateGrad(sumToShape(g, sb)) }
+  }
+}
+
+public func - (a: Var, b: Var) -> Var {
+  let (sa, sb) = (a.shape, b.shape)
+  return makeResult(broadcastBinary(a.value, b.value, -), inputs: [a, b]) { g in
+    if a.requiresGrad { a.accumulateGrad(sumToShape(g, sa)) }
+    if b.requiresGrad { b.accumulateGrad(owned: scaled(sumToShape(g, sb), -1)) }
+  }
+}
+
+public func * (a: Var, b: Var) -> Var {
+  let (av, bv) = (a.value, b.value)
+  return makeResult(broadcastBinary(av, bv, *), inputs: [a, b]) { g in
+    if a.requiresGrad { a.accumulateGrad(owned: sumToShape(broadcastBinary(g, bv, *), av.shape)) }
+    if b.requiresGrad { b.accumulateGrad(owned: sumToShape(broadcastBinary(g, av, *), bv.shape)) }
+  }
+}
+
+public func / (a: Var, b: Var) -> Var {
+  let (av, bv) = (a.value, b.value)
+  return makeResult(broadcastBinary(av, bv, /), inputs: [a, b]) { g in
+    if a.requiresGrad { a.accumulateGrad(owned: sumToShape(broadcastBinary(g, bv, /), av.shape)) }
+    if b.requiresGrad {
+      // d(a/b)/db = -a/b²
+      let t = broadcastBinary(broadcastBinary(g, av, *), bv) { x, y in -x / (y * y) }
+      b.accumulateGrad(owned: sumToShape(t, bv.shape))
+    }
+  }
+}
+
+/// x · s for a constant s.
+public func * (a: Var, s: Float) -> Var {
+  makeResult(scaled(a.value, s), inputs: [a]) { g in a.accumulateGrad(owned: scaled(g, s)) }
+}
+public func * (s: Float, a: Var) -> Var { a * s }
+
+/// x + s for a constant s.
+public func + (a: Var, s: Float) -> Var {
+  let out = Tensor(uninitialized: a.shape)
+  let o = out.data, x = a.value.data
+  for i in 0..<out.count { o[i] = x[i] + s }
+  return makeResult(out, inputs: [a]) { g in a.accumulateGrad(g) }
+}
+
+/// A new tensor t·s.
+public func scaled(_ t: Tensor, _ s: Float) -> Tensor {
+  let out = Tensor(uninitialized: t.shape)
+  let o = out.data, x = t.data
+  Parallel.forRange(t.count, grain: 1 << 16) { r in for i in r { o[i] = x[i] * s } }
+  return out
+}

@@ -1,0 +1,135 @@
+// GEMM, batched GEMM and Linear (matches torch.matmul / F.linear).
+// Letters: M, N, K the GEMM sizes; B the batch of a batched GEMM.
+// The GEMM goes to OpenBLAS's cblas_sgemm (row-major). Linear keeps PyTorch's
+// weight layout [out, in] so checkpoints load unchanged: y = x·Wᵀ + b is one
+// sgemm with B transposed, over all leading dimensions of x as rows.
+import CShims
+
+/// C = alpha·op(A)·op(B) + beta·C, row-major, through OpenBLAS.
+@inline(__always)
+public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  if m == 0 || n == 0 { return }
+  if k == 0 {
+    for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+    return
+  }
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+              Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+// MARK: Linear
+
+/// y[R, O] = x[R, I] · w[O, I]ᵀ + b[O]
+public func linearForward(out y: Tensor, x: Tensor, weight w: Tensor, bias b: Tensor?) {
+  let inF = w.shape[1], outF = w.shape[0], rows = x.count / inF
+  if let b = b {
+    let yp = y.data, bp = b.data
+    for r in 0..<rows { (yp + r * outF).update(from: bp, count: outF) }
+  }
+  gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+       b: w.data, ldb: inF, beta: b == nil ? 0 : 1, c: y.data, ldc: outF)
+}
+
+/// dx += dy·w ; dw += dyᵀ·x ; db += Σ_rows dy   (any of the three may be skipped)
+public func linearBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor, weight w: Tensor) {
+  let inF = w.shape[1], outF = w.shape[0], rows = x.count / inF
+  if let dx = dx {
+    gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: dy.data, lda: outF,
+         b: w.data, ldb: inF, beta: 1, c: dx.data, ldc: inF)
+  }
+  if let dw = dWeight {
+    gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: dy.data, lda: outF,
+         b: x.data, ldb: inF, beta: 1, c: dw.data, ldc: inF)
+  }
+  if let db = dBias {
+    let s = sumToShape(dy.reshaped([rows, outF]), [outF])
+    db.add(s)
+  }
+}
+
+/// F.linear: x[..., in] · weight[out, in]ᵀ + bias[out].
+public func linear(_ x: Var, weight: Var, bias: Var?) -> Var {
+  precondition(x.shape.last == weight.shape[1], "linear: input \(x.shape) vs weight \(weight.shape) (\(weight.name ?? ""))")
+  let outShape = Array(x.shape.dropLast()) + [weight.shape[0]]
+  let y = Tensor(uninitialized: outShape)
+  linearForward(out: y, x: x.value, weight: weight.value, bias: bias?.value)
+  let (xv, wv) = (x.value, weight.value)
+  return makeResult(y, inputs: [x, weight, bias]) { g in
+    linearBackward(dx: x.requiresGrad ? x.gradBuffer() : nil,
+                   dWeight: weight.requiresGrad ? weight.gradBuffer() : nil,
+                   dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
+                   dy: g, x: xv, weight: wv)
+  }
+}
+
+// MARK: Batched matmul
+
+/// out[B, M, N] = op(a)[B, M, K] · op(b)[B, K, N]; b may have batch 1 (shared).
+public func bmmForward(out: Tensor, a: Tensor, b: Tensor, transA: Bool, transB: Bool) {
+  let batch = out.rank == 3 ? out.shape[0] : 1
+  let m = out.shape[out.rank - 2], n = out.shape[out.rank - 1]
+  let k = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
+  let aStride = m * k, bStride = b.count == k * n ? 0 : k * n
+  let lda = transA ? m : k, ldb = transB ? k : n
+  for i in 0..<batch {
+    gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.data + i * aStride, lda: lda,
+         b: b.data + i * bStride, ldb: ldb, beta: 0, c: out.data + i * m * n, ldc: n)
+  }
+}
+
+/// torch.matmul for rank-2 or rank-3 operands (equal batch, or a shared 2-D b).
+public func matmul(_ a: Var, _ b: Var, transA: Bool = false, transB: Bool = false) -> Var {
+  let ar = a.shape.count, br = b.shape.count
+  let m = transA ? a.shape[ar - 1] : a.shape[ar - 2]
+  let k = transA ? a.shape[ar - 2] : a.shape[ar - 1]
+  let kb = transB ? b.shape[br - 1] : b.shape[br - 2]
+  let n = transB ? b.shape[br - 2] : b.shape[br - 1]
+  precondition(k == kb, "matmul: \(a.shape)\(transA ? "ᵀ" : "") · \(b.shape)\(transB ? "ᵀ" : "")")
+  let batch = ar == 3 ? a.shape[0] : 1
+  precondition(br == 2 || b.shape[0] == batch, "matmul: batch of \(b.shape) vs \(a.shape)")
+  let outShape = ar == 3 ? [batch, m, n] : [m, n]
+  let y = Tensor(uninitialized: outShape)
+  bmmForward(out: y, a: a.value, b: b.value, transA: transA, transB: transB)
+  let (av, bv) = (a.value, b.value)
+  return makeResult(y, inputs: [a, b]) { g in
+    let ga = g.reshaped([batch, m, n])
+    if a.requiresGrad {
+      // dA = dC·op(B)ᵀ (or its transpose when A was used transposed)
+      let da = a.gradBuffer()
+      for i in 0..<batch {
+        let bp = bv.data + (br == 2 ? 0 : i * k * n)
+        if transA {  // A is [K, M]: dA = op(B)·dCᵀ
+          gemm(transA: transB, transB: true, m: k, n: m, k: n, a: bp, lda: transB ? k : n,
+               b: ga.data + i * m * n, ldb: n, beta: 1, c: da.data + i * m * k, ldc: m)
+        } else {
+          gemm(transA: false, transB: !transB, m: m, n: k, k: n, a: ga.data + i * m * n, lda: n,
+               b: bp, ldb: transB ? k : n, beta: 1, c: da.data + i * m * k, ldc: k)
+        }
+      }
+    }
+    if b.requiresGrad {
+      let db = b.gradBuffer()
+      for i in 0..<batch {
+        let ap = av.data + i * m * k
+        let dbp = db.data + (br == 2 ? 0 : i * k * n)
+        if transB {  // B is [N, K]: dB = dCᵀ·op(A)
+          gemm(transA: true, transB: transA, m: n, n: k, k: m, a: ga.data + i * m * n, lda: n,
+               b: ap, ldb: transA ? m : k, beta: 1, c: dbp, ldc: k)
+        } else {
+          gemm(transA: !transA, transB: false, m: k, n: n, k: m, a: ap, lda: transA ? m : k,
+               b: ga.data + i * m * n, ldb: n, beta: 1, c: dbp, ldc: n)
+        }
+      }
+    }
+  }
+}
+
+extension Var {
+  /// Same values, new shape (one dimension may be -1). No copy.
+  public func reshaped(_ shape: [Int]) -> Var {
+    let old = self.shape
+    return makeResult(value.reshaped(shape), inputs: [self]) { g in self.accumulateGrad(g.reshaped(old)) }
+  }
+}

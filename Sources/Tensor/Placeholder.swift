@@ -1,1 +1,0 @@
-// Tensor: see DESIGN.md. Contents land with their issues.

@@ -1,0 +1,106 @@
+import Tensor
+import XCTest
+
+final class CoreOpsTests: XCTestCase {
+  var rng = TestRNG(seed: 1)
+
+  func testBroadcastArithmeticForward() {
+    let a = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+    let b = Tensor(shape: [3], values: [10, 20, 30])
+    let c = Tensor(shape: [2, 1], values: [100, 200])
+    XCTAssertEqual((Var(a) + Var(b)).value.toArray(), [11, 22, 33, 14, 25, 36])
+    XCTAssertEqual((Var(a) * Var(c)).value.toArray(), [100, 200, 300, 800, 1000, 1200])
+    XCTAssertEqual((Var(b) - Var(c)).value.toArray(), [-90, -80, -70, -190, -180, -170])
+    XCTAssertEqual((Var(a) / Var(Tensor(scalar: 2))).value.toArray(), [0.5, 1, 1.5, 2, 2.5, 3])
+  }
+
+  func testBroadcastArithmeticBackward() {
+    let shapes: [([Int], [Int])] = [([3, 4], [3, 4]), ([2, 3, 5], [5]), ([2, 3, 5], [3, 1]), ([4, 1, 3], [1, 5, 1]), ([3], [])]
+    for (sa, sb) in shapes {
+      let a = rng.tensor(sa), b = rng.tensor(sb, 0.5, 2)
+      checkGradients([a, b]) { $0[0] + $0[1] }
+      checkGradients([a, b]) { $0[0] - $0[1] }
+      checkGradients([a, b]) { $0[0] * $0[1] }
+      checkGradients([a, b]) { $0[0] / $0[1] }
+      checkGradients([b, a]) { $0[0] * $0[1] }
+    }
+    checkGradients([rng.tensor([3, 5])]) { $0[0] * 2.5 + 1 }
+  }
+
+  func testReductionsForwardAndBackward() {
+    let x = Tensor(shape: [2, 3], values: [1, 5, 3, 4, 2, 6])
+    XCTAssertEqual(Var(x).sum().value.scalar, 21)
+    XCTAssertEqual(Var(x).mean().value.scalar, 3.5)
+    XCTAssertEqual(Var(x).sum(axis: 0).value.toArray(), [5, 7, 9])
+    XCTAssertEqual(Var(x).mean(axis: 1, keepDims: true).value.shape, [2, 1])
+    XCTAssertEqual(Var(x).max(axis: 1).value.toArray(), [5, 6])
+    XCTAssertEqual(Var(x).max(axis: -2).value.toArray(), [4, 5, 6])
+    for axis in 0..<3 {
+      checkGradients([rng.tensor([3, 4, 5])]) { $0[0].sum(axis: axis) }
+      checkGradients([rng.tensor([3, 4, 5])]) { $0[0].mean(axis: axis, keepDims: true) }
+      // Distinct values 0.1 apart, so a finite-difference step never changes the argmax.
+      var vals = (0..<60).map { Float($0) * 0.1 }
+      for i in stride(from: 59, to: 0, by: -1) { vals.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+      checkGradients([Tensor(shape: [3, 4, 5], values: vals)]) { $0[0].max(axis: axis) }
+    }
+    checkGradients([rng.tensor([7])]) { $0[0].mean() }
+  }
+
+  func testLinearAgainstNaiveAndGradients() {
+    let x = rng.tensor([2, 3, 5]), w = rng.tensor([4, 5]), b = rng.tensor([4])
+    let y = linear(Var(x), weight: Var(w), bias: Var(b)).value
+    XCTAssertEqual(y.shape, [2, 3, 4])
+    for r in 0..<6 {
+      for o in 0..<4 {
+        var s = b.data[o]
+        for i in 0..<5 { s += x.data[r * 5 + i] * w.data[o * 5 + i] }
+        XCTAssertEqual(y.data[r * 4 + o], s, accuracy: 1e-5)
+      }
+    }
+    checkGradients([x, w, b]) { linear($0[0], weight: $0[1], bias: $0[2]) }
+    checkGradients([x, w]) { linear($0[0], weight: $0[1], bias: nil) }
+  }
+
+  func testMatmulAllTransposesAndBatches() {
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+      let a = rng.tensor(ta ? [2, 5, 3] : [2, 3, 5]), b = rng.tensor(tb ? [2, 4, 5] : [2, 5, 4])
+      let y = matmul(Var(a), Var(b), transA: ta, transB: tb).value
+      XCTAssertEqual(y.shape, [2, 3, 4])
+      for bi in 0..<2 {
+        for i in 0..<3 {
+          for j in 0..<4 {
+            var s: Float = 0
+            for k in 0..<5 {
+              let av = ta ? a.data[bi * 15 + k * 3 + i] : a.data[bi * 15 + i * 5 + k]
+              let bv = tb ? b.data[bi * 20 + j * 5 + k] : b.data[bi * 20 + k * 4 + j]
+              s += av * bv
+            }
+            XCTAssertEqual(y.data[bi * 12 + i * 4 + j], s, accuracy: 1e-5)
+          }
+        }
+      }
+      checkGradients([a, b]) { matmul($0[0], $0[1], transA: ta, transB: tb) }
+      // A shared 2-D right operand.
+      let b2 = rng.tensor(tb ? [4, 5] : [5, 4])
+      checkGradients([a, b2]) { matmul($0[0], $0[1], transA: ta, transB: tb) }
+    }
+  }
+
+  func testGradientsAccumulateOverFanOutAndTapeReleases() {
+    let x = Var(Tensor(shape: [3], values: [1, 2, 3]), requiresGrad: true)
+    let y = withGradients { (x * x + x).sum() }
+    XCTAssertEqual(Tape.shared.count, 3)
+    y.backward()
+    XCTAssertEqual(x.grad!.toArray(), [3, 5, 7])
+    XCTAssertEqual(Tape.shared.count, 0)
+    // No recording outside withGradients: evaluation costs no tape.
+    _ = (x * x).sum()
+    XCTAssertEqual(Tape.shared.count, 0)
+  }
+
+  func testPoolReusesBuffers() {
+    let before = BufferPool.shared.mallocCount
+    for _ in 0..<10 { _ = Tensor.zeros([12_345]) }
+    XCTAssertLessThanOrEqual(BufferPool.shared.mallocCount - before, 1)
+  }
+}
