@@ -12,12 +12,14 @@ func adaptiveBins(input n: Int, output s: Int) -> [(start: Int, end: Int)] {
   (0..<s).map { i in ((i * n) / s, ((i + 1) * n + s - 1) / s) }
 }
 
-/// For each input index, the bins that contain it (bins may overlap, and when the
-/// output is larger than the input one input index feeds several bins).
-func binsContaining(_ bins: [(start: Int, end: Int)], input n: Int) -> [[Int]] {
-  var lists = [[Int]](repeating: [], count: n)
-  for (o, bin) in bins.enumerated() { for i in bin.start..<bin.end { lists[i].append(o) } }
-  return lists
+/// For each input index, the bins that contain it, weighted 1 / bin length (bins
+/// may overlap, and when the output is larger than the input one input index feeds several bins).
+func binAdjoint(_ bins: [(start: Int, end: Int)], input n: Int) -> AxisAdjoint {
+  var reads: [(input: Int, output: Int, weight: Float)] = []
+  for (o, bin) in bins.enumerated() {
+    for i in bin.start..<bin.end { reads.append((i, o, 1 / Float(bin.end - bin.start))) }
+  }
+  return AxisAdjoint(inputs: n, reads: reads)
 }
 
 /// F.adaptive_avg_pool2d: bins start = floor(i·H/s), end = ceil((i+1)·H/s).
@@ -66,24 +68,25 @@ public func adaptiveAvgPoolBackward(dx: Tensor, dy: Tensor, inputShape: [Int],
                                     binsY: [(start: Int, end: Int)], binsX: [(start: Int, end: Int)]) {
   let (B, H, W, C) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
   let (Ho, Wo) = (binsY.count, binsX.count)
-  let ofY = binsContaining(binsY, input: H), ofX = binsContaining(binsX, input: W)
+  let ay = binAdjoint(binsY, input: H), ax = binAdjoint(binsX, input: W)
+  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
   let dp = dx.data, gp = dy.data
   Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * C))) { r in
     for line in r {
       let b = line / H, iy = line % H
-      for oy in ofY[iy] {
-        let areaY = binsY[oy].end - binsY[oy].start
+      for ky in ys[iy]..<ys[iy + 1] {
+        let grow = gp + (b * Ho + yo[ky]) * Wo * C, wy = yw[ky]
         for ix in 0..<W {
           let o = dp + (line * W + ix) * C
-          for ox in ofX[ix] {
-            let scale = 1 / Float(areaY * (binsX[ox].end - binsX[ox].start))
-            let src = gp + ((b * Ho + oy) * Wo + ox) * C
-            for c in 0..<C { o[c] += src[c] * scale }
+          for kx in xs[ix]..<xs[ix + 1] {
+            let w = wy * xw[kx], src = grow + xo[kx] * C
+            for c in 0..<C { o[c] += src[c] * w }
           }
         }
       }
     }
   }
+  withExtendedLifetime((ay, ax)) {}
 }
 
 // MARK: Max pooling

@@ -27,15 +27,37 @@ func bilinearTaps(input n: Int, output m: Int) -> [LinearTap] {
   }
 }
 
-/// The adjoint of a tap table: for each input index, the (output index, weight)
-/// pairs that read it. Zero weights are dropped (they contribute nothing).
-func inverseTaps(_ taps: [LinearTap], input n: Int) -> [[(o: Int, w: Float)]] {
-  var lists = [[(o: Int, w: Float)]](repeating: [], count: n)
-  for (o, t) in taps.enumerated() {
-    if t.w0 != 0 { lists[t.i0].append((o, t.w0)) }
-    if t.w1 != 0 { lists[t.i1].append((o, t.w1)) }
+/// The adjoint of a per-axis resampling table, in CSR form: input index i is read
+/// by output `output[k]` with weight `weight[k]` for k in start[i]..<start[i+1].
+/// Flat pointers rather than [[Int]]: an inner array per pixel would retain and
+/// release a shared buffer on every access, from every thread. Backward kernels
+/// gather through it per input line, so no two threads write the same element.
+final class AxisAdjoint: @unchecked Sendable {
+  let start: UnsafeMutablePointer<Int>
+  let output: UnsafeMutablePointer<Int>
+  let weight: UnsafeMutablePointer<Float>
+
+  /// `reads` lists (input, output, weight) in increasing output order; zero weights are dropped.
+  init(inputs n: Int, reads: [(input: Int, output: Int, weight: Float)]) {
+    let kept = reads.filter { $0.weight != 0 }
+    start = .allocate(capacity: n + 1)
+    start.initialize(repeating: 0, count: n + 1)
+    for r in kept { start[r.input + 1] += 1 }
+    for i in 0..<n { start[i + 1] += start[i] }
+    output = .allocate(capacity: max(1, kept.count))
+    weight = .allocate(capacity: max(1, kept.count))
+    var fill = (0..<n).map { start[$0] }
+    for r in kept { let k = fill[r.input]; output[k] = r.output; weight[k] = r.weight; fill[r.input] += 1 }
   }
-  return lists
+
+  deinit { start.deallocate(); output.deallocate(); weight.deallocate() }
+}
+
+/// The adjoint of a bilinear tap table.
+func inverseTaps(_ taps: [LinearTap], input n: Int) -> AxisAdjoint {
+  var reads: [(input: Int, output: Int, weight: Float)] = []
+  for (o, t) in taps.enumerated() { reads.append((t.i0, o, t.w0)); reads.append((t.i1, o, t.w1)) }
+  return AxisAdjoint(inputs: n, reads: reads)
 }
 
 /// F.interpolate(mode="bilinear", align_corners=False).
@@ -78,23 +100,25 @@ func bilinearForward(out y: Tensor, x: Tensor, tapsY: [LinearTap], tapsX: [Linea
 func bilinearBackward(dx: Tensor, dy: Tensor, inputShape: [Int], tapsY: [LinearTap], tapsX: [LinearTap]) {
   let (B, H, W, C) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
   let (Ho, Wo) = (tapsY.count, tapsX.count)
-  let ofY = inverseTaps(tapsY, input: H), ofX = inverseTaps(tapsX, input: W)
+  let ay = inverseTaps(tapsY, input: H), ax = inverseTaps(tapsX, input: W)
+  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
   let dp = dx.data, gp = dy.data
   Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * C))) { r in
     for line in r {
       let b = line / H, iy = line % H
-      for (oy, wy) in ofY[iy] {
-        let grow = gp + (b * Ho + oy) * Wo * C
+      for ky in ys[iy]..<ys[iy + 1] {
+        let grow = gp + (b * Ho + yo[ky]) * Wo * C, wy = yw[ky]
         for ix in 0..<W {
           let o = dp + (line * W + ix) * C
-          for (ox, wx) in ofX[ix] {
-            let w = wy * wx, src = grow + ox * C
+          for kx in xs[ix]..<xs[ix + 1] {
+            let w = wy * xw[kx], src = grow + xo[kx] * C
             for c in 0..<C { o[c] += w * src[c] }
           }
         }
       }
     }
   }
+  withExtendedLifetime((ay, ax)) {}
 }
 
 // MARK: Nearest
@@ -126,22 +150,23 @@ public func resizeNearest(_ x: Var, height: Int, width: Int) -> Var {
   let shape = x.shape
   return makeResult(y, inputs: [x]) { dy in
     // Gather per input line: each input pixel sums the output pixels that copied it.
-    var ofY = [[Int]](repeating: [], count: H), ofX = [[Int]](repeating: [], count: W)
-    for (o, i) in sy.enumerated() { ofY[i].append(o) }
-    for (o, i) in sx.enumerated() { ofX[i].append(o) }
+    let ay = AxisAdjoint(inputs: H, reads: sy.enumerated().map { ($1, $0, 1) })
+    let ax = AxisAdjoint(inputs: W, reads: sx.enumerated().map { ($1, $0, 1) })
+    let (ys, yo, xs, xo) = (ay.start, ay.output, ax.start, ax.output)
     let dp = x.gradBuffer().data, gp = dy.data
     Parallel.forRange(shape[0] * H, grain: max(1, 4096 / max(1, W * C))) { r in
       for line in r {
-        let b = line / H
-        for oy in ofY[line % H] {
-          let grow = gp + (b * height + oy) * width * C
+        let b = line / H, iy = line % H
+        for ky in ys[iy]..<ys[iy + 1] {
+          let grow = gp + (b * height + yo[ky]) * width * C
           for ix in 0..<W {
             let o = dp + (line * W + ix) * C
-            for ox in ofX[ix] { let src = grow + ox * C; for c in 0..<C { o[c] += src[c] } }
+            for kx in xs[ix]..<xs[ix + 1] { let src = grow + xo[kx] * C; for c in 0..<C { o[c] += src[c] } }
           }
         }
       }
     }
+    withExtendedLifetime((ay, ax)) {}
   }
 }
 
