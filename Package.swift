@@ -48,7 +48,7 @@ let package = Package(
                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor", "CShims"], resources: [.copy("Golden")]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
-    .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Tensor"]),
+    // ModelsTests joins when the model lands (issue 4).
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "CShims"]),
     .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims"]),
     .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor"]),
