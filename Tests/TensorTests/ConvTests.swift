@@ -60,6 +60,7 @@ final class ConvTests: XCTestCase {
     ConvCase(cin: 5, cout: 5, k: 3, padding: 1, groups: 5),                   // depthwise 3×3
     ConvCase(cin: 5, cout: 5, k: 3, stride: 2, padding: 2, dilation: 2, groups: 5, bias: false),
     ConvCase(cin: 4, cout: 6, k: 3, padding: 1, groups: 2),                   // general groups
+    ConvCase(cin: 3, cout: 6, k: 3, stride: 2, padding: 1, groups: 3),       // depth multiplier 2 (im2col)
   ]
 
   private func algorithms(for c: ConvCase) -> [Conv2dAlgorithm] {
