@@ -56,12 +56,12 @@ final class AdamWTests: XCTestCase {
   /// Runs `steps` steps of AdamW and of the Double reference with the same gradients and lrs
   /// and compares parameters and both moments to `rtol`.
   func checkAgainstReference(_ specs: [Spec], steps: Int, wd: Double, lrs: [Double], rtol: Double,
-                             file: StaticString = #filePath, line: UInt = #line) {
+                             gradScale: Float = 0.5, file: StaticString = #filePath, line: UInt = #line) {
     let store = makeStore(specs, seed: 100)
     let opt = AdamW(store: store, weightDecay: wd)
     var refs = store.entries.map { ReferenceAdamW($0.variable.value.toArray()) }
     for t in 1...steps {
-      let grads = store.entries.enumerated().map { randomValues($0.element.count, seed: UInt64(1000 * t + $0.offset), scale: 0.5) }
+      let grads = store.entries.enumerated().map { randomValues($0.element.count, seed: UInt64(1000 * t + $0.offset), scale: gradScale) }
       setGradients(store, grads)
       opt.step(lr: lrs[t - 1])
       for (k, s) in specs.enumerated() {
@@ -82,6 +82,14 @@ final class AdamWTests: XCTestCase {
                  Spec(name: "norm.bias", shape: [7], decay: false, lrMultiplier: 1),
                  Spec(name: "head.weight", shape: [3, 5], decay: true, lrMultiplier: 10)]
     checkAgainstReference(specs, steps: 5, wd: 0.05, lrs: [1e-3, 2e-3, 3e-3, 2.5e-3, 1e-3], rtol: 1e-6)
+  }
+
+  func testTinyGradientsWhereEpsMatters() {
+    // |g| ~ 1e-8: √v̂ is comparable to eps = 1e-8, so eps inside the square
+    // root (or missing bias correction of v) would change the update by far more than 1e-6.
+    let specs = [Spec(name: "w", shape: [9], decay: true, lrMultiplier: 1),
+                 Spec(name: "b", shape: [4], decay: false, lrMultiplier: 10)]
+    checkAgainstReference(specs, steps: 5, wd: 0.01, lrs: [1e-3, 1e-3, 2e-3, 2e-3, 1e-3], rtol: 1e-6, gradScale: 1e-8)
   }
 
   func testMoreParametersThanOneChunkAcrossThreads() {
@@ -162,7 +170,8 @@ final class AdamWTests: XCTestCase {
   }
 
   /// torch.optim.AdamW itself (see scripts/reference/nn_goldens.py): 5 steps on
-  /// "w" (decay), "b" (no decay) and "head" (lr ×10) with the lrs of a tiny
+  /// "w" (decay), "b" (no decay), "head" (lr ×10) and "tiny" (gradients ~1e-7,
+  /// so eps is as large as √v̂ and its placement matters) with the lrs of a tiny
   /// mmcv poly + warmup schedule.
   func testMatchesTorchGolden() throws {
     let url = goldenURL("adamw.safetensors")
@@ -176,7 +185,7 @@ final class AdamWTests: XCTestCase {
     for i in 0..<steps { XCTAssertEqual(schedule.lr(at: i), torchLRs[i], accuracy: 1e-15 * torchLRs[i], "lr at \(i)") }
 
     let store = ParameterStore()
-    for (name, decay, mult) in [("w", true, Float(1)), ("b", false, 1), ("head", true, 10)] {
+    for (name, decay, mult) in [("w", true, Float(1)), ("b", false, 1), ("head", true, 10), ("tiny", true, 1)] {
       store.parameter(name, try f.tensor("init.\(name)"), decay: decay, lrMultiplier: mult)
     }
     store.finalize()

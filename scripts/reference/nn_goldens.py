@@ -9,7 +9,8 @@ Writes, under Tests/NNTests/Golden/:
                               __metadata__, to check that our reader reads it.
   adamw.safetensors           torch.optim.AdamW for 5 steps on 3 parameters:
                               "w" (decay), "b" (no decay: weight_decay 0),
-                              "head" (lr multiplier 10), with given gradients and
+                              "head" (lr multiplier 10), "tiny" (gradients ~1e-7,
+                              where eps dominates the denominator), with given gradients and
                               a per-step lr taken from mmcv's poly + linear
                               warmup formula (transcribed below).
 """
@@ -52,14 +53,16 @@ def adamw():
     torch.manual_seed(0)
     steps, wd, betas, eps = 5, 0.01, (0.9, 0.999), 1e-8
     base_lr, max_iters, warmup_iters, warmup_ratio = 1e-2, 8, 3, 0.1
-    shapes = {"w": (3, 4), "b": (4,), "head": (2, 3)}
+    shapes = {"w": (3, 4), "b": (4,), "head": (2, 3), "tiny": (5,)}
+    grad_scale = {"w": 1.0, "b": 0.1, "head": 1.0, "tiny": 1e-7}
     init = {k: torch.randn(s) for k, s in shapes.items()}
-    grads = [{k: torch.randn(s) * (0.1 if k == "b" else 1.0) for k, s in shapes.items()} for _ in range(steps)]
+    grads = [{k: torch.randn(s) * grad_scale[k] for k, s in shapes.items()} for _ in range(steps)]
     params = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
     groups = [
         {"params": [params["w"]], "weight_decay": wd, "lr_mult": 1.0},
         {"params": [params["b"]], "weight_decay": 0.0, "lr_mult": 1.0},
         {"params": [params["head"]], "weight_decay": wd, "lr_mult": 10.0},
+        {"params": [params["tiny"]], "weight_decay": wd, "lr_mult": 1.0},
     ]
     opt = torch.optim.AdamW(groups, lr=base_lr, betas=betas, eps=eps, weight_decay=wd)
     lrs = []
