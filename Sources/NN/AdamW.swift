@@ -31,7 +31,8 @@ public final class AdamW {
   struct Segment { var start: Int; var end: Int; var lrMultiplier: Float; var decay: Bool }
   let segments: [Segment]
 
-  /// torch.optim.AdamW defaults except lr, which every `step` is given.
+  /// torch.optim.AdamW defaults except lr, which every `step` is given. The
+  /// groups (decay, lrMultiplier) are read from the store's entries here, once.
   public init(store: ParameterStore, beta1: Double = 0.9, beta2: Double = 0.999,
               eps: Double = 1e-8, weightDecay: Double = 0.01) {
     precondition(store.isFinalized, "AdamW needs a finalized ParameterStore (call finalize() first)")
@@ -118,6 +119,25 @@ public final class AdamW {
       case let .negativeStep(s): return "AdamW state: step count \(s) is negative"
       }
     }
+  }
+
+  /// The moments as named arena tensors, to write into a checkpoint without copying
+  /// (store the step count beside them, e.g. in the metadata).
+  public var namedStateTensors: [(name: String, tensor: Tensor)] {
+    [("optimizer.exp_avg", firstMoment), ("optimizer.exp_avg_sq", secondMoment)]
+  }
+
+  /// Restores the moments from a file holding `namedStateTensors`, and the step count.
+  /// Checks everything before changing anything.
+  public func loadState(from file: SafeTensorsFile, step: Int) throws {
+    guard step >= 0 else { throw StateError.negativeStep(step) }
+    let n = store.parameterCount
+    for (name, _) in namedStateTensors {
+      let info = try file.info(name)
+      guard info.count == n else { throw StateError.sizeMismatch(what: "\(name) in \(file.path)", expected: n, found: info.count) }
+    }
+    for (name, t) in namedStateTensors { try file.read(name, into: t.data) }
+    stepCount = step
   }
 
   /// A copy of (step, m, v) for a checkpoint.

@@ -157,6 +157,37 @@ final class AdamWTests: XCTestCase {
     XCTAssertEqual(optC.exportState(), optA.exportState())
   }
 
+  func testStateThroughSafetensorsResumesBitExactly() throws {
+    let specs = [Spec(name: "w", shape: [4, 6], decay: true, lrMultiplier: 1),
+                 Spec(name: "b", shape: [6], decay: false, lrMultiplier: 10)]
+    let grads = (0..<4).map { t in [randomValues(24, seed: UInt64(t)), randomValues(6, seed: UInt64(t + 100))] }
+    let a = makeStore(specs, seed: 1), optA = AdamW(store: a)
+    for t in 0..<4 { setGradients(a, grads[t]); optA.step(lr: 1e-2) }
+    let b = makeStore(specs, seed: 1), optB = AdamW(store: b)
+    for t in 0..<2 { setGradients(b, grads[t]); optB.step(lr: 1e-2) }
+    let url = try temporaryDirectory(self).appendingPathComponent("ckpt.safetensors")
+    try SafeTensors.write(b.namedTensors + optB.namedStateTensors, metadata: ["step": "\(optB.stepCount)"], to: url)
+
+    let file = try SafeTensorsFile(contentsOf: url)
+    let c = makeStore(specs, seed: 5), optC = AdamW(store: c)
+    for e in c.entries { try file.read(e.name, into: e.variable.value.data) }
+    try optC.loadState(from: file, step: Int(file.metadata["step"]!)!)
+    XCTAssertEqual(optC.stepCount, 2)
+    for t in 2..<4 { setGradients(c, grads[t]); optC.step(lr: 1e-2) }
+    XCTAssertEqual(c.values!.toArray(), a.values!.toArray())
+    XCTAssertEqual(optC.exportState(), optA.exportState())
+
+    // A state of another model's size is refused, naming the tensor.
+    let d = makeStore([Spec(name: "w", shape: [5], decay: true, lrMultiplier: 1)], seed: 0)
+    XCTAssertThrowsError(try AdamW(store: d).loadState(from: file, step: 2)) {
+      XCTAssertEqual($0 as? AdamW.StateError, .sizeMismatch(what: "optimizer.exp_avg in \(url.path)", expected: 5, found: 30))
+    }
+    let empty = try SafeTensorsFile(data: safetensorsBytes("{}"), path: "empty")
+    XCTAssertThrowsError(try optC.loadState(from: empty, step: 2)) {
+      XCTAssertEqual($0 as? SafeTensorsError, .missingKey(file: "empty", key: "optimizer.exp_avg"))
+    }
+  }
+
   func testImportStateRejectsWrongSizes() {
     let store = makeStore([Spec(name: "w", shape: [10], decay: true, lrMultiplier: 1)], seed: 0)
     let opt = AdamW(store: store)
