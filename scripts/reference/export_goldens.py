@@ -7,6 +7,9 @@
 
 Run from the repository root:  .venv/bin/python scripts/reference/export_goldens.py
 Deterministic (fixed seeds, single thread); takes a few seconds on one core.
+Weights and inputs are drawn in float32 and stored exactly; the forward and
+backward run in float64 and every result is rounded to float32 when stored,
+so a golden carries no float32 accumulation error of its own.
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ def perturb_(model: torch.nn.Module, g: torch.Generator):
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
             elif leaf == "bias":
                 p.copy_(0.05 * torch.randn(p.shape, generator=g))
+                if name.endswith("se.fc1.bias"):
+                    p.add_(0.2)   # otherwise all four SE units of stage 0 are dead (ReLU < 0)
 
 
 def make_inputs(g: torch.Generator, B=2, H=64, W=64, N=5):
@@ -88,10 +93,11 @@ def export_swin_shift(args):
             if name.endswith("relative_position_bias_table"):
                 p.copy_(0.5 * torch.randn(p.shape, generator=g))
     raw = torch.round(torch.rand(2, 3, 40, 56, generator=g) * 255)
-    x = R.normalize_image(raw).requires_grad_(True)
+    x = R.normalize_image(raw).double().requires_grad_(True)
     params0 = {k: f32(v) for k, v in bb.state_dict().items()}
+    bb.double()
     feats = bb(x)
-    ws = [torch.randn(f.shape, generator=g) for f in feats]
+    ws = [torch.randn(f.shape, generator=g).double() for f in feats]
     loss = sum((f * w).sum() for f, w in zip(feats, ws))
     loss.backward()
     T = {"param." + k: v for k, v in params0.items()}
@@ -123,13 +129,17 @@ def export_tiny_ecenet(args):
     cfg = R.tiny_config(dropout=0.0)
     if args.embed:
         cfg.swin.embed_dim = args.embed
+    if args.channels:
+        cfg.channels = args.channels
     model = R.ECENet(cfg).train()           # BN in train mode (batch statistics)
     g = torch.Generator().manual_seed(args.seed + 1)
     perturb_(model, g)
     raw, img, label = make_inputs(g, N=cfg.num_classes)
 
     params0 = {k: f32(v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    img.requires_grad_(True)
+    # float32 weights and inputs, evaluated in float64, results rounded to float32
+    model.double()
+    img = img.double().requires_grad_(True)
     out, losses = forward_backward(model, cfg, img, label)
     T = {"grad.input.image_nhwc": nhwc(f32(img.grad))}
     img = img.detach()
@@ -175,16 +185,20 @@ def export_tiny_ecenet(args):
     T["feat.logits_conv"] = nhwc(f32(out["logits_conv"]))
     present = torch.stack([(label == n).flatten(1).any(1) for n in range(cfg.num_classes)], 1)
     T["meta.present"] = present.float()
+    with torch.no_grad():   # no SE unit dead or within float32 noise of its ReLU kink
+        for s, fr in enumerate(model.head.fr):
+            h = fr.se.fc1(fr.cheap(fr.primary(out["feats"][s])).mean((2, 3)))
+            assert (h > 0).any(), f"stage {s}: every SE unit is dead"
+            assert h.abs().min() > 1e-3, f"stage {s}: SE pre-activation {h.abs().min():.2e} near 0"
 
     # Variants on the same weights: GroupNorm head, and the "plus" updater.
     variants = {}
     for vname, over in (("gn", dict(norm="gn")), ("plus", dict(updater="plus"))):
         vcfg = R.tiny_config(dropout=0.0, **over)
-        if args.embed:
-            vcfg.swin.embed_dim = args.embed
-        vm = R.ECENet(vcfg).train()
+        vcfg.swin.embed_dim, vcfg.channels = cfg.swin.embed_dim, cfg.channels
+        vm = R.ECENet(vcfg).train().double()
         sd = {k: v for k, v in params0.items() if k in vm.state_dict()}
-        missing, unexpected = vm.load_state_dict(sd, strict=False)
+        missing, unexpected = vm.load_state_dict({k: v.double() for k, v in sd.items()}, strict=False)
         assert not [k for k in missing if "running" not in k], missing
         vout, vl = forward_backward(vm, vcfg, img, label)
         for k, v in vl.items():
@@ -192,7 +206,7 @@ def export_tiny_ecenet(args):
         T[f"variant.{vname}.out.logits_nhwc"] = nhwc(f32(vout["logits"]))
         variants[vname] = {k: v.item() for k, v in vl.items()}
 
-    path = os.path.join(GOLDEN, "tiny_ecenet.safetensors")
+    path = os.path.join(GOLDEN, f"{args.name}.safetensors")
     save_file(T, path, metadata={"format": "pt", "generator": "scripts/reference/export_goldens.py"})
     os.chmod(path, 0o644)
     back = load_file(path)
@@ -211,26 +225,33 @@ def export_tiny_ecenet(args):
         num_params=R.count_params(model),
         keys={k: list(v.shape) for k, v in sorted(T.items())},
     )
-    with open(os.path.join(GOLDEN, "tiny_ecenet.json"), "w") as f:
+    with open(os.path.join(GOLDEN, f"{args.name}.json"), "w") as f:
         json.dump(side, f, indent=1)
     print(f"{path}: {len(T)} tensors, {os.path.getsize(path) / 1e6:.2f} MB")
     print("losses", side["losses"])
     print("variants", variants)
 
 
-def official_layout(bb: R.SwinTransformer, num_classes: int, g: torch.Generator):
+def official_layout(bb: R.SwinTransformer, num_classes: int, pretrain_img: int, g: torch.Generator):
     """State dict of an official Swin *classifier* (microsoft/Swin-Transformer
     `model` dict): backbone keys without prefix, persistent
-    relative_position_index (int64), final `norm` and `head` instead of the
-    segmentation model's norm0..3."""
+    relative_position_index (int64) in every block, attn_mask (float32,
+    [nW, w*w, w*w], 0/-100) in the shifted blocks of the stages whose
+    resolution at `pretrain_img` exceeds the window (the classifier does not
+    shift when the map is no larger than the window), and the final `norm`
+    and `head` instead of the segmentation model's norm0..3."""
     sd = {}
     for k, v in bb.state_dict().items():
         if k.startswith("norm"):
             continue
         sd[k] = v.clone()
-    for name, m in bb.named_modules():
-        if isinstance(m, R.WindowAttention):
-            sd[name + ".relative_position_index"] = m.relative_position_index.clone()
+    ws = bb.cfg.window_size
+    for s, layer in enumerate(bb.layers):
+        res = pretrain_img // bb.cfg.patch_size // 2 ** s
+        for b, blk in enumerate(layer.blocks):
+            sd[f"layers.{s}.blocks.{b}.attn.relative_position_index"] = blk.attn.relative_position_index.clone()
+            if b % 2 == 1 and res > ws:
+                sd[f"layers.{s}.blocks.{b}.attn_mask"] = R.shift_attn_mask(res, res, ws, ws // 2)
     C = bb.num_features[-1]
     sd["norm.weight"] = 1 + 0.1 * torch.randn(C, generator=g)
     sd["norm.bias"] = 0.05 * torch.randn(C, generator=g)
@@ -239,38 +260,40 @@ def official_layout(bb: R.SwinTransformer, num_classes: int, g: torch.Generator)
     return dict(sorted(sd.items()))
 
 
+SWIN_MICRO = dict(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
+
+
 def export_swin_official(args):
-    """A window-7 'pretrained' checkpoint for the window-4 tiny backbone."""
+    """A window-7 'pretrained' (224 px) official-layout checkpoint of a micro
+    Swin (embed 8, depths 2,2,2,2, heads 1,2,2,4), imported into the same
+    Swin with window 4, as the Swift importer must do."""
     g = torch.Generator().manual_seed(args.seed + 7)
     torch.manual_seed(args.seed + 7)
-    pre_cfg = R.SwinConfig(**{**R.SWIN_PRESETS["tiny"].__dict__, "window_size": 7})
-    if args.embed:
-        pre_cfg.embed_dim = args.embed
+    pre_cfg = R.SwinConfig(**SWIN_MICRO, window_size=7)
     pre = R.SwinTransformer(pre_cfg)
     perturb_(pre, g)
     with torch.no_grad():    # tables with a visible shape, so that resizing matters
         for name, p in pre.named_parameters():
             if name.endswith("relative_position_bias_table"):
                 p.copy_(torch.randn(p.shape, generator=g))
-    ck = official_layout(pre, 10, g)
+    ck = official_layout(pre, 10, 224, g)
     path = os.path.join(GOLDEN, "tiny_swin_official.safetensors")
     save_file({k: v.contiguous() for k, v in ck.items()}, path, metadata={"format": "pt"})
     os.chmod(path, 0o644)
     back = load_file(path)
     assert set(back) == set(ck) and all(torch.equal(back[k], ck[k]) for k in ck)
 
-    # Import into the tiny backbone (window 4), as the Swift importer must.
-    model_cfg = R.SwinConfig(**R.SWIN_PRESETS["tiny"].__dict__)
-    if args.embed:
-        model_cfg.embed_dim = args.embed
+    # Import into the micro backbone with window 4, as the Swift importer must.
+    model_cfg = R.SwinConfig(**SWIN_MICRO, window_size=4)
     torch.manual_seed(0)
-    bb = R.SwinTransformer(model_cfg)
-    loaded, skipped, missing = R.load_official_swin(bb, back)
+    bb = R.SwinTransformer(model_cfg).double()     # resize and run in float64
+    loaded, skipped, missing = R.load_official_swin(
+        bb, {k: v.double() if v.is_floating_point() else v for k, v in back.items()})
     assert sorted(missing) == sorted(f"norm{i}.{w}" for i in range(4) for w in ("weight", "bias")), missing
     x_raw = torch.round(torch.rand(1, 3, 32, 32, generator=g) * 255)
     x = R.normalize_image(x_raw)
     with torch.no_grad():
-        feats = bb(x)
+        feats = bb(x.double())
     T = {}
     for k in loaded:
         if k.endswith("relative_position_bias_table"):
@@ -286,7 +309,7 @@ def export_swin_official(args):
     assert all(torch.equal(back2[k], T[k]) for k in T)
     with open(os.path.join(GOLDEN, "tiny_swin_official.json"), "w") as f:
         json.dump(dict(pretrain_config=pre_cfg.__dict__, model_config=model_cfg.__dict__,
-                       classifier_classes=10, loaded=sorted(loaded), skipped=sorted(skipped),
+                       pretrain_img=224, classifier_classes=10, loaded=sorted(loaded), skipped=sorted(skipped),
                        kept_init=sorted(missing),
                        note="norm0..3 keep their init (weight 1, bias 0); tables resized bicubic "
                             "(align_corners=False) from 13x13 to 7x7 per head"), f, indent=1)
@@ -298,12 +321,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--embed", type=int, default=0, help="override the Swin embed dim (0: spec tiny, 32)")
+    ap.add_argument("--channels", type=int, default=0, help="override the head width C (0: 32)")
+    ap.add_argument("--name", default="tiny_ecenet", help="file stem of the ECENet golden")
+    ap.add_argument("--only-ecenet", action="store_true", help="skip the Swin goldens")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(GOLDEN, exist_ok=True)
     export_tiny_ecenet(args)
-    export_swin_shift(args)
-    export_swin_official(args)
+    if not args.only_ecenet:
+        export_swin_shift(args)
+        export_swin_official(args)
 
 
 if __name__ == "__main__":
