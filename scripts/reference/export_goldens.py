@@ -20,10 +20,11 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file, load_file
+from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ecenet_ref as R  # noqa: E402
+from st_util import save_deterministic  # noqa: E402
 
 GOLDEN = "Tests/ModelsTests/Golden"
 
@@ -113,8 +114,7 @@ def export_swin_shift(args):
         T[f"buf.attn_mask.{s}"] = R.shift_attn_mask(Hp, Wp, 4, 2)
     T["loss"] = f32(loss).reshape(1)
     path = os.path.join(GOLDEN, "tiny_swin_shift.safetensors")
-    save_file(T, path, metadata={"format": "pt"})
-    os.chmod(path, 0o644)
+    save_deterministic(T, path, metadata={"format": "pt"})
     back = load_file(path)
     assert set(back) == set(T) and all(torch.equal(back[k], T[k]) for k in T)
     with open(os.path.join(GOLDEN, "tiny_swin_shift.json"), "w") as f:
@@ -207,8 +207,7 @@ def export_tiny_ecenet(args):
         variants[vname] = {k: v.item() for k, v in vl.items()}
 
     path = os.path.join(GOLDEN, f"{args.name}.safetensors")
-    save_file(T, path, metadata={"format": "pt", "generator": "scripts/reference/export_goldens.py"})
-    os.chmod(path, 0o644)
+    save_deterministic(T, path, metadata={"format": "pt", "generator": "scripts/reference/export_goldens.py"})
     back = load_file(path)
     assert set(back) == set(T) and all(torch.equal(back[k], T[k]) for k in T)
 
@@ -278,8 +277,7 @@ def export_swin_official(args):
                 p.copy_(torch.randn(p.shape, generator=g))
     ck = official_layout(pre, 10, 224, g)
     path = os.path.join(GOLDEN, "tiny_swin_official.safetensors")
-    save_file({k: v.contiguous() for k, v in ck.items()}, path, metadata={"format": "pt"})
-    os.chmod(path, 0o644)
+    save_deterministic({k: v.contiguous() for k, v in ck.items()}, path, metadata={"format": "pt"})
     back = load_file(path)
     assert set(back) == set(ck) and all(torch.equal(back[k], ck[k]) for k in ck)
 
@@ -303,8 +301,7 @@ def export_swin_official(args):
     for s in range(4):
         T[f"feat.backbone.{s}"] = nhwc(f32(feats[s]))
     path2 = os.path.join(GOLDEN, "tiny_swin_official_import.safetensors")
-    save_file(T, path2, metadata={"format": "pt"})
-    os.chmod(path2, 0o644)
+    save_deterministic(T, path2, metadata={"format": "pt"})
     back2 = load_file(path2)
     assert all(torch.equal(back2[k], T[k]) for k in T)
     with open(os.path.join(GOLDEN, "tiny_swin_official.json"), "w") as f:

@@ -24,10 +24,11 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file, load_file
+from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ecenet_ref as R  # noqa: E402
+from st_util import save_deterministic  # noqa: E402
 
 OPS_PATH = "Tests/TensorTests/Golden/ops.safetensors"
 ADAMW_PATH = "Tests/NNTests/Golden/adamw.safetensors"
@@ -332,8 +333,7 @@ def export_ops():
     op_resample()
     op_attention()
     os.makedirs(os.path.dirname(OPS_PATH), exist_ok=True)
-    save_file(T, OPS_PATH, metadata={"format": "pt", "generator": "scripts/reference/export_op_goldens.py"})
-    os.chmod(OPS_PATH, 0o644)
+    save_deterministic(T, OPS_PATH, metadata={"format": "pt", "generator": "scripts/reference/export_op_goldens.py"})
     back = load_file(OPS_PATH)
     assert set(back) == set(T) and all(torch.equal(back[k], T[k]) for k in T)
     with open(OPS_PATH.replace(".safetensors", ".json"), "w") as f:
@@ -393,8 +393,7 @@ def export_adamw():
         side["sets"][prefix or "main"] = dict(base_lr=base_lr, lr_per_step=lrs,
                                                weight_decay={"w1": 0.01, "w2": 0.01, "b": 0.0})
     os.makedirs(os.path.dirname(ADAMW_PATH), exist_ok=True)
-    save_file(out, ADAMW_PATH, metadata={"format": "pt"})
-    os.chmod(ADAMW_PATH, 0o644)
+    save_deterministic(out, ADAMW_PATH, metadata={"format": "pt"})
     back = load_file(ADAMW_PATH)
     assert set(back) == set(out) and all(torch.equal(back[k], out[k]) for k in out)
     side["formula"] = mmseg_poly_warmup_factor.__doc__
