@@ -10,6 +10,8 @@ import Foundation
 
 public struct PackOptions: Sendable {
   public var recordsPerShard = 1000
+  /// A shard is also closed once its records reach this many bytes (it is built in memory).
+  public var maxShardBytes = 256 << 20
   public var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
   /// Skip bad inputs (and record them in the manifest) instead of failing.
   public var skipBad = false
@@ -69,7 +71,7 @@ public enum Packer {
       skipped += spec.unpaired
     }
     let progress = ProgressLine(label: "pack \(spec.dataset) \(spec.split)", total: spec.inputs.count, enabled: options.progress)
-    var shards: [ShardInfo] = [], pending: [ShardRecord] = []
+    var shards: [ShardInfo] = [], pending: [ShardRecord] = [], pendingBytes = 0
     var records = 0, sourceBytes = 0, shardBytes = 0
     var written: [String] = []
     func flush(_ recs: [ShardRecord]) throws {
@@ -93,14 +95,15 @@ public enum Packer {
           switch result {
           case .success(let (rec, size)):
             pending.append(rec); records += 1; sourceBytes += size
+            pendingBytes += rec.image.count + rec.label.count
+            // Shard boundaries depend only on the inputs, so the output stays deterministic.
+            if pending.count >= options.recordsPerShard || pendingBytes >= options.maxShardBytes {
+              try flush(pending); pending.removeAll(keepingCapacity: true); pendingBytes = 0
+            }
           case .failure(let e):
             guard options.skipBad else { throw DataError.badInput(source: input.name, e.description) }
             skipped.append(SkippedInput(source: input.name, reason: e.description))
           }
-        }
-        while pending.count >= options.recordsPerShard {
-          try flush(Array(pending.prefix(options.recordsPerShard)))
-          pending.removeFirst(options.recordsPerShard)
         }
       }
       if !pending.isEmpty { try flush(pending) }

@@ -94,6 +94,10 @@ final class PackTests: XCTestCase {
       XCTAssertEqual(FileManager.default.contents(atPath: t.sub("a/train/" + f)),
                      FileManager.default.contents(atPath: t.sub("b/train/" + f)), f)
     }
+    // A byte limit closes shards early, as deterministically.
+    var small = Fixture.quiet(threads: 3, perShard: 100)
+    small.maxShardBytes = 1
+    XCTAssertEqual(try Packer.pack(spec, into: t.sub("c"), options: small).shards, 7)
     XCTAssertThrowsError(try Packer.pack(spec, into: t.sub("a"), options: Fixture.quiet())) {
       XCTAssertTrue("\($0)".contains("already holds"), "\($0)")
     }
