@@ -48,11 +48,14 @@ public struct TrainAugment: Sendable, Equatable {
     let ratio = rng.uniform(ratioRange.lowerBound, ratioRange.upperBound)
     let (nw, nh) = Resize.keepRatioSize(width: s.image.width, height: s.image.height,
                                         long: Int(Double(scaleLong) * ratio), short: Int(Double(scaleShort) * ratio))
-    var image = Resize.bilinear(s.image, width: nw, height: nh)
     var label = Resize.nearest(s.label, width: nw, height: nh)
-    // 2. Random crop with the category-ratio rule.
+    // 2. Random crop with the category-ratio rule. The crop is chosen on the
+    // resized label alone, so the image is resized only inside the crop: the
+    // same pixels as resizing everything and cropping (tested), at a fraction
+    // of the cost (ADE20K at ratio 2 resizes ~17 Mpx to keep 0.4 Mpx).
     let box = Crop.choose(label: label, cropHeight: cropHeight, cropWidth: cropWidth, catMaxRatio: catMaxRatio, rng: &rng)
-    image = Crop.apply(image, box); label = Crop.apply(label, box)
+    var image = Resize.bilinear(s.image, width: nw, height: nh, region: box)
+    label = Crop.apply(label, box)
     // 3. Horizontal flip.
     if rng.unit() < flipProbability { image = Flip.horizontal(image); label = Flip.horizontal(label) }
     // 4. Photometric distortion (image only).
@@ -117,26 +120,30 @@ public enum Resize {
   }
 
   /// Bilinear with half-pixel centres (cv2 INTER_LINEAR / align_corners=False), rounded to uint8.
-  public static func bilinear(_ src: Image8, width dw: Int, height dh: Int) -> Image8 {
-    if dw == src.width && dh == src.height { return src }
+  /// With `region`, only that box of the dw×dh result is computed and returned
+  /// (each output pixel depends only on its own position, so it equals a crop of the full result).
+  public static func bilinear(_ src: Image8, width dw: Int, height dh: Int, region: Crop.Box? = nil) -> Image8 {
+    let box = region ?? Crop.Box(x: 0, y: 0, width: dw, height: dh)
+    if dw == src.width && dh == src.height { return region == nil ? src : Crop.apply(src, box) }
     let c = src.channels, sw = src.width, sh = src.height
     let sx = Double(sw) / Double(dw), sy = Double(sh) / Double(dh)
+    let ow = box.width
     // Per-column source positions and weights, computed once.
-    var x0 = [Int](repeating: 0, count: dw), x1 = x0, fx = [Float](repeating: 0, count: dw)
-    for x in 0..<dw {
-      let p = max(0, (Double(x) + 0.5) * sx - 0.5)
+    var x0 = [Int](repeating: 0, count: ow), x1 = x0, fx = [Float](repeating: 0, count: ow)
+    for x in 0..<ow {
+      let p = max(0, (Double(x + box.x) + 0.5) * sx - 0.5)
       let i = min(Int(p), sw - 1)
       x0[x] = i; x1[x] = min(i + 1, sw - 1); fx[x] = Float(p - Double(i))
     }
-    var out = [UInt8](repeating: 0, count: dw * dh * c)
+    var out = [UInt8](repeating: 0, count: ow * box.height * c)
     src.pixels.withUnsafeBufferPointer { s in
       out.withUnsafeMutableBufferPointer { o in
-        for y in 0..<dh {
-          let p = max(0, (Double(y) + 0.5) * sy - 0.5)
+        for y in 0..<box.height {
+          let p = max(0, (Double(y + box.y) + 0.5) * sy - 0.5)
           let y0 = min(Int(p), sh - 1), y1 = min(y0 + 1, sh - 1)
           let fy = Float(p - Double(y0))
-          let r0 = y0 * sw * c, r1 = y1 * sw * c, ro = y * dw * c
-          for x in 0..<dw {
+          let r0 = y0 * sw * c, r1 = y1 * sw * c, ro = y * ow * c
+          for x in 0..<ow {
             let a = x0[x] * c, b = x1[x] * c, f = fx[x]
             for k in 0..<c {
               let top = Float(s[r0 + a + k]) * (1 - f) + Float(s[r0 + b + k]) * f
@@ -147,7 +154,7 @@ public enum Resize {
         }
       }
     }
-    return Image8(width: dw, height: dh, channels: c, pixels: out)
+    return Image8(width: ow, height: box.height, channels: c, pixels: out)
   }
 
   /// Nearest neighbour as cv2 INTER_NEAREST: source = floor(dst · src/dst). Never invents a value.

@@ -70,6 +70,14 @@ final class AugmentTests: XCTestCase {
     XCTAssertTrue(Resize.bilinear(flat, width: 20, height: 3).pixels.allSatisfy { $0 == 77 })
     let up = Resize.bilinear(s.image, width: 74, height: 58)
     XCTAssertEqual(up.pixels.count, 74 * 58 * 3)
+    // Resizing only a region gives exactly the crop of the full resize (the fast path the pipeline takes).
+    for box in [Crop.Box(x: 0, y: 0, width: 74, height: 58), Crop.Box(x: 13, y: 7, width: 30, height: 20),
+                Crop.Box(x: 73, y: 57, width: 1, height: 1)] {
+      XCTAssertEqual(Resize.bilinear(s.image, width: 74, height: 58, region: box), Crop.apply(up, box), "\(box)")
+    }
+    let down = Resize.bilinear(s.image, width: 20, height: 11)
+    XCTAssertEqual(Resize.bilinear(s.image, width: 20, height: 11, region: Crop.Box(x: 5, y: 2, width: 10, height: 9)),
+                   Crop.apply(down, Crop.Box(x: 5, y: 2, width: 10, height: 9)))
     // Through the whole pipeline, labels keep only original values (plus 255 padding).
     var aug = TrainAugment(scaleLong: 60, scaleShort: 40, cropHeight: 32, cropWidth: 32)
     aug.photometric = false
