@@ -127,12 +127,15 @@ public final class ShardFile: @unchecked Sendable {  // immutable after init; Da
       guard version == ShardFormat.version else {
         throw bad("format version \(version), this build reads version \(ShardFormat.version); repack with this build")
       }
+      guard p.readLE(UInt32.self, at: 12) == UInt32(ShardFormat.headerSize) else {
+        throw bad("header size field is \(p.readLE(UInt32.self, at: 12)), expected \(ShardFormat.headerSize): corrupt header")
+      }
       guard size >= ShardFormat.headerSize + ShardFormat.footerSize,
             Array(p[(size - 8)..<size]) == ShardFormat.footerMagic else {
         throw bad("footer magic missing: the file is truncated or was not completely written (\(size) bytes)")
       }
       let f = size - ShardFormat.footerSize
-      let indexOffset = Int(p.readLE(UInt64.self, at: f))
+      let indexOffset = Int(clamping: p.readLE(UInt64.self, at: f))  // a corrupt value must not trap
       let n = Int(p.readLE(UInt32.self, at: f + 8))
       let indexCRC = p.readLE(UInt32.self, at: f + 12)
       guard indexOffset >= ShardFormat.headerSize, indexOffset + n * ShardFormat.indexEntrySize == f else {
@@ -147,7 +150,7 @@ public final class ShardFile: @unchecked Sendable {  // immutable after init; Da
       var expected = ShardFormat.headerSize
       for i in 0..<n {
         let e = i * ShardFormat.indexEntrySize
-        let o = Int(idx.readLE(UInt64.self, at: e)), l = Int(idx.readLE(UInt32.self, at: e + 8))
+        let o = Int(clamping: idx.readLE(UInt64.self, at: e)), l = Int(idx.readLE(UInt32.self, at: e + 8))
         guard o == expected, l >= ShardFormat.recordHeaderSize, o + l <= indexOffset else {
           throw bad("index entry \(i) (offset \(o), length \(l)) does not follow the previous record (expected offset \(expected))")
         }

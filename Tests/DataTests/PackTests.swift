@@ -268,4 +268,47 @@ final class PackTests: XCTestCase {
     Fixture.write(Array("{oops".utf8), mpath)
     XCTAssertThrowsError(try ShardedDataset(directory: dir)) { XCTAssertTrue("\($0)".contains("not valid manifest JSON"), "\($0)") }
   }
+
+  func testEveryFlippedByteIsCaughtNeverSilentNeverACrash() throws {
+    let t = TempDir()
+    Fixture.folder(t.sub("img"), t.sub("lab"), count: 2)
+    let spec = try DatasetLayout.folder(images: t.sub("img"), labels: t.sub("lab"), split: "train", numClasses: 5, ignoreValue: 254)
+    let dir = try Packer.pack(spec, into: t.sub("out"), options: Fixture.quiet()).directory
+    let path = dir + "/shard-00000.ecs"
+    let good = [UInt8](FileManager.default.contents(atPath: path)!)
+    let reference = try (0..<2).map { try ShardFile(path: path).record($0) }
+    // Every byte of the header, first record header, index and footer; every 17th byte elsewhere (debug builds are slow).
+    let positions = (0..<good.count).filter { $0 < 80 || $0 >= good.count - 24 - 2 * 16 - 8 || $0 % 17 == 0 }
+    var caught = 0
+    for pos in positions {
+      var bad = good
+      bad[pos] ^= 0x04
+      XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bad)))
+      // Either opening fails, or some record read fails; a read that succeeds must return the original record.
+      guard let f = try? ShardFile(path: path) else { caught += 1; continue }
+      var failed = false
+      for i in 0..<2 {
+        if let r = try? f.record(i) { XCTAssertEqual(r, reference[i], "byte \(pos) changed record \(i) silently") } else { failed = true }
+      }
+      XCTAssertTrue(failed, "flipping byte \(pos) of \(good.count) went unnoticed")
+      if failed { caught += 1 }
+    }
+    XCTAssertEqual(caught, positions.count)
+  }
+
+  func testLabelValueInvalidUnderTheManifestMapIsCaughtWhenReading() throws {
+    let t = TempDir()
+    Fixture.folder(t.sub("img"), t.sub("lab"), count: 2)
+    let spec = try DatasetLayout.folder(images: t.sub("img"), labels: t.sub("lab"), split: "train", numClasses: 5, ignoreValue: 254)
+    let dir = try Packer.pack(spec, into: t.sub("out"), options: Fixture.quiet()).directory
+    // Someone edits the manifest so that 254 is no longer the ignore value.
+    var m = try Manifest.load(directory: dir)
+    m.labelMap.table[254] = -1
+    Fixture.write(Array(try m.encoded()), dir + "/manifest.json")
+    let ds = try ShardedDataset(directory: dir)
+    XCTAssertThrowsError(try ds.sample(at: 0)) { e in
+      XCTAssertTrue("\(e)".contains("shard shard-00000.ecs, record 0 (source img00.png)"), "\(e)")
+      XCTAssertTrue("\(e)".contains("label value 254 at pixel 2 is out of range"), "\(e)")
+    }
+  }
 }
