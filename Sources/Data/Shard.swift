@@ -164,6 +164,10 @@ public final class ShardFile: @unchecked Sendable {  // immutable after init; Da
   }
 
   public var fileName: String { (path as NSString).lastPathComponent }
+  public var byteCount: Int { data.count }
+
+  /// CRC-32C of the whole file (what the manifest records), read through the mapping.
+  public func fileChecksum() -> UInt32 { data.withUnsafeBytes { CRC32C.checksum($0) } }
 
   /// Reads and checks record `i`. `source` in errors is the record's name when it can be read.
   public func record(_ i: Int) throws -> ShardRecord {

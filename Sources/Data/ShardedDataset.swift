@@ -107,16 +107,16 @@ public enum ShardVerifier {
     for info in manifest.shards {
       if !all && !report.errors.isEmpty { return }
       let path = (dir as NSString).appendingPathComponent(info.file)
-      guard let bytes = FileManager.default.contents(atPath: path) else {
+      guard FileManager.default.fileExists(atPath: path) else {
         report.errors.append(.badManifest(path: (dir as NSString).appendingPathComponent(Manifest.fileName),
                                           "lists shard \(info.file), which is missing")); continue
       }
       let before = report.errors.count
-      if bytes.count != info.bytes {
-        report.errors.append(.badShard(file: info.file, "is \(bytes.count) bytes but the manifest says \(info.bytes) (truncated or replaced)"))
-      }
       let file: ShardFile
       do { file = try ShardFile(path: path) } catch { report.errors.append(asDataError(error)); continue }
+      if file.byteCount != info.bytes {
+        report.errors.append(.badShard(file: info.file, "is \(file.byteCount) bytes but the manifest says \(info.bytes) (truncated or replaced)"))
+      }
       if file.count != info.records {
         report.errors.append(.badManifest(path: (dir as NSString).appendingPathComponent(Manifest.fileName),
                                           "says shard \(info.file) holds \(info.records) records, its index has \(file.count)"))
@@ -141,7 +141,7 @@ public enum ShardVerifier {
       report.recordsChecked += file.count
       report.errors += found.compactMap { $0 }
       // A whole-file checksum mismatch that no record check explains (e.g. in padding) still counts.
-      let crc = bytes.withUnsafeBytes { CRC32C.checksum($0) }
+      let crc = file.fileChecksum()
       if report.errors.count == before && CRC32C.hex(crc) != info.crc32c {
         report.errors.append(.badShard(file: info.file, "file checksum \(CRC32C.hex(crc)) differs from the manifest's \(info.crc32c)"))
       }
