@@ -109,17 +109,20 @@ final class AttentionTests: XCTestCase {
   }
 
   func testSmallGemmMatchesBLAS() {
-    for (m, n, k) in [(5, 7, 3), (1, 1, 1), (13, 4, 9), (8, 8, 8), (3, 6, 0)] {
+    for (m, n, k) in [(5, 7, 3), (1, 1, 1), (13, 4, 9), (8, 8, 8), (3, 6, 0), (9, 19, 6), (12, 16, 5)] {
       for transA in [false, true] {
         for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (2, 0.25)] {
           let a = rng.tensor(transA ? [k, m] : [m, k]), b = rng.tensor([k, n])
-          let c0 = rng.tensor([m, n]), c1 = c0.copy()
+          let c0 = rng.tensor([m, n]), c1 = c0.copy(), c2 = c0.copy()
           let lda = transA ? m : k
           smallGemm(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda, b: b.data, ldb: n,
                     beta: beta, c: c0.data, ldc: n)
           gemm(transA: transA, transB: false, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda, b: b.data, ldb: n,
                beta: beta, c: c1.data, ldc: n)
           assertClose(c0, c1, rtol: 1e-5, atol: 1e-5, "smallGemm \(m)×\(n)×\(k) transA \(transA) α \(alpha) β \(beta)")
+          smallGemmReference(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda, b: b.data, ldb: n,
+                             beta: beta, c: c2.data, ldc: n)
+          assertClose(c2, c1, rtol: 1e-5, atol: 1e-5, "smallGemmReference \(m)×\(n)×\(k)")
         }
       }
     }
