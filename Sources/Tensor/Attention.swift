@@ -67,86 +67,28 @@ public func windowReverse(_ x: Var, window: Int, height: Int, width: Int) -> Var
   }
 }
 
-// MARK: Small single-threaded GEMM
-
-/// C[m, n] = alpha·op(A)·B + beta·C, row-major, B never transposed (callers
-/// transpose a small B into scratch). Single-threaded, so it may run inside
-/// Parallel.forRange where OpenBLAS (itself threaded) must not.
-/// Fast path: 4×8 tiles of C held in registers (SIMD8) across the whole k loop,
-/// so each B vector loaded serves four rows and C is read and written once;
-/// edges go through `smallGemmReference`. Sized for attention windows
-/// (m, n, k ≤ 144). Tested against `gemm` and the reference (AttentionTests).
-public func smallGemm(transA: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-  // A[i, p] is a[i·lda + p], or a[p·lda + i] when A is stored transposed.
-  let (rowStep, colStep) = transA ? (1, lda) : (lda, 1)
-  let m4 = m / 4 * 4, n8 = n / 8 * 8
-  var i = 0
-  while i < m4 {
-    let a0 = a + i * rowStep, a1 = a0 + rowStep, a2 = a1 + rowStep, a3 = a2 + rowStep
-    var j = 0
-    while j < n8 {
-      var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
-      var bp = UnsafeRawPointer(b + j)
-      for p in 0..<k {
-        let bv = bp.loadUnaligned(as: SIMD8<Float>.self)
-        let o = p * colStep
-        c0 += bv * a0[o]; c1 += bv * a1[o]; c2 += bv * a2[o]; c3 += bv * a3[o]
-        bp += ldb * MemoryLayout<Float>.stride
-      }
-      @inline(__always) func store(_ acc: SIMD8<Float>, _ r: Int) {
-        let dst = UnsafeMutableRawPointer(c + (i + r) * ldc + j)
-        var res = acc * alpha
-        if beta != 0 { res += dst.loadUnaligned(as: SIMD8<Float>.self) * beta }
-        dst.storeBytes(of: res, as: SIMD8<Float>.self)
-      }
-      store(c0, 0); store(c1, 1); store(c2, 2); store(c3, 3)
-      j += 8
-    }
-    if n8 < n {
-      smallGemmReference(transA: transA, m: 4, n: n - n8, k: k, alpha: alpha, a: a + i * rowStep, lda: lda,
-                         b: b + n8, ldb: ldb, beta: beta, c: c + i * ldc + n8, ldc: ldc)
-    }
-    i += 4
-  }
-  if m4 < m {
-    smallGemmReference(transA: transA, m: m - m4, n: n, k: k, alpha: alpha, a: a + m4 * rowStep, lda: lda,
-                       b: b, ldb: ldb, beta: beta, c: c + m4 * ldc, ldc: ldc)
-  }
-}
-
-/// The plain loop smallGemm is checked against (and uses for tile edges): an
-/// axpy over each contiguous C row.
-public func smallGemmReference(transA: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-  let (rowStep, colStep) = transA ? (1, lda) : (lda, 1)
-  for i in 0..<m {
-    let crow = c + i * ldc
-    if beta == 0 {
-      crow.update(repeating: 0, count: n)
-    } else if beta != 1 {
-      for j in 0..<n { crow[j] *= beta }
-    }
-    for p in 0..<k {
-      let av = alpha * a[i * rowStep + p * colStep], brow = b + p * ldb
-      for j in 0..<n { crow[j] += av * brow[j] }
-    }
-  }
-}
-
-/// dst[cols, rows] = src[rows, cols]ᵀ (src row stride `lds`).
-@inline(__always)
-func transposeInto(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: Int, cols: Int, lds: Int) {
-  for r in 0..<rows { for c in 0..<cols { dst[c * rows + r] = src[r * lds + c] } }
-}
-
 // MARK: Scaled dot-product attention
 
-// Threading: one task per (b, head) slice with smallGemm inside, over
-// Parallel.forRange. Measured on a Swin-B-like case (B' = 50 windows of 144
-// tokens, 4 heads, d 32), see AttentionTests.testAttentionTiming: MEASURED_NOTE
+// Threading. The (b, head) slices are small GEMMs (Swin: 144×144×32), so there
+// are two ways to use the cores: OpenBLAS gemm called slice after slice with
+// the elementwise softmax work split over Parallel.forRange in between (here),
+// or one forRange task per slice running a hand-written single-threaded GEMM
+// (OpenBLAS must not run inside forRange). Measured on a Swin-B-like case
+// (B' = 50 windows of 144 tokens, 4 heads, d 32, AMD EPYC, CPU-ms of one
+// thread for forward+backward): BLAS slices 44 ms (49 ms without the
+// chunking below; forward alone 26 ms); a 4×8 register-tiled
+// Swift GEMM per slice 74 ms, because our Swift builds target baseline x86-64
+// (SSE2) while OpenBLAS uses AVX-512 (single-thread 110 vs 36 GFLOP/s on
+// 144×144×32). Built with -target-cpu skylake-avx512 that GEMM reached
+// 90 GFLOP/s and the per-slice path 52 ms, so revisit (commit 89bfdea) if the
+// build flags change or ranks run many threads each. Of what remains, most is
+// expf in the softmax.
+// Slices go in chunks of about a megabyte of scores so that the softmax pass
+// finds them in cache right after the GEMM wrote them.
+
+/// Slices per chunk: ~256K scores, at least one.
+@inline(__always)
+func attentionChunk(_ lq: Int, _ lk: Int) -> Int { max(1, (1 << 18) / max(1, lq * lk)) }
 
 /// probs[B', heads, Lq, Lk] = softmax(q·kᵀ·scale + bias + mask), out = probs·v.
 /// q [B', heads, Lq, d], k/v [B', heads, Lk, d], bias [heads, Lq, Lk],
@@ -154,28 +96,29 @@ func transposeInto(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Floa
 public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v: Tensor,
                              bias: Tensor?, mask: Tensor?, scale: Float) {
   let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-  let lk = k.shape[2], nW = mask?.shape[0] ?? 1
+  let lk = k.shape[2], nW = mask?.shape[0] ?? 1, slices = bp * heads
   let (qp, kp, vp, pp, op) = (q.data, k.data, v.data, probs.data, out.data)
   let biasP = bias?.data, maskP = mask?.data
-  Parallel.forRange(bp * heads) { range in
-    let kT = UnsafeMutablePointer<Float>.allocate(capacity: max(1, d * lk))
-    defer { kT.deallocate() }
-    for bh in range {
-      let (b, h) = (bh / heads, bh % heads)
-      let qs = qp + bh * lq * d, ks = kp + bh * lk * d, vs = vp + bh * lk * d
-      let s = pp + bh * lq * lk
-      // S = q·kᵀ·scale
-      transposeInto(kT, ks, rows: lk, cols: d, lds: d)
-      smallGemm(transA: false, m: lq, n: lk, k: d, alpha: scale, a: qs, lda: d, b: kT, ldb: lk, beta: 0, c: s, ldc: lk)
-      let bRow = biasP.map { $0 + h * lq * lk }, mRow = maskP.map { $0 + (b % nW) * lq * lk }
-      for i in 0..<lq {
-        let row = s + i * lk
-        if let bb = bRow { for j in 0..<lk { row[j] += bb[i * lk + j] } }
-        if let mm = mRow { for j in 0..<lk { row[j] += mm[i * lk + j] } }
+  let chunk = attentionChunk(lq, lk)
+  for lo in stride(from: 0, to: slices, by: chunk) {
+    let hi = min(slices, lo + chunk)
+    for bh in lo..<hi {  // S = q·kᵀ·scale
+      gemm(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
+           b: kp + bh * lk * d, ldb: d, beta: 0, c: pp + bh * lq * lk, ldc: lk)
+    }
+    Parallel.forRange((hi - lo) * lq, grain: max(1, 4096 / max(1, lk))) { rows in
+      for r in rows {
+        let bh = lo + r / lq, i = r % lq
+        let (b, h) = (bh / heads, bh % heads)
+        let row = pp + (bh * lq + i) * lk
+        if let bb = biasP { let br = bb + (h * lq + i) * lk; for j in 0..<lk { row[j] += br[j] } }
+        if let mm = maskP { let mr = mm + ((b % nW) * lq + i) * lk; for j in 0..<lk { row[j] += mr[j] } }
         softmaxRowInPlace(row, lk)
       }
-      // O = P·v
-      smallGemm(transA: false, m: lq, n: d, k: lk, a: s, lda: lk, b: vs, ldb: d, beta: 0, c: op + bh * lq * d, ldc: d)
+    }
+    for bh in lo..<hi {  // O = P·v
+      gemm(transA: false, transB: false, m: lq, n: d, k: lk, a: pp + bh * lq * lk, lda: lk,
+           b: vp + bh * lk * d, ldb: d, beta: 0, c: op + bh * lq * d, ldc: d)
     }
   }
 }
@@ -199,36 +142,43 @@ func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
 public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tensor?, dOut: Tensor,
                               probs: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float) {
   let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-  let lk = k.shape[2]
+  let lk = k.shape[2], slices = bp * heads
   let (qp, kp, vp, pp, gp) = (q.data, k.data, v.data, probs.data, dOut.data)
-  let dqP = dq?.data, dkP = dk?.data, dvP = dv?.data
+  let chunk = attentionChunk(lq, lk)
   let needS = dq != nil || dk != nil || dBias != nil
-  Parallel.forRange(bp * heads) { range in
-    let vT = UnsafeMutablePointer<Float>.allocate(capacity: max(1, d * lk))
-    let dP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
-    defer { vT.deallocate(); dP.deallocate() }
-    for bh in range {
-      let qs = qp + bh * lq * d, ks = kp + bh * lk * d, vs = vp + bh * lk * d
+  let dPBuf = needS ? Tensor(uninitialized: [min(chunk, slices) * lq * lk]) : Tensor(uninitialized: [0])
+  let dP = dPBuf.data
+  for lo in stride(from: 0, to: slices, by: chunk) {
+    let hi = min(slices, lo + chunk)
+    for bh in lo..<hi {
       let p = pp + bh * lq * lk, go = gp + bh * lq * d
-      if let dvp = dvP {
-        smallGemm(transA: true, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d, beta: 1, c: dvp + bh * lk * d, ldc: d)
+      if let dv = dv {  // dv += Pᵀ·dO
+        gemm(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
+             beta: 1, c: dv.data + bh * lk * d, ldc: d)
       }
-      guard needS else { continue }
-      transposeInto(vT, vs, rows: lk, cols: d, lds: d)
-      smallGemm(transA: false, m: lq, n: lk, k: d, a: go, lda: d, b: vT, ldb: lk, beta: 0, c: dP, ldc: lk)
-      for i in 0..<lq {
-        let pr = p + i * lk, dr = dP + i * lk
+      if needS {  // dP = dO·vᵀ
+        gemm(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
+             beta: 0, c: dP + (bh - lo) * lq * lk, ldc: lk)
+      }
+    }
+    guard needS else { continue }
+    Parallel.forRange((hi - lo) * lq, grain: max(1, 4096 / max(1, lk))) { rows in
+      for r in rows {
+        let pr = pp + (lo * lq + r) * lk, dr = dP + r * lk
         var dot: Float = 0
         for j in 0..<lk { dot += dr[j] * pr[j] }
-        for j in 0..<lk { pr[j] *= dr[j] - dot }   // P row becomes dS row
+        for j in 0..<lk { pr[j] *= dr[j] - dot }  // the P row becomes the dS row
       }
-      if let dqp = dqP {
-        smallGemm(transA: false, m: lq, n: d, k: lk, alpha: scale, a: p, lda: lk, b: ks, ldb: d,
-                  beta: 1, c: dqp + bh * lq * d, ldc: d)
+    }
+    for bh in lo..<hi {
+      let ds = pp + bh * lq * lk
+      if let dq = dq {  // dq += dS·k·scale
+        gemm(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: ds, lda: lk,
+             b: kp + bh * lk * d, ldb: d, beta: 1, c: dq.data + bh * lq * d, ldc: d)
       }
-      if let dkp = dkP {
-        smallGemm(transA: true, m: lk, n: d, k: lq, alpha: scale, a: p, lda: lk, b: qs, ldb: d,
-                  beta: 1, c: dkp + bh * lk * d, ldc: d)
+      if let dk = dk {  // dk += dSᵀ·q·scale
+        gemm(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: ds, lda: lk,
+             b: qp + bh * lq * d, ldb: d, beta: 1, c: dk.data + bh * lk * d, ldc: d)
       }
     }
   }
