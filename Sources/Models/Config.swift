@@ -56,7 +56,7 @@ public struct SwinConfig: Codable, Equatable, Sendable {
 
   public static func preset(_ name: String) throws -> SwinConfig {
     guard let p = presets[name.lowercased().replacingOccurrences(of: "_", with: "-")] else {
-      throw ConfigError.unknownValue(key: "backbone", value: name, expected: presets.keys.sorted())
+      throw ModelConfigError.unknownValue(key: "backbone", value: name, expected: presets.keys.sorted())
     }
     return p
   }
@@ -79,7 +79,7 @@ public struct SwinConfig: Codable, Equatable, Sendable {
       self = try SwinConfig.preset(v)
     } else {
       guard c.contains(.embedDim), c.contains(.depths), c.contains(.heads), c.contains(.window) else {
-        throw ConfigError.missing(key: "backbone", hint: "give `variant: swin-b` or all of embed_dim, depths, heads, window")
+        throw ModelConfigError.missing(key: "backbone", hint: "give `variant: swin-b` or all of embed_dim, depths, heads, window")
       }
       self = SwinConfig(embedDim: 0, depths: [], heads: [], window: 0, dropPath: 0)
     }
@@ -93,7 +93,14 @@ public struct SwinConfig: Codable, Equatable, Sendable {
     try validate()
   }
 
+  /// A preset encodes as its name (so a merged YAML tree can replace it with
+  /// another name); anything else as the explicit mapping.
   public func encode(to encoder: Encoder) throws {
+    if let name = SwinConfig.presets.first(where: { $0.value == self })?.key {
+      var c = encoder.singleValueContainer()
+      try c.encode(name)
+      return
+    }
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(embedDim, forKey: .embedDim); try c.encode(depths, forKey: .depths)
     try c.encode(heads, forKey: .heads); try c.encode(window, forKey: .window)
@@ -103,10 +110,10 @@ public struct SwinConfig: Codable, Equatable, Sendable {
 
   public func validate() throws {
     guard depths.count == 4, heads.count == 4 else {
-      throw ConfigError.invalid(key: "backbone", message: "depths \(depths) and heads \(heads) need 4 stages")
+      throw ModelConfigError.invalid(key: "backbone", message: "depths \(depths) and heads \(heads) need 4 stages")
     }
     for (i, h) in heads.enumerated() where h <= 0 || stageChannels[i] % h != 0 {
-      throw ConfigError.invalid(key: "backbone.heads", message: "stage \(i): \(stageChannels[i]) channels not divisible by \(h) heads")
+      throw ModelConfigError.invalid(key: "backbone.heads", message: "stage \(i): \(stageChannels[i]) channels not divisible by \(h) heads")
     }
   }
 }
@@ -197,7 +204,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public init(from decoder: Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.allCases.map(\.rawValue), section: "model")
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    guard c.contains(.backbone) else { throw ConfigError.missing(key: "model.backbone", hint: "e.g. `backbone: swin-b`") }
+    guard c.contains(.backbone) else { throw ModelConfigError.missing(key: "model.backbone", hint: "e.g. `backbone: swin-b`") }
     backbone = try c.decode(SwinConfig.self, forKey: .backbone)
     numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? numClasses
     channels = try c.decodeIfPresent(Int.self, forKey: .channels) ?? channels
@@ -212,17 +219,17 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
   public func validate() throws {
     try backbone.validate()
-    guard numClasses > 0 else { throw ConfigError.invalid(key: "model.num_classes", message: "must be positive, got \(numClasses)") }
+    guard numClasses > 0 else { throw ModelConfigError.invalid(key: "model.num_classes", message: "must be positive, got \(numClasses)") }
     guard sauHeads > 0, channels % sauHeads == 0 else {
-      throw ConfigError.invalid(key: "model.sau_heads", message: "channels \(channels) not divisible by \(sauHeads) heads")
+      throw ModelConfigError.invalid(key: "model.sau_heads", message: "channels \(channels) not divisible by \(sauHeads) heads")
     }
     guard backbone.stageChannels.allSatisfy({ $0 % 8 == 0 }) else {
-      throw ConfigError.invalid(key: "model.backbone.embed_dim", message: "FR needs stage channels divisible by 8, got \(backbone.stageChannels)")
+      throw ModelConfigError.invalid(key: "model.backbone.embed_dim", message: "FR needs stage channels divisible by 8, got \(backbone.stageChannels)")
     }
   }
 }
 
-public enum ConfigError: Error, CustomStringConvertible {
+public enum ModelConfigError: Error, CustomStringConvertible {
   case unknownKey(section: String, key: String, known: [String])
   case unknownValue(key: String, value: String, expected: [String])
   case missing(key: String, hint: String)
@@ -249,6 +256,6 @@ struct AnyKey: CodingKey {
 func rejectUnknownKeys(_ decoder: Decoder, _ known: [String], section: String) throws {
   let c = try decoder.container(keyedBy: AnyKey.self)
   for k in c.allKeys where !known.contains(k.stringValue) {
-    throw ConfigError.unknownKey(section: section, key: k.stringValue, known: known)
+    throw ModelConfigError.unknownKey(section: section, key: k.stringValue, known: known)
   }
 }
