@@ -53,19 +53,28 @@ public final class Tape {
   struct Entry {
     let output: Var
     let backward: (Tensor) -> Void
+    /// Parameter inputs (named leaves): their gradient is final once every
+    /// entry that uses them has run, which lets communication start early.
+    let parameters: [Var]
   }
 
   /// The tape of the (single) training thread. Ops record here while `isRecording`.
   public static let shared = Tape()
   public var isRecording = false
   var entries: [Entry] = []
+  /// Pending uses per parameter in the recorded tape.
+  var pendingUses: [ObjectIdentifier: Int] = [:]
+  /// Called during backward as soon as a parameter's gradient is complete
+  /// (all its uses on the tape have run). The gradient-bucket reducer listens here.
+  public var onParameterGradientReady: ((Var) -> Void)?
 
   public var count: Int { entries.count }
 
   /// Records that `output` was computed from inputs needing gradients; `backward`
   /// receives d(loss)/d(output) and must accumulate into the inputs.
-  public func record(_ output: Var, _ backward: @escaping (Tensor) -> Void) {
-    entries.append(Entry(output: output, backward: backward))
+  public func record(_ output: Var, parameters: [Var] = [], _ backward: @escaping (Tensor) -> Void) {
+    for p in parameters { pendingUses[ObjectIdentifier(p), default: 0] += 1 }
+    entries.append(Entry(output: output, backward: backward, parameters: parameters))
   }
 
   /// Runs backward from a scalar `loss` (seed 1), or from a given seed gradient.
@@ -74,15 +83,26 @@ public final class Tape {
     let wasRecording = isRecording
     isRecording = false
     while let e = entries.popLast() {
-      guard let g = e.output.grad else { continue }
-      if !e.output.retainsGrad { e.output.grad = nil }
-      e.backward(g)
+      if let g = e.output.grad {
+        if !e.output.retainsGrad { e.output.grad = nil }
+        e.backward(g)
+      }
+      for p in e.parameters {
+        let id = ObjectIdentifier(p)
+        let left = (pendingUses[id] ?? 1) - 1
+        pendingUses[id] = left
+        if left == 0 { pendingUses[id] = nil; onParameterGradientReady?(p) }
+      }
     }
+    pendingUses.removeAll(keepingCapacity: true)
     isRecording = wasRecording
   }
 
   /// Drops the tape without running it (after a forward that should not train).
-  public func clear() { entries.removeAll(keepingCapacity: true) }
+  public func clear() {
+    entries.removeAll(keepingCapacity: true)
+    pendingUses.removeAll(keepingCapacity: true)
+  }
 }
 
 /// Runs `body` with the tape recording: ops whose inputs require grad record backward.
@@ -114,6 +134,12 @@ public func makeResult(_ value: Tensor, inputs: [Var?], backward: @escaping (Ten
   let tape = Tape.shared
   let needs = tape.isRecording && inputs.contains { $0?.requiresGrad == true }
   let out = Var(value, requiresGrad: needs)
-  if needs { tape.record(out, backward) }
+  if needs {
+    let params = inputs.compactMap { v -> Var? in
+      guard let v = v, v.requiresGrad, v.name != nil else { return nil }
+      return v
+    }
+    tape.record(out, parameters: params, backward)
+  }
   return out
 }

@@ -1,22 +1,167 @@
-// Loss kernels. STUB (issue 3).
+// Loss kernels: softmax cross-entropy with ignore index and class weights,
+// sigmoid focal loss (elementwise) and per-row dice loss. Not here: label
+// smoothing, soft-label CE, reductions of focal/dice (the caller sums them).
+//
+// Letters: M rows (leading positions), K classes (last axis of the logits),
+// P elements per dice row. Sums over rows are in Double, in fixed row blocks
+// (`blockedColumnSums`), so a loss reproduces bit for bit on any thread count.
+import Foundation
+
+// MARK: Cross-entropy
+
+/// Σ of the class weights of the non-ignored labels: the divisor of PyTorch's
+/// reduction="mean". The trainer allreduces it for global-batch normalisation.
+public func crossEntropyWeightSum(labels: [Int32], ignoreIndex: Int32 = 255, classWeights: [Float]? = nil) -> Double {
+  var s = 0.0
+  for l in labels where l != ignoreIndex { s += classWeights.map { Double($0[Int(l)]) } ?? 1 }
+  return s
+}
+
+/// lse[m] = log Σ_K exp(x[m, k]) and loss = Σ_m w[label]·(lse − x[label]) over non-ignored rows.
+func crossEntropyForward(lse: UnsafeMutablePointer<Float>, logits x: UnsafePointer<Float>, labels: [Int32],
+                         ignoreIndex: Int32, classWeights: [Float]?, rows: Int, K: Int) -> Double {
+  labels.withUnsafeBufferPointer { lb in
+    blockedColumnSums(rows: rows, width: 1) { r, acc in
+      for row in r {
+        let xi = x + row * K
+        var m = -Float.infinity
+        for k in 0..<K { m = max(m, xi[k]) }
+        var s: Float = 0
+        for k in 0..<K { s += expf(xi[k] - m) }
+        let l = m + logf(s)
+        lse[row] = l
+        let label = lb[row]
+        if label == ignoreIndex { continue }
+        let w = classWeights.map { $0[Int(label)] } ?? 1
+        acc[0] += Double(w) * Double(l - xi[Int(label)])
+      }
+    }[0]
+  }
+}
+
+/// dx[m, k] += g·w[label]/divisor·(softmax(x)[m, k] − [k == label]); ignored rows get nothing.
+func crossEntropyBackward(dx: UnsafeMutablePointer<Float>, scale: Float, lse: UnsafePointer<Float>,
+                          logits x: UnsafePointer<Float>, labels: [Int32], ignoreIndex: Int32,
+                          classWeights: [Float]?, rows: Int, K: Int) {
+  labels.withUnsafeBufferPointer { lb in
+    Parallel.forRange(rows, grain: max(1, (1 << 14) / max(1, K))) { r in
+      for row in r {
+        let label = lb[row]
+        if label == ignoreIndex { continue }
+        let f = scale * (classWeights.map { $0[Int(label)] } ?? 1)
+        let xi = x + row * K, di = dx + row * K, l = lse[row]
+        for k in 0..<K { di[k] += f * expf(xi[k] - l) }
+        di[Int(label)] -= f
+      }
+    }
+  }
+}
 
 /// F.cross_entropy over the last axis of logits [..., K] with integer labels
 /// (one per leading position), ignore index and optional class weights.
 /// Returns the SUM of (weighted) per-position losses divided by `normalizer`
 /// when given (global-batch normalisation), else by the local weight sum
-/// (PyTorch's reduction="mean").
+/// (PyTorch's reduction="mean"; NaN when every label is ignored, as there).
 public func crossEntropy(logits: Var, labels: [Int32], ignoreIndex: Int32 = 255,
                          classWeights: [Float]? = nil, normalizer: Double? = nil) -> Var {
-  fatalError("crossEntropy: not implemented yet (issue 3)")
+  let K = logits.shape.last ?? 0, rows = logits.count / max(1, K)
+  precondition(labels.count == rows, "crossEntropy: \(labels.count) labels for logits \(logits.shape)")
+  precondition(classWeights == nil || classWeights!.count == K,
+               "crossEntropy: \(classWeights?.count ?? 0) class weights for \(K) classes")
+  for l in labels where l != ignoreIndex {
+    precondition(l >= 0 && Int(l) < K, "crossEntropy: label \(l) outside 0..<\(K) (ignore index \(ignoreIndex))")
+  }
+  let xv = logits.value
+  let lse = Tensor(uninitialized: [rows])
+  let total = crossEntropyForward(lse: lse.data, logits: xv.data, labels: labels, ignoreIndex: ignoreIndex,
+                                  classWeights: classWeights, rows: rows, K: K)
+  let divisor = normalizer ?? crossEntropyWeightSum(labels: labels, ignoreIndex: ignoreIndex, classWeights: classWeights)
+  return makeResult(Tensor(scalar: Float(total / divisor)), inputs: [logits]) { g in
+    crossEntropyBackward(dx: logits.gradBuffer().data, scale: Float(Double(g.scalar) / divisor), lse: lse.data,
+                         logits: xv.data, labels: labels, ignoreIndex: ignoreIndex, classWeights: classWeights,
+                         rows: rows, K: K)
+  }
 }
 
-/// Elementwise sigmoid focal loss (torchvision.ops.sigmoid_focal_loss, reduction none).
+// MARK: Sigmoid focal loss
+
+/// torchvision.ops.sigmoid_focal_loss, reduction "none":
+/// p = σ(x); ce = BCE-with-logits(x, t); p_t = p·t + (1−p)(1−t);
+/// loss = α_t·ce·(1 − p_t)^γ with α_t = α·t + (1−α)(1−t) (α < 0: no weighting).
+/// 1 − p is computed as σ(−x), so saturated logits keep their digits.
 public func sigmoidFocalLoss(logits: Var, targets: Tensor, alpha: Float = 0.25, gamma: Float = 2) -> Var {
-  fatalError("sigmoidFocalLoss: not implemented yet (issue 3)")
+  precondition(targets.count == logits.count, "sigmoidFocalLoss: targets \(targets.shape) for logits \(logits.shape)")
+  let xv = logits.value, n = xv.count
+  let y = Tensor(uninitialized: xv.shape)
+  let xp = xv.data, tp = targets.data, yp = y.data
+  Parallel.forRange(n, grain: pointwiseGrain) { r in
+    for i in r {
+      let x = xp[i], t = tp[i]
+      let p = stableSigmoid(x), q0 = stableSigmoid(-x)
+      let ce = max(x, 0) - x * t + log1pf(expf(-abs(x)))
+      let q = q0 * t + p * (1 - t)  // 1 − p_t
+      let at: Float = alpha >= 0 ? alpha * t + (1 - alpha) * (1 - t) : 1
+      yp[i] = at * ce * powf(q, gamma)
+    }
+  }
+  return makeResult(y, inputs: [logits]) { g in
+    // d/dx = α_t·[(p − t)·q^γ + ce·γ·q^(γ−1)·dq/dx],  dq/dx = p(1−p)(1 − 2t).
+    let d = logits.gradBuffer().data, gp = g.data, xp = xv.data, tp = targets.data  // keeps both alive
+    Parallel.forRange(n, grain: pointwiseGrain) { r in
+      for i in r {
+        let x = xp[i], t = tp[i]
+        let p = stableSigmoid(x), q0 = stableSigmoid(-x)
+        let ce = max(x, 0) - x * t + log1pf(expf(-abs(x)))
+        let q = q0 * t + p * (1 - t)
+        let at: Float = alpha >= 0 ? alpha * t + (1 - alpha) * (1 - t) : 1
+        let qg = powf(q, gamma)
+        // q^(γ−1)·p(1−p) → 0 as q → 0 for γ > 0; write it as q^γ/q only when q > 0.
+        let focal: Float = q > 0 && gamma != 0 ? ce * gamma * (qg / q) * p * q0 * (1 - 2 * t) : 0
+        d[i] += gp[i] * at * ((p - t) * qg + focal)
+      }
+    }
+  }
 }
+
+// MARK: Dice loss
 
 /// Dice loss per row: logits [M, P], targets [M, P] in {0,1}; returns [M] with
 /// 1 − (2Σ σ(x)·t + 1)/(Σσ(x) + Σt + 1) (SegViT / mmseg).
 public func diceLoss(logits: Var, targets: Tensor) -> Var {
-  fatalError("diceLoss: not implemented yet (issue 3)")
+  precondition(logits.shape.count == 2 && targets.count == logits.count,
+               "diceLoss: logits \(logits.shape) must be [M, P], targets \(targets.shape) the same size")
+  let M = logits.shape[0], P = logits.shape[1]
+  let xv = logits.value, xp = xv.data, tp = targets.data
+  // Saved per row: numerator 2Σσt + 1 and denominator Σσ + Σt + 1.
+  var num = [Double](repeating: 0, count: M), den = [Double](repeating: 0, count: M)
+  let y = Tensor(uninitialized: [M])
+  num.withUnsafeMutableBufferPointer { nb in
+    den.withUnsafeMutableBufferPointer { db in
+      let np = nb.baseAddress!, dp = db.baseAddress!, yp = y.data
+      Parallel.forRange(M, grain: max(1, (1 << 14) / max(1, P))) { r in
+        for row in r {
+          var st = 0.0, ss = 0.0, tt = 0.0
+          for j in 0..<P {
+            let s = Double(stableSigmoid(xp[row * P + j])), t = Double(tp[row * P + j])
+            st += s * t; ss += s; tt += t
+          }
+          np[row] = 2 * st + 1; dp[row] = ss + tt + 1
+          yp[row] = Float(1 - np[row] / dp[row])
+        }
+      }
+    }
+  }
+  return makeResult(y, inputs: [logits]) { g in
+    // dL/dσ_j = −(2t_j·den − num)/den²; dσ/dx = σ(1−σ).
+    let d = logits.gradBuffer().data, gp = g.data, xp = xv.data, tp = targets.data  // keeps both alive
+    Parallel.forRange(M, grain: max(1, (1 << 14) / max(1, P))) { r in
+      for row in r {
+        let nu = Float(num[row]), de = Float(den[row]), f = gp[row] / (de * de)
+        for j in 0..<P {
+          let i = row * P + j, s = stableSigmoid(xp[i])
+          d[i] += -f * (2 * tp[i] * de - nu) * s * (1 - s)
+        }
+      }
+    }
+  }
 }

@@ -1,24 +1,334 @@
-// Normalisations over the channel (last) axis. STUB (issue 3).
+// Normalisations on channels-last tensors: LayerNorm over the last axis,
+// BatchNorm (with cross-rank SyncBN statistics) and GroupNorm.
+// Not here: instance norm, running-stat-free BN eval, affine-free GroupNorm.
+//
+// Letters: R rows (all positions but the last axis), C channels (last axis),
+// B batch, P = H·W positions per sample, G groups, cg = C / G channels per group.
+//
+// Per-channel sums over many rows (BN, GN) go through `blockedColumnSums`: rows
+// are cut into a fixed number of blocks (set by R alone, never by the thread
+// count, so results reproduce bit for bit on any machine), each block sums in
+// Double, blocks are added in order. Forward and backward then reduce to one
+// streaming pass with a per-channel affine map (`channelAffine`).
+import Foundation
 
-/// F.layer_norm over the last axis.
-public func layerNorm(_ x: Var, weight: Var?, bias: Var?, eps: Float = 1e-5) -> Var {
-  fatalError("layerNorm: not implemented yet (issue 3)")
+// MARK: Shared helpers
+
+/// Per-column sums over `rows` rows: `body(rowRange, acc)` adds its rows into
+/// acc[0..<width] (zero-filled). Blocks are fixed by `rows`, so the result does
+/// not depend on the thread count.
+func blockedColumnSums(rows: Int, width: Int,
+                       _ body: (Range<Int>, UnsafeMutablePointer<Double>) -> Void) -> [Double] {
+  let blocks = max(1, min(rows, 64))
+  let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(1, blocks * width))
+  partial.initialize(repeating: 0, count: max(1, blocks * width))
+  defer { partial.deallocate() }
+  let grain = max(1, (1 << 14) / max(1, (rows / blocks) * max(1, width)))
+  Parallel.forRange(blocks, grain: grain) { r in
+    for b in r { body(rows * b / blocks ..< rows * (b + 1) / blocks, partial + b * width) }
+  }
+  var out = [Double](repeating: 0, count: width)
+  for b in 0..<blocks { for j in 0..<width { out[j] += partial[b * width + j] } }
+  return out
 }
+
+/// out[r, c] (=|+=) x[r, c]·scale[s, c] + shift[s, c] with s = r / rowsPerSet:
+/// every normalisation's forward (and BN/GN backward, with dy as x) is this map
+/// once its statistics are known. `extra` adds aux[r, c]·extraScale[s, c].
+func channelAffine(out: UnsafeMutablePointer<Float>, accumulate: Bool, x: UnsafePointer<Float>,
+                   extra: UnsafePointer<Float>? = nil, extraScale: [Float] = [],
+                   rows: Int, C: Int, rowsPerSet: Int, scale: [Float], shift: [Float]) {
+  scale.withUnsafeBufferPointer { sc in
+    shift.withUnsafeBufferPointer { sh in
+      extraScale.withUnsafeBufferPointer { es in
+        Parallel.forRange(rows, grain: max(1, (1 << 15) / max(1, C))) { r in
+          for row in r {
+            let s = row / rowsPerSet * C
+            let o = out + row * C, xi = x + row * C
+            let a = sc.baseAddress! + s, b = sh.baseAddress! + s
+            if let e = extra {
+              let ei = e + row * C, f = es.baseAddress! + s
+              if accumulate {
+                for c in 0..<C { o[c] += xi[c] * a[c] + ei[c] * f[c] + b[c] }
+              } else {
+                for c in 0..<C { o[c] = xi[c] * a[c] + ei[c] * f[c] + b[c] }
+              }
+            } else if accumulate {
+              for c in 0..<C { o[c] += xi[c] * a[c] + b[c] }
+            } else {
+              for c in 0..<C { o[c] = xi[c] * a[c] + b[c] }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Σ p[0..<n], four accumulators (the latency of a single float add chain
+/// would otherwise bound the loop).
+@inline(__always)
+func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+  var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+  var i = 0
+  while i + 4 <= n { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; i += 4 }
+  while i < n { s0 += p[i]; i += 1 }
+  return (s0 + s1) + (s2 + s3)
+}
+
+/// Σ (p[i] − m)², four accumulators.
+@inline(__always)
+func rowSquaredDeviation(_ p: UnsafePointer<Float>, _ n: Int, _ m: Float) -> Float {
+  var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+  var i = 0
+  while i + 4 <= n {
+    let a = p[i] - m, b = p[i + 1] - m, c = p[i + 2] - m, d = p[i + 3] - m
+    s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d; i += 4
+  }
+  while i < n { let a = p[i] - m; s0 += a * a; i += 1 }
+  return (s0 + s1) + (s2 + s3)
+}
+
+// MARK: LayerNorm
+
+/// y = (x − mean)·rstd·w + b per row of C; saves mean[R] and rstd[R].
+/// Two-pass statistics (mean, then centred variance) on a row that stays in L1,
+/// so memory is streamed once for reading and once for writing.
+public func layerNormForward(out y: Tensor, mean: Tensor, rstd: Tensor, x: Tensor,
+                             weight: Tensor?, bias: Tensor?, eps: Float) {
+  let C = x.shape.last!, rows = x.count / max(1, C)
+  let yp = y.data, xp = x.data, mp = mean.data, rp = rstd.data
+  let wp = weight?.data, bp = bias?.data
+  Parallel.forRange(rows, grain: max(1, (1 << 14) / max(1, C))) { r in
+    for row in r {
+      let xi = xp + row * C, yi = yp + row * C
+      let m = rowSum(xi, C) / Float(C)
+      let v = rowSquaredDeviation(xi, C, m) / Float(C)
+      let s = 1 / (v + eps).squareRoot()
+      mp[row] = m; rp[row] = s
+      switch (wp, bp) {
+      case let (w?, b?): for c in 0..<C { yi[c] = (xi[c] - m) * s * w[c] + b[c] }
+      case let (w?, nil): for c in 0..<C { yi[c] = (xi[c] - m) * s * w[c] }
+      case let (nil, b?): for c in 0..<C { yi[c] = (xi[c] - m) * s + b[c] }
+      case (nil, nil): for c in 0..<C { yi[c] = (xi[c] - m) * s }
+      }
+    }
+  }
+}
+
+/// With x̂ = (x − mean)·rstd and g = dy·w:
+///   dx += rstd·(g − mean_C(g) − x̂·mean_C(g·x̂)) ; dw += Σ_R dy·x̂ ; db += Σ_R dy.
+public func layerNormBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
+                              mean: Tensor, rstd: Tensor, x: Tensor, weight: Tensor?) {
+  let C = x.shape.last!, rows = x.count / max(1, C)
+  let gp = dy.data, xp = x.data, mp = mean.data, rp = rstd.data
+  let wp = weight?.data, dxp = dx?.data
+  let wantW = dWeight != nil, wantB = dBias != nil
+  let width = (wantW || wantB) ? 2 * C : 0
+  let sums = blockedColumnSums(rows: rows, width: width) { r, acc in
+    for row in r {
+      let xi = xp + row * C, gi = gp + row * C
+      let m = mp[row], s = rp[row]
+      if width > 0 {
+        for c in 0..<C { let d = Double(gi[c]); acc[c] += d * Double((xi[c] - m) * s); acc[C + c] += d }
+      }
+      guard let dxp = dxp else { continue }
+      var a0: Float = 0, b0: Float = 0
+      if let w = wp {
+        for c in 0..<C { let g = gi[c] * w[c]; a0 += g; b0 += g * (xi[c] - m) * s }
+      } else {
+        for c in 0..<C { a0 += gi[c]; b0 += gi[c] * (xi[c] - m) * s }
+      }
+      let a = a0 / Float(C), b = b0 / Float(C)
+      let di = dxp + row * C
+      if let w = wp {
+        for c in 0..<C { di[c] += s * (gi[c] * w[c] - a - (xi[c] - m) * s * b) }
+      } else {
+        for c in 0..<C { di[c] += s * (gi[c] - a - (xi[c] - m) * s * b) }
+      }
+    }
+  }
+  if let dw = dWeight { for c in 0..<C { dw.data[c] += Float(sums[c]) } }
+  if let db = dBias { for c in 0..<C { db.data[c] += Float(sums[C + c]) } }
+}
+
+/// F.layer_norm over the last axis (eps inside the square root, biased variance).
+public func layerNorm(_ x: Var, weight: Var?, bias: Var?, eps: Float = 1e-5) -> Var {
+  let C = x.shape.last ?? 0
+  precondition(weight == nil || weight!.shape == [C], "layerNorm: weight \(weight!.shape) for input \(x.shape)")
+  precondition(bias == nil || bias!.shape == [C], "layerNorm: bias \(bias!.shape) for input \(x.shape)")
+  let rows = x.count / max(1, C)
+  let y = Tensor(uninitialized: x.shape)
+  let mean = Tensor(uninitialized: [rows]), rstd = Tensor(uninitialized: [rows])
+  let (xv, wv) = (x.value, weight?.value)
+  layerNormForward(out: y, mean: mean, rstd: rstd, x: xv, weight: wv, bias: bias?.value, eps: eps)
+  return makeResult(y, inputs: [x, weight, bias]) { g in
+    layerNormBackward(dx: x.requiresGrad ? x.gradBuffer() : nil,
+                      dWeight: weight?.requiresGrad == true ? weight!.gradBuffer() : nil,
+                      dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
+                      dy: g, mean: mean, rstd: rstd, x: xv, weight: wv)
+  }
+}
+
+// MARK: BatchNorm / SyncBN
 
 /// Sums Double buffers over ranks in place (SyncBN); nil = this rank only.
 public typealias StatsReducer = (UnsafeMutableBufferPointer<Double>) -> Void
 
-/// F.batch_norm over every axis but the last (channels-last). In training,
-/// batch statistics (reduced through `reduce` across ranks when given) are
-/// used and running stats are updated in place with PyTorch's momentum rule
-/// (unbiased variance); in eval the running stats are used.
+/// Per-channel [Σx (C), Σx² (C)] over the rows of a [R, C] block.
+func channelMoments(_ x: UnsafePointer<Float>, rows: Int, C: Int) -> [Double] {
+  blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
+    for row in r {
+      let xi = x + row * C
+      for c in 0..<C { let v = Double(xi[c]); acc[c] += v; acc[C + c] += v * v }
+    }
+  }
+}
+
+/// Per-channel [Σdy (C), Σdy·x̂ (C)] with x̂ = (x − mean[s, c])·rstd[s, c], s = row / rowsPerSet.
+func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, C: Int,
+                        mean: [Float], rstd: [Float]) -> [Double] {
+  mean.withUnsafeBufferPointer { mb in
+    rstd.withUnsafeBufferPointer { rb in
+      blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
+        let m = mb.baseAddress!, s = rb.baseAddress!
+        for row in r {
+          let xi = x + row * C, gi = dy + row * C
+          for c in 0..<C {
+            let d = Double(gi[c])
+            acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+          }
+        }
+      }
+    }
+  }
+}
+
+/// F.batch_norm over every axis but the last (channels-last), as
+/// torch.nn.BatchNorm2d / torch.nn.SyncBatchNorm. In training, batch statistics
+/// are used (biased variance) and the running stats are updated in place with
+/// running = (1 − momentum)·running + momentum·stat (unbiased variance). With
+/// `reduce`, the per-channel [Σx, Σx², count] are summed over ranks (in Double)
+/// before mean/var are formed, and in backward [Σdy, Σdy·x̂] are summed too, so
+/// dx on N ranks equals one process on the union batch. Weight/bias gradients
+/// stay local (the data-parallel allreduce sums them), as in SyncBatchNorm.
+/// In eval the running stats are used and backward is a per-channel affine map.
 public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, runningVar: Tensor,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
                       reduce: StatsReducer? = nil) -> Var {
-  fatalError("batchNorm: not implemented yet (issue 3)")
+  let C = x.shape.last ?? 0, rows = x.count / max(1, C)
+  precondition(weight.shape == [C] && bias.shape == [C] && runningMean.count == C && runningVar.count == C,
+               "batchNorm: input \(x.shape), weight \(weight.shape), bias \(bias.shape), running \(runningMean.shape)/\(runningVar.shape)")
+  let xv = x.value
+  var mean = [Float](repeating: 0, count: C), rstd = [Float](repeating: 0, count: C)
+  var count = Double(rows)
+  if training {
+    var buf = channelMoments(xv.data, rows: rows, C: C) + [Double(rows)]
+    buf.withUnsafeMutableBufferPointer { reduce?($0) }
+    count = buf[2 * C]
+    precondition(count > 1, "batchNorm: training needs more than one value per channel, got \(count) for input \(x.shape)")
+    let rm = runningMean.data, rv = runningVar.data
+    for c in 0..<C {
+      let m = buf[c] / count
+      let v = max(0, buf[C + c] / count - m * m)
+      mean[c] = Float(m); rstd[c] = Float(1 / (v + Double(eps)).squareRoot())
+      rm[c] = (1 - momentum) * rm[c] + momentum * Float(m)
+      rv[c] = (1 - momentum) * rv[c] + momentum * Float(v * count / (count - 1))
+    }
+  } else {
+    for c in 0..<C {
+      mean[c] = runningMean.data[c]
+      rstd[c] = 1 / (runningVar.data[c] + eps).squareRoot()
+    }
+  }
+  let wv = weight.value, bv = bias.value
+  let scale = (0..<C).map { wv.data[$0] * rstd[$0] }
+  let shift = (0..<C).map { bv.data[$0] - mean[$0] * scale[$0] }
+  let y = Tensor(uninitialized: x.shape)
+  channelAffine(out: y.data, accumulate: false, x: xv.data, rows: rows, C: C, rowsPerSet: rows,
+                scale: scale, shift: shift)
+  return makeResult(y, inputs: [x, weight, bias]) { g in
+    let local = channelGradMoments(dy: g.data, x: xv.data, rows: rows, C: C, mean: mean, rstd: rstd)
+    if weight.requiresGrad { let d = weight.gradBuffer().data; for c in 0..<C { d[c] += Float(local[C + c]) } }
+    if bias.requiresGrad { let d = bias.gradBuffer().data; for c in 0..<C { d[c] += Float(local[c]) } }
+    guard x.requiresGrad else { return }
+    if !training {
+      // y is affine in x with slope w·rstd.
+      channelAffine(out: x.gradBuffer().data, accumulate: true, x: g.data, rows: rows, C: C,
+                    rowsPerSet: rows, scale: scale, shift: [Float](repeating: 0, count: C))
+      return
+    }
+    var sums = local
+    sums.withUnsafeMutableBufferPointer { reduce?($0) }
+    // dx = w·rstd·(dy − Σdy/N − x̂·Σdy·x̂/N) = α·dy + β·x + γ per channel.
+    var beta = [Float](repeating: 0, count: C), gamma = [Float](repeating: 0, count: C)
+    for c in 0..<C {
+      let a = Double(scale[c]), r = Double(rstd[c]), m = Double(mean[c])
+      let s1 = sums[c] / count, s2 = sums[C + c] / count
+      beta[c] = Float(-a * r * s2)
+      gamma[c] = Float(-a * s1 + a * r * s2 * m)
+    }
+    channelAffine(out: x.gradBuffer().data, accumulate: true, x: g.data, extra: xv.data, extraScale: beta,
+                  rows: rows, C: C, rowsPerSet: rows, scale: scale, shift: gamma)
+  }
 }
 
-/// F.group_norm on [B, H, W, C] (groups over channels, statistics per sample and group).
+// MARK: GroupNorm
+
+/// F.group_norm on [B, H, W, C] (any [B, ..., C]): channels are split into
+/// `groups` contiguous blocks; mean and biased variance per sample and group.
 public func groupNorm(_ x: Var, groups: Int, weight: Var, bias: Var, eps: Float = 1e-5) -> Var {
-  fatalError("groupNorm: not implemented yet (issue 3)")
+  let C = x.shape.last ?? 0
+  precondition(x.shape.count >= 2 && groups > 0 && C % groups == 0,
+               "groupNorm: input \(x.shape) with \(groups) groups (C must divide)")
+  precondition(weight.shape == [C] && bias.shape == [C], "groupNorm: weight \(weight.shape), bias \(bias.shape) for input \(x.shape)")
+  let B = x.shape[0], P = x.count / max(1, B * C), cg = C / groups
+  let n = Double(P * cg)
+  let xv = x.value, wv = weight.value, bv = bias.value
+  // Per (sample, channel) copies of the group statistics, so forward and
+  // backward are the same per-channel affine pass as BatchNorm.
+  var mean = [Float](repeating: 0, count: B * C), rstd = [Float](repeating: 0, count: B * C)
+  var scale = [Float](repeating: 0, count: B * C), shift = [Float](repeating: 0, count: B * C)
+  for b in 0..<B {
+    let mom = channelMoments(xv.data + b * P * C, rows: P, C: C)
+    for gi in 0..<groups {
+      var s1 = 0.0, s2 = 0.0
+      for c in gi * cg..<(gi + 1) * cg { s1 += mom[c]; s2 += mom[C + c] }
+      let m = s1 / n, v = max(0, s2 / n - m * m), r = 1 / (v + Double(eps)).squareRoot()
+      for c in gi * cg..<(gi + 1) * cg {
+        mean[b * C + c] = Float(m); rstd[b * C + c] = Float(r)
+        scale[b * C + c] = wv.data[c] * Float(r)
+        shift[b * C + c] = bv.data[c] - Float(m) * scale[b * C + c]
+      }
+    }
+  }
+  let y = Tensor(uninitialized: x.shape)
+  channelAffine(out: y.data, accumulate: false, x: xv.data, rows: B * P, C: C, rowsPerSet: P,
+                scale: scale, shift: shift)
+  return makeResult(y, inputs: [x, weight, bias]) { g in
+    var beta = [Float](repeating: 0, count: B * C), gamma = [Float](repeating: 0, count: B * C)
+    let dw = weight.requiresGrad ? weight.gradBuffer().data : nil
+    let db = bias.requiresGrad ? bias.gradBuffer().data : nil
+    for b in 0..<B {
+      let off = b * P * C
+      let mom = channelGradMoments(dy: g.data + off, x: xv.data + off, rows: P, C: C,
+                                   mean: Array(mean[b * C..<(b + 1) * C]), rstd: Array(rstd[b * C..<(b + 1) * C]))
+      if let dw = dw { for c in 0..<C { dw[c] += Float(mom[C + c]) } }
+      if let db = db { for c in 0..<C { db[c] += Float(mom[c]) } }
+      // dx = rstd·(w·dy − Σ_g w·dy/n − x̂·Σ_g w·dy·x̂/n) = α·dy + β·x + γ per (sample, channel).
+      for gi in 0..<groups {
+        var s1 = 0.0, s2 = 0.0
+        for c in gi * cg..<(gi + 1) * cg { s1 += Double(wv.data[c]) * mom[c]; s2 += Double(wv.data[c]) * mom[C + c] }
+        s1 /= n; s2 /= n
+        let r = Double(rstd[b * C + gi * cg]), m = Double(mean[b * C + gi * cg])
+        for c in gi * cg..<(gi + 1) * cg {
+          beta[b * C + c] = Float(-r * r * s2)
+          gamma[b * C + c] = Float(-r * s1 + r * r * s2 * m)
+        }
+      }
+    }
+    guard x.requiresGrad else { return }
+    channelAffine(out: x.gradBuffer().data, accumulate: true, x: g.data, extra: xv.data, extraScale: beta,
+                  rows: B * P, C: C, rowsPerSet: P, scale: scale, shift: gamma)
+  }
 }

@@ -31,4 +31,16 @@ final class MPITests: XCTestCase {
     XCTAssertEqual(code, 0, output)
     XCTAssertTrue(output.contains("rank=0 size=1 allreduce_ok=true sum0=1.0 avg=0.0 bcast=3.5,-1.0,42.0 gather=rank0"), output)
   }
+
+  func testOverlappedBucketAllreduceSumsGradients() throws {
+    for n in [1, 2, 3] {
+      let (code, output) = n == 1
+        ? try runProcess(executablePath(), ["selftest", "buckets"])
+        : try runProcess("/usr/bin/env", mpirunArgs(ranks: n) + [executablePath(), "selftest", "buckets"])
+      XCTAssertEqual(code, 0, output)
+      let lines = output.split(separator: "\n").filter { $0.hasPrefix("rank=") }
+      XCTAssertEqual(lines.count, n, output)
+      for l in lines { XCTAssertTrue(l.hasSuffix("grads_ok=true") && l.contains("buckets=3"), "\(n) ranks: \(l)") }
+    }
+  }
 }

@@ -104,3 +104,24 @@ final class CoreOpsTests: XCTestCase {
     XCTAssertLessThanOrEqual(BufferPool.shared.mallocCount - before, 1)
   }
 }
+
+final class TapeHookTests: XCTestCase {
+  func testParameterReadyFiresAfterLastUse() {
+    let w = Var(Tensor(shape: [2], values: [1, 2]), requiresGrad: true, name: "w")
+    let u = Var(Tensor(shape: [2], values: [3, 4]), requiresGrad: true, name: "u")
+    let x = Var(Tensor(shape: [2], values: [5, 6]))
+    var order: [String] = []
+    var gradAtReady: [Float] = []
+    Tape.shared.onParameterGradientReady = { p in
+      order.append(p.name!)
+      if p.name == "w" { gradAtReady = p.grad!.toArray() }
+    }
+    defer { Tape.shared.onParameterGradientReady = nil }
+    // w is used twice (first and last op), u once in the middle.
+    let loss = withGradients { ((x * w) * u + w).sum() }
+    loss.backward()
+    XCTAssertEqual(order, ["u", "w"])
+    // At the moment w is reported ready its gradient is complete: x·u + 1.
+    XCTAssertEqual(gradAtReady, [16, 25])
+  }
+}

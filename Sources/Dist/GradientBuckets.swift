@@ -1,0 +1,145 @@
+// Gradient buckets: allreduce overlapped with backward (DDP-style).
+//
+// Parameters sit in one arena in registration (forward) order, so walking the
+// entries backwards and cutting every ~25 MB gives buckets that are contiguous
+// slices of the gradient arena, in the order backward completes them. The tape
+// reports each parameter whose gradient is final; when a bucket's last
+// parameter is reported, its slice is handed to a communication thread that
+// runs the allreduce while backward goes on with earlier layers.
+//
+// Gradients are SUMMED, not averaged: every loss is normalised by counts over
+// the global batch (spec §6), so the sum over ranks is exactly the gradient of
+// one process on the union batch.
+import Foundation
+import NN
+import Tensor
+
+public final class GradientBuckets {
+  public struct Bucket {
+    /// Arena range [lo, hi) of this bucket's gradients.
+    public let lo: Int
+    public let hi: Int
+    /// Parameters in the bucket (count of those not yet ready is tracked per step).
+    let members: [ObjectIdentifier]
+  }
+
+  public let buckets: [Bucket]
+  private let comm: Communicator
+  private let gradients: Tensor
+  private var bucketOf: [ObjectIdentifier: Int] = [:]
+  private var pending: [Int] = []
+  private var nextToLaunch = 0
+  private var ready: [Bool] = []
+  private let worker: CommWorker
+  /// Seconds the trainer spent waiting for communication after backward (exposed time).
+  public private(set) var lastWaitSeconds: Double = 0
+
+  public init(store: ParameterStore, comm: Communicator, bucketBytes: Int = 25 << 20) {
+    precondition(store.isFinalized, "GradientBuckets needs a finalized ParameterStore")
+    self.comm = comm
+    self.gradients = store.gradients!
+    var result: [Bucket] = []
+    var members: [ObjectIdentifier] = []
+    var hi = store.parameterCount, lo = hi
+    for e in store.entries.reversed() {
+      members.append(ObjectIdentifier(e.variable))
+      lo = e.offset
+      if (hi - lo) * 4 >= bucketBytes {
+        result.append(Bucket(lo: lo, hi: hi, members: members))
+        members = []; hi = lo
+      }
+    }
+    if !members.isEmpty { result.append(Bucket(lo: lo, hi: hi, members: members)) }
+    buckets = result
+    for (i, b) in buckets.enumerated() { for m in b.members { bucketOf[m] = i } }
+    worker = CommWorker()
+  }
+
+  /// Arms the tape hook for one backward pass.
+  public func beginBackward() {
+    pending = buckets.map { $0.members.count }
+    ready = [Bool](repeating: false, count: buckets.count)
+    nextToLaunch = 0
+    guard comm.worldSize > 1 else { return }
+    Tape.shared.onParameterGradientReady = { [unowned self] p in self.parameterReady(p) }
+  }
+
+  private func parameterReady(_ p: Var) {
+    guard let b = bucketOf[ObjectIdentifier(p)] else { return }
+    pending[b] -= 1
+    if pending[b] == 0 { ready[b] = true; launchInOrder() }
+  }
+
+  /// Launches ready buckets in bucket order: every rank must issue the
+  /// collectives in the same order, whatever order its backward finished them.
+  private func launchInOrder() {
+    while nextToLaunch < buckets.count && ready[nextToLaunch] {
+      launch(nextToLaunch)
+      nextToLaunch += 1
+    }
+  }
+
+  private func launch(_ i: Int) {
+    let b = buckets[i]
+    let buf = UnsafeMutableBufferPointer(start: gradients.data + b.lo, count: b.hi - b.lo)
+    let comm = self.comm
+    worker.submit { try comm.allreduceSum(buf) }
+  }
+
+  /// Reduces any bucket backward did not report (parameters unused this step
+  /// still need the same collectives on every rank) and waits for all.
+  public func finishBackward() throws {
+    Tape.shared.onParameterGradientReady = nil
+    guard comm.worldSize > 1 else { return }
+    for i in nextToLaunch..<buckets.count { ready[i] = true }
+    launchInOrder()
+    let t0 = Date()
+    try worker.waitAll()
+    lastWaitSeconds = Date().timeIntervalSince(t0)
+  }
+}
+
+/// One thread that runs submitted collectives in order (MPI_THREAD_SERIALIZED:
+/// only this thread calls MPI while backward runs).
+final class CommWorker: @unchecked Sendable {
+  private var queue: [() throws -> Void] = []
+  private var inFlight = 0
+  private var error: Error?
+  private let cond = NSCondition()
+  private var thread: Thread?
+
+  init() {
+    let t = Thread { [unowned self] in self.loop() }
+    t.name = "ecenet-comm"
+    t.start()
+    thread = t
+  }
+
+  func submit(_ job: @escaping () throws -> Void) {
+    cond.lock(); queue.append(job); inFlight += 1; cond.signal(); cond.unlock()
+  }
+
+  func waitAll() throws {
+    cond.lock()
+    while inFlight > 0 { cond.wait() }
+    let e = error; error = nil
+    cond.unlock()
+    if let e = e { throw e }
+  }
+
+  private func loop() {
+    while true {
+      cond.lock()
+      while queue.isEmpty { cond.wait() }
+      let job = queue.removeFirst()
+      cond.unlock()
+      var failure: Error?
+      do { try job() } catch { failure = error }
+      cond.lock()
+      if let f = failure, error == nil { error = f }
+      inFlight -= 1
+      cond.broadcast()
+      cond.unlock()
+    }
+  }
+}

@@ -1,1 +1,0 @@
-// Train: see DESIGN.md. Contents land with their issues.

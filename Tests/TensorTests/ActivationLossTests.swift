@@ -1,0 +1,233 @@
+// Activations, softmax on every axis, losses and dropout: forward against
+// naive Double loops, backward against finite differences.
+import Foundation
+import Tensor
+import XCTest
+
+private func assertCloseD(_ a: Tensor, _ b: [Double], tol: Double = 1e-5, _ what: String,
+                          file: StaticString = #filePath, line: UInt = #line) {
+  XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+  for i in 0..<min(a.count, b.count) where !(abs(Double(a.data[i]) - b[i]) <= tol * (1 + abs(b[i]))) {
+    XCTFail("\(what): element \(i): \(a.data[i]) vs reference \(b[i])", file: file, line: line)
+    return
+  }
+}
+
+private func sigmoidD(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
+
+/// Softmax (or log-softmax) of x over `axis`, by index arithmetic on the full shape.
+private func referenceSoftmax(_ x: Tensor, axis: Int, log: Bool) -> [Double] {
+  let shape = x.shape
+  let outer = shape[..<axis].reduce(1, *), n = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
+  var out = [Double](repeating: 0, count: x.count)
+  for o in 0..<outer {
+    for j in 0..<inner {
+      let idx = (0..<n).map { (o * n + $0) * inner + j }
+      let lse = Foundation.log(idx.map { exp(Double(x.data[$0])) }.reduce(0, +))
+      for i in idx { out[i] = log ? Double(x.data[i]) - lse : exp(Double(x.data[i]) - lse) }
+    }
+  }
+  return out
+}
+
+final class ActivationLossTests: XCTestCase {
+  var rng = TestRNG(seed: 23)
+
+  // MARK: Pointwise activations
+
+  func testPointwiseActivationsForward() {
+    let x = Tensor(shape: [2, 4], values: [-3, -0.5, 0, 0.7, 2.5, -100, 100, 1e-3])
+    let v = x.toArray().map(Double.init)
+    assertCloseD(gelu(Var(x)).value, v.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }, "gelu")
+    assertCloseD(relu(Var(x)).value, v.map { max($0, 0) }, "relu")
+    assertCloseD(sigmoid(Var(x)).value, v.map(sigmoidD), "sigmoid")
+    let s = sigmoid(Var(x)).value
+    XCTAssertTrue(s.data[5] >= 0 && s.data[5] < 1e-30 && s.data[6] == 1, "σ(±100) saturates without NaN")
+  }
+
+  func testPointwiseActivationsGradients() {
+    let x = rng.tensor([3, 7], -3, 3)
+    checkGradients([x], expectShape: [3, 7]) { gelu($0[0]) }
+    checkGradients([x]) { sigmoid($0[0]) }
+    // ReLU away from the kink, so a finite-difference step never crosses 0.
+    let vals = (0..<21).map { i -> Float in let v = rng.uniform(0.1, 2); return i % 2 == 0 ? v : -v }
+    checkGradients([Tensor(shape: [3, 7], values: vals)]) { relu($0[0]) }
+  }
+
+  // MARK: Softmax
+
+  func testSoftmaxForwardAllAxes() {
+    for shape in [[3, 4, 5], [2, 3, 70], [2, 67, 3]] {  // 70 and 67 cross the 64-column block
+      let x = rng.tensor(shape, -4, 4)
+      for axis in 0..<3 {
+        assertCloseD(softmax(Var(x), axis: axis).value, referenceSoftmax(x, axis: axis, log: false), "softmax \(shape) axis \(axis)")
+        assertCloseD(logSoftmax(Var(x), axis: axis).value, referenceSoftmax(x, axis: axis, log: true), "logSoftmax \(shape) axis \(axis)")
+      }
+      assertClose(softmax(Var(x), axis: -1).value, softmax(Var(x), axis: 2).value, "negative axis")
+    }
+    // Large logits: the maximum is subtracted, nothing overflows.
+    let big = Tensor(shape: [1, 3], values: [1000, 999, -1000])
+    assertCloseD(softmax(Var(big), axis: 1).value, referenceSoftmax(Tensor(shape: [1, 3], values: [1, 0, -2000]), axis: 1, log: false), "large logits")
+    XCTAssertTrue(logSoftmax(Var(big), axis: 1).value.toArray().allSatisfy { $0.isFinite })
+  }
+
+  func testSoftmaxGradientsAllAxes() {
+    for shape in [[3, 4, 5], [2, 3, 66]] {
+      let x = rng.tensor(shape, -2, 2)
+      for axis in [0, 1, 2, -1] {
+        checkGradients([x], expectShape: shape) { softmax($0[0], axis: axis) }
+        checkGradients([x]) { logSoftmax($0[0], axis: axis) }
+      }
+    }
+  }
+
+  // MARK: Cross-entropy
+
+  /// Σ w[l]·(lse − x[l]) over non-ignored rows, and Σ w[l], in Double.
+  private func referenceCE(_ x: Tensor, _ labels: [Int32], ignore: Int32, weights: [Float]?) -> (Double, Double) {
+    let K = x.shape.last!
+    var loss = 0.0, wsum = 0.0
+    for (r, l) in labels.enumerated() where l != ignore {
+      let row = (0..<K).map { Double(x.data[r * K + $0]) }
+      let lse = log(row.map(exp).reduce(0, +))
+      let w = weights.map { Double($0[Int(l)]) } ?? 1
+      loss += w * (lse - row[Int(l)]); wsum += w
+    }
+    return (loss, wsum)
+  }
+
+  func testCrossEntropyForwardWithIgnoreAndWeights() {
+    let K = 5
+    let x = rng.tensor([2, 3, K], -3, 3)
+    let labels: [Int32] = [0, 255, 4, 2, 255, 2]
+    let weights: [Float] = [0.5, 1, 2, 1.5, 0.25]
+    let (l0, n0) = referenceCE(x, labels, ignore: 255, weights: nil)
+    XCTAssertEqual(n0, 4)
+    XCTAssertEqual(Double(crossEntropy(logits: Var(x), labels: labels).value.scalar), l0 / n0, accuracy: 1e-5)
+    let (l1, n1) = referenceCE(x, labels, ignore: 255, weights: weights)
+    XCTAssertEqual(crossEntropyWeightSum(labels: labels, ignoreIndex: 255, classWeights: weights), n1, accuracy: 1e-12)
+    XCTAssertEqual(Double(crossEntropy(logits: Var(x), labels: labels, classWeights: weights).value.scalar), l1 / n1, accuracy: 1e-5)
+    XCTAssertEqual(Double(crossEntropy(logits: Var(x), labels: labels, classWeights: weights, normalizer: 10).value.scalar),
+                   l1 / 10, accuracy: 1e-5)
+    // Another ignore index (255 would then be out of range, so none here).
+    let labels2: [Int32] = [0, 1, 4, 2, 3, 2]
+    let (l2, n2) = referenceCE(x, labels2, ignore: 2, weights: nil)
+    XCTAssertEqual(Double(crossEntropy(logits: Var(x), labels: labels2, ignoreIndex: 2).value.scalar), l2 / n2, accuracy: 1e-5)
+    // Stable for large logits.
+    let big = Tensor(shape: [1, 3], values: [500, -500, 0])
+    XCTAssertEqual(crossEntropy(logits: Var(big), labels: [1]).value.scalar, 1000, accuracy: 1e-2)
+  }
+
+  func testCrossEntropyGradients() {
+    let K = 6
+    let x = rng.tensor([3, 3, K], -2, 2)
+    let labels: [Int32] = [0, 255, 5, 2, 255, 2, 1, 3, 4]
+    let weights: [Float] = [0.5, 1, 2, 1.5, 0.25, 3]
+    checkGradients([x], expectShape: []) { crossEntropy(logits: $0[0], labels: labels) }
+    checkGradients([x]) { crossEntropy(logits: $0[0], labels: labels, classWeights: weights) }
+    checkGradients([x]) { crossEntropy(logits: $0[0], labels: labels, classWeights: weights, normalizer: 4) }
+    // Ignored rows get exactly zero gradient.
+    let v = Var(x.copy(), requiresGrad: true)
+    withGradients { crossEntropy(logits: v, labels: labels) }.backward()
+    for k in 0..<K { XCTAssertEqual(v.grad!.data[1 * K + k], 0); XCTAssertEqual(v.grad!.data[4 * K + k], 0) }
+  }
+
+  // MARK: Focal loss
+
+  private func referenceFocal(_ x: Double, _ t: Double, alpha: Double, gamma: Double) -> Double {
+    let p = sigmoidD(x)
+    let ce = -(t * log(p) + (1 - t) * log(1 - p))
+    let pt = p * t + (1 - p) * (1 - t)
+    var loss = ce * pow(1 - pt, gamma)
+    if alpha >= 0 { loss *= alpha * t + (1 - alpha) * (1 - t) }
+    return loss
+  }
+
+  func testSigmoidFocalLossForwardAndGradients() {
+    let x = rng.tensor([4, 5], -4, 4)
+    let hard = Tensor(shape: [4, 5], values: (0..<20).map { _ in Float(rng.next() % 2) })
+    let soft = rng.tensor([4, 5], 0, 1)
+    for (t, alpha, gamma) in [(hard, Float(0.25), Float(2)), (soft, 0.25, 2), (hard, -1, 1.5), (soft, 0.6, 0.5), (hard, 0.25, 0)] {
+      let ref = (0..<20).map { referenceFocal(Double(x.data[$0]), Double(t.data[$0]), alpha: Double(alpha), gamma: Double(gamma)) }
+      assertCloseD(sigmoidFocalLoss(logits: Var(x), targets: t, alpha: alpha, gamma: gamma).value, ref, tol: 1e-4,
+                   "focal α=\(alpha) γ=\(gamma)")
+      checkGradients([x], expectShape: [4, 5]) { sigmoidFocalLoss(logits: $0[0], targets: t, alpha: alpha, gamma: gamma) }
+    }
+    // Saturated logits: finite loss and gradient.
+    let sat = Tensor(shape: [4], values: [60, -60, 60, -60]), st = Tensor(shape: [4], values: [1, 0, 0, 1])
+    let v = Var(sat, requiresGrad: true)
+    let l = withGradients { sigmoidFocalLoss(logits: v, targets: st) }
+    withGradients { l.sum() }.backward()
+    XCTAssertTrue(l.value.toArray().allSatisfy { $0.isFinite } && v.grad!.toArray().allSatisfy { $0.isFinite })
+    XCTAssertEqual(l.value.data[2], 0.75 * 60, accuracy: 1e-3, "confidently wrong: α_t·ce·1")
+  }
+
+  // MARK: Dice loss
+
+  func testDiceLossForwardAndGradients() {
+    let (M, P) = (3, 11)
+    let x = rng.tensor([M, P], -3, 3)
+    let t = Tensor(shape: [M, P], values: (0..<M * P).map { _ in Float(rng.next() % 2) })
+    let ref = (0..<M).map { m -> Double in
+      let s = (0..<P).map { sigmoidD(Double(x.data[m * P + $0])) }, tt = (0..<P).map { Double(t.data[m * P + $0]) }
+      let inter = zip(s, tt).map(*).reduce(0, +)
+      return 1 - (2 * inter + 1) / (s.reduce(0, +) + tt.reduce(0, +) + 1)
+    }
+    assertCloseD(diceLoss(logits: Var(x), targets: t).value, ref, "dice")
+    checkGradients([x], expectShape: [M]) { diceLoss(logits: $0[0], targets: t) }
+  }
+
+  // MARK: Dropout and drop-path
+
+  func testDropoutDeterminismScaleAndGradient() {
+    let x = rng.tensor([50, 201], 0.5, 1.5)  // > one 4096-element mask block; no zeros in x
+    let p: Float = 0.3
+    func run(_ seed: UInt64) -> Tensor { var g = RandomGenerator(seed: seed); return dropout(Var(x), p: p, rng: &g).value }
+    let a = run(5), b = run(5), c = run(6)
+    XCTAssertEqual(a.toArray(), b.toArray(), "same seed, same mask")
+    XCTAssertNotEqual(a.toArray(), c.toArray(), "another seed, another mask")
+    var zeros = 0
+    for i in 0..<x.count {
+      if a.data[i] == 0 { zeros += 1 } else { XCTAssertEqual(a.data[i], x.data[i] / (1 - p), accuracy: 1e-6) }
+    }
+    XCTAssertEqual(Double(zeros) / Double(x.count), Double(p), accuracy: 0.02)
+    // Same mask regardless of the thread count.
+    let saved = Parallel.threads
+    Parallel.threads = 1
+    let single = run(5)
+    Parallel.threads = saved
+    XCTAssertEqual(single.toArray(), a.toArray(), "mask independent of threads")
+    // The generator advances: two calls with one generator draw different masks.
+    var g = RandomGenerator(seed: 9)
+    let m1 = dropout(Var(x), p: p, rng: &g).value, m2 = dropout(Var(x), p: p, rng: &g).value
+    XCTAssertNotEqual(m1.toArray(), m2.toArray())
+    // p = 0: the input itself, nothing recorded.
+    let v = Var(x, requiresGrad: true)
+    let before = Tape.shared.count
+    XCTAssertTrue(withGradients { dropout(v, p: 0, rng: &g) } === v)
+    XCTAssertEqual(Tape.shared.count, before)
+    checkGradients([rng.tensor([7, 9])]) { vars in var g = RandomGenerator(seed: 3); return dropout(vars[0], p: 0.5, rng: &g) }
+  }
+
+  func testDropPathPerSample() {
+    let (B, inner) = (400, 6)
+    let x = rng.tensor([B, 2, 3], 0.5, 1.5)
+    let p: Float = 0.25
+    var g1 = RandomGenerator(seed: 4), g2 = RandomGenerator(seed: 4)
+    let y = dropPath(Var(x), p: p, rng: &g1).value
+    XCTAssertEqual(y.toArray(), dropPath(Var(x), p: p, rng: &g2).value.toArray(), "same seed, same decisions")
+    var dropped = 0
+    for s in 0..<B {
+      let kept = y.data[s * inner] != 0
+      if !kept { dropped += 1 }
+      for i in 0..<inner {
+        let want = kept ? x.data[s * inner + i] / (1 - p) : 0
+        XCTAssertEqual(y.data[s * inner + i], want, accuracy: 1e-6, "sample \(s) kept or dropped as a whole")
+      }
+    }
+    XCTAssertEqual(Double(dropped) / Double(B), Double(p), accuracy: 0.07)
+    let v = Var(x, requiresGrad: true)
+    XCTAssertTrue(withGradients { dropPath(v, p: 0, rng: &g1) } === v)
+    checkGradients([rng.tensor([5, 3, 2])]) { vars in var g = RandomGenerator(seed: 8); return dropPath(vars[0], p: 0.4, rng: &g) }
+  }
+}

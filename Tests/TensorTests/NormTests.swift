@@ -1,0 +1,220 @@
+// LayerNorm, BatchNorm (train, eval, SyncBN) and GroupNorm: forward against
+// naive Double loops, backward against finite differences for every input.
+import Tensor
+import XCTest
+
+/// Naive normalisation reference: rows grouped by `key(row, channel)` share
+/// statistics (biased variance, eps inside the root), then y = x̂·w[c] + b[c].
+private func referenceNorm(_ x: Tensor, C: Int, w: Tensor?, b: Tensor?, eps: Double,
+                           key: (Int, Int) -> Int, stats: [Int: (Double, Double)]? = nil) -> [Double] {
+  let rows = x.count / C
+  var s1 = [Int: Double](), s2 = [Int: Double](), n = [Int: Double]()
+  for r in 0..<rows {
+    for c in 0..<C {
+      let k = key(r, c), v = Double(x.data[r * C + c])
+      s1[k, default: 0] += v; s2[k, default: 0] += v * v; n[k, default: 0] += 1
+    }
+  }
+  var out = [Double](repeating: 0, count: x.count)
+  for r in 0..<rows {
+    for c in 0..<C {
+      let k = key(r, c)
+      let (m, v) = stats?[k] ?? { let m = s1[k]! / n[k]!; return (m, s2[k]! / n[k]! - m * m) }()
+      var y = (Double(x.data[r * C + c]) - m) / (v + eps).squareRoot()
+      if let w = w { y *= Double(w.data[c]) }
+      if let b = b { y += Double(b.data[c]) }
+      out[r * C + c] = y
+    }
+  }
+  return out
+}
+
+private func assertCloseD(_ a: Tensor, _ b: [Double], tol: Double = 1e-4, _ what: String,
+                          file: StaticString = #filePath, line: UInt = #line) {
+  XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+  for i in 0..<min(a.count, b.count) where abs(Double(a.data[i]) - b[i]) > tol * (1 + abs(b[i])) {
+    XCTFail("\(what): element \(i): \(a.data[i]) vs reference \(b[i])", file: file, line: line)
+    return
+  }
+}
+
+final class NormTests: XCTestCase {
+  var rng = TestRNG(seed: 11)
+
+  // MARK: LayerNorm
+
+  func testLayerNormForwardMatchesReference() {
+    for C in [1, 7, 37] {
+      let x = rng.tensor([3, 5, C], -2, 3), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+      let ref = referenceNorm(x, C: C, w: w, b: b, eps: 1e-5) { r, _ in r }
+      assertCloseD(layerNorm(Var(x), weight: Var(w), bias: Var(b)).value, ref, "layerNorm C=\(C)")
+      let refPlain = referenceNorm(x, C: C, w: nil, b: nil, eps: 1e-3) { r, _ in r }
+      assertCloseD(layerNorm(Var(x), weight: nil, bias: nil, eps: 1e-3).value, refPlain, "layerNorm plain C=\(C)")
+    }
+  }
+
+  func testLayerNormGradients() {
+    for C in [5, 37] {
+      let x = rng.tensor([2, 3, C]), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+      checkGradients([x, w, b], expectShape: [2, 3, C]) { layerNorm($0[0], weight: $0[1], bias: $0[2]) }
+      checkGradients([x]) { layerNorm($0[0], weight: nil, bias: nil) }
+      checkGradients([x, w]) { layerNorm($0[0], weight: $0[1], bias: nil) }
+    }
+  }
+
+  // MARK: BatchNorm
+
+  func testBatchNormTrainForwardAndRunningStats() {
+    let C = 5
+    let x = rng.tensor([2, 3, 4, C], -1, 2), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+    let rm0 = rng.tensor([C]), rv0 = rng.tensor([C], 0.5, 2)
+    let rm = rm0.copy(), rv = rv0.copy()
+    let y = batchNorm(Var(x), weight: Var(w), bias: Var(b), runningMean: rm, runningVar: rv,
+                      training: true, momentum: 0.3)
+    assertCloseD(y.value, referenceNorm(x, C: C, w: w, b: b, eps: 1e-5) { _, c in c }, "batchNorm train")
+    // running = (1 − m)·running + m·stat with the unbiased variance.
+    let rows = x.count / C
+    for c in 0..<C {
+      let v = (0..<rows).map { Double(x.data[$0 * C + c]) }
+      let mean = v.reduce(0, +) / Double(rows)
+      let unbiased = v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(rows - 1)
+      XCTAssertEqual(Double(rm.data[c]), 0.7 * Double(rm0.data[c]) + 0.3 * mean, accuracy: 1e-5)
+      XCTAssertEqual(Double(rv.data[c]), 0.7 * Double(rv0.data[c]) + 0.3 * unbiased, accuracy: 1e-5)
+    }
+  }
+
+  func testBatchNormEvalUsesRunningStats() {
+    let C = 4
+    let x = rng.tensor([3, 2, C]), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+    let rm = rng.tensor([C]), rv = rng.tensor([C], 0.5, 2)
+    let (rmBefore, rvBefore) = (rm.toArray(), rv.toArray())
+    let stats = Dictionary(uniqueKeysWithValues: (0..<C).map { ($0, (Double(rm.data[$0]), Double(rv.data[$0]))) })
+    let y = batchNorm(Var(x), weight: Var(w), bias: Var(b), runningMean: rm, runningVar: rv, training: false)
+    assertCloseD(y.value, referenceNorm(x, C: C, w: w, b: b, eps: 1e-5, key: { _, c in c }, stats: stats), "batchNorm eval")
+    XCTAssertEqual(rm.toArray(), rmBefore, "eval must not touch running mean")
+    XCTAssertEqual(rv.toArray(), rvBefore, "eval must not touch running var")
+  }
+
+  func testBatchNormGradientsTrainAndEval() {
+    for shape in [[2, 3, 5], [7, 3]] {
+      let C = shape.last!
+      let x = rng.tensor(shape), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+      let rm = rng.tensor([C]), rv = rng.tensor([C], 0.5, 2)
+      checkGradients([x, w, b], expectShape: shape) {
+        batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: rm.copy(), runningVar: rv.copy(), training: true)
+      }
+      checkGradients([x, w, b], expectShape: shape) {
+        batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: rm, runningVar: rv, training: false)
+      }
+    }
+  }
+
+  /// Two ranks simulated in one process: each half's reducer adds the other
+  /// half's buffers, captured by replaying the op (forward sums first, then
+  /// backward sums once the forward statistics are right). The halves must
+  /// then reproduce the single-process op on the union batch: outputs, input
+  /// gradients, the sum of the weight/bias gradients, and the running stats.
+  func testSyncBatchNormTwoRanksMatchUnionBatch() {
+    let C = 3
+    let xa = rng.tensor([2, 5, C], -1, 2), xb = rng.tensor([3, 5, C], 0, 3)  // unequal halves, different stats
+    let ra = rng.tensor([2, 5, C]), rb = rng.tensor([3, 5, C])  // upstream gradients
+    let w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+    let rm0 = rng.tensor([C]), rv0 = rng.tensor([C], 0.5, 2)
+
+    func run(_ x: Tensor, _ r: Tensor, rm: Tensor, rv: Tensor, reduce: StatsReducer?)
+      -> (y: Tensor, dx: Tensor, dw: Tensor, db: Tensor) {
+      let vx = Var(x.copy(), requiresGrad: true), vw = Var(w.copy(), requiresGrad: true), vb = Var(b.copy(), requiresGrad: true)
+      let y = withGradients { batchNorm(vx, weight: vw, bias: vb, runningMean: rm, runningVar: rv, training: true, reduce: reduce) }
+      withGradients { (y * Var(r)).sum() }.backward()
+      return (y.value, vx.grad!, vw.grad!, vb.grad!)
+    }
+    // Reducer that records this rank's buffers (call 0: forward, 1: backward) and adds the peer's.
+    final class Rank {
+      var own: [[Double]] = [], peer: [[Double]] = []
+      var reducer: StatsReducer {
+        var call = 0
+        return { buf in
+          let k = call % 2; call += 1
+          if self.own.count <= k { self.own.append(Array(buf)) } else { self.own[k] = Array(buf) }
+          if k < self.peer.count { for i in 0..<buf.count { buf[i] += self.peer[k][i] } }
+        }
+      }
+    }
+    let a = Rank(), bRank = Rank()
+    for _ in 0..<3 {  // pass 1 learns forward sums, pass 2 backward sums, pass 3 is exact
+      _ = run(xa, ra, rm: rm0.copy(), rv: rv0.copy(), reduce: a.reducer)
+      _ = run(xb, rb, rm: rm0.copy(), rv: rv0.copy(), reduce: bRank.reducer)
+      a.peer = bRank.own; bRank.peer = a.own
+    }
+    let (rmA, rvA, rmB, rvB) = (rm0.copy(), rv0.copy(), rm0.copy(), rv0.copy())
+    let outA = run(xa, ra, rm: rmA, rv: rvA, reduce: a.reducer)
+    let outB = run(xb, rb, rm: rmB, rv: rvB, reduce: bRank.reducer)
+
+    let xu = Tensor(shape: [5, 5, C], values: xa.toArray() + xb.toArray())
+    let ru = Tensor(shape: [5, 5, C], values: ra.toArray() + rb.toArray())
+    let (rmU, rvU) = (rm0.copy(), rv0.copy())
+    let union = run(xu, ru, rm: rmU, rv: rvU, reduce: nil)
+
+    let cat = { (p: Tensor, q: Tensor) in Tensor(shape: [p.count + q.count], values: p.toArray() + q.toArray()) }
+    assertClose(cat(outA.y, outB.y), union.y, rtol: 1e-4, atol: 1e-5, "SyncBN output")
+    assertClose(cat(outA.dx, outB.dx), union.dx, rtol: 1e-3, atol: 1e-5, "SyncBN input gradient")
+    let dwSum = outA.dw.copy(); dwSum.add(outB.dw)
+    let dbSum = outA.db.copy(); dbSum.add(outB.db)
+    assertClose(dwSum, union.dw, rtol: 1e-4, atol: 1e-5, "SyncBN weight gradient (summed over ranks)")
+    assertClose(dbSum, union.db, rtol: 1e-4, atol: 1e-5, "SyncBN bias gradient (summed over ranks)")
+    for (rm, rv) in [(rmA, rvA), (rmB, rvB)] {
+      assertClose(rm, rmU, "SyncBN running mean")
+      assertClose(rv, rvU, "SyncBN running var (unbiased over the union count)")
+    }
+    // Without the reducer a half normalises with its own statistics: the test can fail.
+    let alone = run(xa, ra, rm: rm0.copy(), rv: rv0.copy(), reduce: nil)
+    XCTAssertGreaterThan(abs(alone.y.data[0] - union.y.data[0]), 1e-3)
+  }
+
+  /// A reducer that doubles every sum stands for two ranks holding the same
+  /// batch: statistics of [x; x] equal those of x, but the count is 2N, so the
+  /// unbiased running variance uses 2N/(2N−1).
+  func testSyncBatchNormDoublingReducerCountsGlobalBatch() {
+    let C = 4
+    let x = rng.tensor([3, 2, C], -1, 2), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+    let doubling: StatsReducer = { buf in for i in 0..<buf.count { buf[i] *= 2 } }
+    let (rm1, rv1, rm2, rv2) = (Tensor.zeros([C]), Tensor.ones([C]), Tensor.zeros([C]), Tensor.ones([C]))
+    let y1 = batchNorm(Var(x), weight: Var(w), bias: Var(b), runningMean: rm1, runningVar: rv1, training: true, momentum: 1)
+    let y2 = batchNorm(Var(x), weight: Var(w), bias: Var(b), runningMean: rm2, runningVar: rv2, training: true,
+                       momentum: 1, reduce: doubling)
+    assertClose(y1.value, y2.value, "same statistics")
+    assertClose(rm1, rm2, "same running mean")
+    let n = Double(x.count / C)
+    for c in 0..<C {
+      let biased = Double(rv1.data[c]) * (n - 1) / n
+      XCTAssertEqual(Double(rv2.data[c]), biased * 2 * n / (2 * n - 1), accuracy: 1e-5)
+    }
+    checkGradients([x, w, b]) {
+      batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: .zeros([C]), runningVar: .ones([C]), training: true,
+                reduce: doubling)
+    }
+  }
+
+  // MARK: GroupNorm
+
+  func testGroupNormForwardMatchesReference() {
+    let (B, H, W, C, G) = (2, 3, 2, 6, 3)
+    let x = rng.tensor([B, H, W, C], -1, 2), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+    let P = H * W
+    let ref = referenceNorm(x, C: C, w: w, b: b, eps: 1e-5) { r, c in (r / P) * G + c / (C / G) }
+    assertCloseD(groupNorm(Var(x), groups: G, weight: Var(w), bias: Var(b)).value, ref, "groupNorm")
+    // groups == 1 is LayerNorm over (H, W, C); groups == C is instance norm.
+    let ref1 = referenceNorm(x, C: C, w: w, b: b, eps: 1e-5) { r, _ in r / P }
+    assertCloseD(groupNorm(Var(x), groups: 1, weight: Var(w), bias: Var(b)).value, ref1, "groupNorm G=1")
+    let refC = referenceNorm(x, C: C, w: w, b: b, eps: 1e-5) { r, c in (r / P) * C + c }
+    assertCloseD(groupNorm(Var(x), groups: C, weight: Var(w), bias: Var(b)).value, refC, "groupNorm G=C")
+  }
+
+  func testGroupNormGradients() {
+    for (shape, G) in [([2, 3, 2, 6], 3), ([3, 1, 5, 4], 2), ([1, 2, 2, 3], 1)] {
+      let C = shape.last!
+      let x = rng.tensor(shape), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C])
+      checkGradients([x, w, b], expectShape: shape) { groupNorm($0[0], groups: G, weight: $0[1], bias: $0[2]) }
+    }
+  }
+}
