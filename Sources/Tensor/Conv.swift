@@ -1,9 +1,390 @@
-// Convolutions on channels-last maps. STUB: being implemented (issue 3).
-// x [B, H, W, Cin]; weight [Cout, Cin/groups, kh, kw] (PyTorch layout, so
-// checkpoints load unchanged); bias [Cout]; output [B, Ho, Wo, Cout].
-// groups == Cin == Cout is the depth-wise conv. Matches F.conv2d.
+// 2-D convolution on channels-last maps, matching F.conv2d (zero padding).
+// Letters: B batch; H, W input size; Ho, Wo output size; Cin, Cout channels;
+// kh, kw kernel size; G groups (Cin/G, Cout/G channels per group); taps = kh·kw;
+// K = (Cin/G)·taps, the length of one im2col row; a "line" is one (b, row) pair.
+// x [B, H, W, Cin]; weight [Cout, Cin/G, kh, kw] (PyTorch layout, so checkpoints
+// load unchanged); bias [Cout]; y [B, Ho, Wo, Cout].
+//
+// Three algorithms, all with the same forward/backward contract:
+//  - pointwise (1×1, stride 1, pad 0, G = 1): channels-last makes this exactly
+//    F.linear over B·H·W rows, i.e. one sgemm, with no copy at all.
+//  - im2col (everything else, any G): gathers each output pixel's receptive
+//    field into a row of a pooled column buffer in (ci, ky, kx) order, which is
+//    PyTorch's weight order, so weight [Cout, K] is B-transposed in one sgemm.
+//    Done over chunks of output lines so the buffer stays bounded (≈32 MB).
+//  - depthwise (G == Cin == Cout): a direct loop; a GEMM with K = taps would be
+//    all overhead. The inner loop runs over contiguous channels, so it
+//    vectorises, and it touches x once per tap instead of building columns.
+// Backward never scatters in parallel: dX is gathered per input line (each
+// input pixel sums the output pixels that saw it), so no two threads write the
+// same element and the result does not depend on the thread schedule.
+// Not here: transposed conv, non-zero padding modes, per-axis stride/padding.
 
+/// Sizes of one convolution, validated once.
+public struct Conv2dGeometry: Equatable, Sendable {
+  public let batch, height, width, inChannels, outChannels: Int
+  public let kernelH, kernelW, stride, padding, dilation, groups: Int
+  public let outHeight, outWidth: Int
+
+  public init(input: [Int], weight: [Int], stride: Int, padding: Int, dilation: Int, groups: Int) {
+    precondition(input.count == 4, "conv2d: input \(input) must be [B, H, W, Cin]")
+    precondition(weight.count == 4, "conv2d: weight \(weight) must be [Cout, Cin/groups, kh, kw]")
+    precondition(stride >= 1 && padding >= 0 && dilation >= 1 && groups >= 1,
+                 "conv2d: stride \(stride), padding \(padding), dilation \(dilation), groups \(groups)")
+    precondition(input[3] % groups == 0 && weight[0] % groups == 0,
+                 "conv2d: groups \(groups) must divide Cin \(input[3]) and Cout \(weight[0])")
+    precondition(weight[1] * groups == input[3],
+                 "conv2d: weight \(weight) with groups \(groups) expects Cin \(weight[1] * groups), input \(input)")
+    batch = input[0]; height = input[1]; width = input[2]; inChannels = input[3]; outChannels = weight[0]
+    kernelH = weight[2]; kernelW = weight[3]
+    self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+    outHeight = (height + 2 * padding - dilation * (kernelH - 1) - 1) / stride + 1
+    outWidth = (width + 2 * padding - dilation * (kernelW - 1) - 1) / stride + 1
+    precondition(height + 2 * padding >= dilation * (kernelH - 1) + 1 && width + 2 * padding >= dilation * (kernelW - 1) + 1,
+                 "conv2d: kernel \(kernelH)×\(kernelW) (dilation \(dilation)) larger than padded input \(input) (padding \(padding))")
+  }
+
+  public var outputShape: [Int] { [batch, outHeight, outWidth, outChannels] }
+  var taps: Int { kernelH * kernelW }
+  var groupIn: Int { inChannels / groups }
+  var groupOut: Int { outChannels / groups }
+}
+
+public enum Conv2dAlgorithm: Sendable {
+  case pointwise, im2col, depthwise
+
+  /// The fastest algorithm that applies.
+  public static func choose(for g: Conv2dGeometry) -> Conv2dAlgorithm {
+    if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 && g.groups == 1 { return .pointwise }
+    if g.groups > 1 && g.groups == g.inChannels && g.groups == g.outChannels { return .depthwise }
+    return .im2col
+  }
+
+  func check(_ g: Conv2dGeometry) {
+    switch self {
+    case .pointwise:
+      precondition(g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 && g.groups == 1,
+                   "conv2d: pointwise algorithm needs a 1×1, stride 1, padding 0, groups 1 conv, got \(g)")
+    case .depthwise:
+      precondition(g.groups == g.inChannels && g.groups == g.outChannels,
+                   "conv2d: depthwise algorithm needs groups == Cin == Cout, got \(g)")
+    case .im2col: break
+    }
+  }
+}
+
+/// F.conv2d on channels-last x [B, H, W, Cin] with weight [Cout, Cin/groups, kh, kw].
 public func conv2d(_ x: Var, weight: Var, bias: Var?, stride: Int = 1, padding: Int = 0,
                    dilation: Int = 1, groups: Int = 1) -> Var {
-  fatalError("conv2d: not implemented yet (issue 3)")
+  let g = Conv2dGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding,
+                         dilation: dilation, groups: groups)
+  return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation,
+                groups: groups, algorithm: .choose(for: g))
+}
+
+/// conv2d with an explicit algorithm (tests compare the algorithms with each other).
+public func conv2d(_ x: Var, weight: Var, bias: Var?, stride: Int = 1, padding: Int = 0,
+                   dilation: Int = 1, groups: Int = 1, algorithm: Conv2dAlgorithm) -> Var {
+  let g = Conv2dGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding,
+                         dilation: dilation, groups: groups)
+  if let b = bias { precondition(b.count == g.outChannels, "conv2d: bias \(b.shape) for weight \(weight.shape)") }
+  let y = Tensor(uninitialized: g.outputShape)
+  conv2dForward(out: y, x: x.value, weight: weight.value, bias: bias?.value, geometry: g, algorithm: algorithm)
+  let (xv, wv) = (x.value, weight.value)
+  return makeResult(y, inputs: [x, weight, bias]) { dy in
+    conv2dBackward(dx: x.requiresGrad ? x.gradBuffer() : nil,
+                   dWeight: weight.requiresGrad ? weight.gradBuffer() : nil,
+                   dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
+                   dy: dy, x: xv, weight: wv, geometry: g, algorithm: algorithm)
+  }
+}
+
+/// y = conv(x, weight) + bias, overwriting y [B, Ho, Wo, Cout].
+public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?,
+                          geometry g: Conv2dGeometry, algorithm: Conv2dAlgorithm) {
+  algorithm.check(g)
+  switch algorithm {
+  case .pointwise:
+    linearForward(out: y.reshaped([-1, g.outChannels]), x: x.reshaped([-1, g.inChannels]),
+                  weight: weight.reshaped([g.outChannels, g.inChannels]), bias: bias)
+  case .im2col: im2colConvForward(out: y, x: x, weight: weight, bias: bias, g)
+  case .depthwise: depthwiseConvForward(out: y, x: x, weight: weight, bias: bias, g)
+  }
+}
+
+/// dx += ∂/∂x, dWeight += ∂/∂w, dBias += ∂/∂b (each optional) given dy [B, Ho, Wo, Cout].
+public func conv2dBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor, weight: Tensor,
+                           geometry g: Conv2dGeometry, algorithm: Conv2dAlgorithm) {
+  algorithm.check(g)
+  switch algorithm {
+  case .pointwise:
+    linearBackward(dx: dx?.reshaped([-1, g.inChannels]), dWeight: dWeight?.reshaped([g.outChannels, g.inChannels]),
+                   dBias: dBias, dy: dy.reshaped([-1, g.outChannels]), x: x.reshaped([-1, g.inChannels]),
+                   weight: weight.reshaped([g.outChannels, g.inChannels]))
+  case .im2col:
+    im2colConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
+    if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
+  case .depthwise:
+    depthwiseConvBackward(dx: dx, dWeight: dWeight, dBias: dBias, dy: dy, x: x, weight: weight, g)
+  }
+}
+
+// MARK: im2col + GEMM
+
+/// Tunables of the im2col path.
+public enum Conv2dTuning {
+  /// Float budget of the column buffer (default 8 Mi floats = 32 MB); chunks of
+  /// output lines are sized to it. Tests shrink it to exercise chunk boundaries.
+  nonisolated(unsafe) public static var im2colBufferFloats = 1 << 23
+}
+
+/// How many output lines one chunk holds so that lines·Wo·K ≤ the budget (at least one).
+func im2colChunkLines(_ g: Conv2dGeometry) -> Int {
+  max(1, min(g.batch * g.outHeight, Conv2dTuning.im2colBufferFloats / max(1, g.outWidth * g.groupIn * g.taps)))
+}
+
+/// cols[(line − lines.lo)·Wo + ox, ci·taps + ky·kw + kx] = x[b, oy·s − p + ky·d, ox·s − p + kx·d, c0 + ci]
+/// (0 outside the image), for ci < cg: one group's receptive fields, PyTorch's (ci, ky, kx) order.
+func im2col(cols: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, lines: Range<Int>,
+            channelOffset c0: Int, channels cg: Int, _ g: Conv2dGeometry) {
+  let (H, W, C, Ho, Wo) = (g.height, g.width, g.inChannels, g.outHeight, g.outWidth)
+  let (kh, kw, s, p, d, taps) = (g.kernelH, g.kernelW, g.stride, g.padding, g.dilation, g.taps)
+  let K = cg * taps, lo = lines.lowerBound
+  Parallel.forRange(lines.count, grain: max(1, 16384 / max(1, Wo * K))) { r in
+    for li in r {
+      let line = lo + li, b = line / Ho, oy = line % Ho
+      for ox in 0..<Wo {
+        let row = cols + (li * Wo + ox) * K
+        for ky in 0..<kh {
+          let iy = oy * s - p + ky * d
+          for kx in 0..<kw {
+            let ix = ox * s - p + kx * d
+            let dst = row + ky * kw + kx
+            if iy < 0 || iy >= H || ix < 0 || ix >= W {
+              for c in 0..<cg { dst[c * taps] = 0 }
+            } else {
+              let src = x + ((b * H + iy) * W + ix) * C + c0
+              for c in 0..<cg { dst[c * taps] = src[c] }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// dx[b, iy, ix, c0 + ci] += Σ dcols[row of (b, oy, ox), ci·taps + ky·kw + kx] over the taps with
+/// iy = oy·s − p + ky·d, ix = ox·s − p + kx·d and (b, oy) in `lines`. The adjoint of `im2col`,
+/// gathered per input line so threads never write the same element.
+func col2imAdd(dx: UnsafeMutablePointer<Float>, dcols: UnsafePointer<Float>, lines: Range<Int>,
+               channelOffset c0: Int, channels cg: Int, _ g: Conv2dGeometry) {
+  let (H, W, C, Ho, Wo) = (g.height, g.width, g.inChannels, g.outHeight, g.outWidth)
+  let (kh, kw, s, p, d, taps) = (g.kernelH, g.kernelW, g.stride, g.padding, g.dilation, g.taps)
+  let K = cg * taps, lo = lines.lowerBound
+  // The input lines this chunk of output lines can reach.
+  var inputLines: [Int] = []
+  let bLo = lines.lowerBound / Ho, bHi = (lines.upperBound - 1) / Ho
+  for b in bLo...bHi {
+    let oyLo = b == bLo ? lines.lowerBound % Ho : 0, oyHi = b == bHi ? (lines.upperBound - 1) % Ho : Ho - 1
+    let iyLo = max(0, oyLo * s - p), iyHi = min(H - 1, oyHi * s - p + (kh - 1) * d)
+    if iyLo <= iyHi { for iy in iyLo...iyHi { inputLines.append(b * H + iy) } }
+  }
+  inputLines.withUnsafeBufferPointer { il in
+    Parallel.forRange(il.count, grain: max(1, 16384 / max(1, W * K))) { r in
+      for i in r {
+        let b = il[i] / H, iy = il[i] % H
+        for ky in 0..<kh {
+          let ty = iy + p - ky * d
+          if ty < 0 || ty % s != 0 { continue }
+          let line = b * Ho + ty / s
+          if ty / s >= Ho || !lines.contains(line) { continue }
+          let crow = dcols + (line - lo) * Wo * K + ky * kw
+          for ix in 0..<W {
+            let dst = dx + ((b * H + iy) * W + ix) * C + c0
+            for kx in 0..<kw {
+              let tx = ix + p - kx * d
+              if tx < 0 || tx % s != 0 || tx / s >= Wo { continue }
+              let src = crow + (tx / s) * K + kx
+              for c in 0..<cg { dst[c] += src[c * taps] }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+func im2colConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) {
+  let (Wo, Co, cg, og) = (g.outWidth, g.outChannels, g.groupIn, g.groupOut)
+  let K = cg * g.taps, totalLines = g.batch * g.outHeight, chunk = im2colChunkLines(g)
+  if let b = bias {
+    let yp = y.data, bp = b.data
+    Parallel.forRange(y.count / Co, grain: 1024) { r in for row in r { (yp + row * Co).update(from: bp, count: Co) } }
+  }
+  let cols = Tensor(uninitialized: [chunk * Wo * K])  // pooled; reused by every chunk and group
+  var l0 = 0
+  while l0 < totalLines {
+    let lines = l0..<min(totalLines, l0 + chunk), rows = lines.count * Wo
+    for grp in 0..<g.groups {
+      im2col(cols: cols.data, x: x.data, lines: lines, channelOffset: grp * cg, channels: cg, g)
+      // y[rows, og] (+)= cols[rows, K] · W_g[og, K]ᵀ
+      gemm(transA: false, transB: true, m: rows, n: og, k: K, a: cols.data, lda: K,
+           b: weight.data + grp * og * K, ldb: K, beta: bias == nil ? 0 : 1,
+           c: y.data + l0 * Wo * Co + grp * og, ldc: Co)
+    }
+    l0 = lines.upperBound
+  }
+}
+
+/// dWeight += dyᵀ·cols (columns recomputed per chunk rather than kept from the
+/// forward: memory stays bounded); dx += col2im(dy·W).
+func im2colConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, weight: Tensor, _ g: Conv2dGeometry) {
+  if dx == nil && dWeight == nil { return }
+  let (Wo, Co, cg, og) = (g.outWidth, g.outChannels, g.groupIn, g.groupOut)
+  let K = cg * g.taps, totalLines = g.batch * g.outHeight, chunk = im2colChunkLines(g)
+  let cols = Tensor(uninitialized: [chunk * Wo * K])
+  var l0 = 0
+  while l0 < totalLines {
+    let lines = l0..<min(totalLines, l0 + chunk), rows = lines.count * Wo
+    for grp in 0..<g.groups {
+      let dyg = dy.data + l0 * Wo * Co + grp * og
+      if let dw = dWeight {
+        im2col(cols: cols.data, x: x.data, lines: lines, channelOffset: grp * cg, channels: cg, g)
+        // dW_g[og, K] += dy_gᵀ[og, rows] · cols[rows, K]
+        gemm(transA: true, transB: false, m: og, n: K, k: rows, a: dyg, lda: Co, b: cols.data, ldb: K,
+             beta: 1, c: dw.data + grp * og * K, ldc: K)
+      }
+      if let dx = dx {
+        // dcols[rows, K] = dy_g[rows, og] · W_g[og, K], then scattered back onto the input.
+        gemm(transA: false, transB: false, m: rows, n: K, k: og, a: dyg, lda: Co, b: weight.data + grp * og * K,
+             ldb: K, beta: 0, c: cols.data, ldc: K)
+        col2imAdd(dx: dx.data, dcols: cols.data, lines: lines, channelOffset: grp * cg, channels: cg, g)
+      }
+    }
+    l0 = lines.upperBound
+  }
+}
+
+/// out[j] += Σ_i m[i, j] for a row-major [rows, columns] matrix: per-chunk partial
+/// sums (contiguous rows, vectorised over columns) added in chunk order.
+func addColumnSums(into out: UnsafeMutablePointer<Float>, of m: UnsafePointer<Float>, rows: Int, columns: Int) {
+  let chunks = max(1, min(Parallel.threads, rows / 64))
+  let partial = Tensor.zeros([chunks, columns])
+  let pp = partial.data
+  Parallel.forRange(chunks) { cr in
+    for c in cr {
+      let acc = pp + c * columns
+      for i in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
+        let src = m + i * columns
+        for j in 0..<columns { acc[j] += src[j] }
+      }
+    }
+  }
+  for c in 0..<chunks { let acc = pp + c * columns; for j in 0..<columns { out[j] += acc[j] } }
+}
+
+// MARK: Depth-wise
+
+/// weight [C, 1, kh, kw] → [taps, C], so a tap's weights are contiguous across channels.
+func tapMajorWeights(_ w: Tensor, _ g: Conv2dGeometry) -> Tensor {
+  let C = g.outChannels, taps = g.taps
+  let t = Tensor(uninitialized: [taps, C])
+  for c in 0..<C { for k in 0..<taps { t.data[k * C + c] = w.data[c * taps + k] } }
+  return t
+}
+
+/// y[b, oy, ox, c] = bias[c] + Σ_{ky,kx} x[b, oy·s − p + ky·d, ox·s − p + kx·d, c] · w[c, 0, ky, kx]
+func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) {
+  let (H, W, C, Ho, Wo) = (g.height, g.width, g.inChannels, g.outHeight, g.outWidth)
+  let (kh, kw, s, p, d) = (g.kernelH, g.kernelW, g.stride, g.padding, g.dilation)
+  let wt = tapMajorWeights(weight, g)
+  let xp = x.data, yp = y.data, wp = wt.data, bp = bias?.data
+  Parallel.forRange(g.batch * Ho, grain: max(1, 8192 / max(1, Wo * C * g.taps))) { r in
+    for line in r {
+      let b = line / Ho, oy = line % Ho
+      for ox in 0..<Wo {
+        let o = yp + (line * Wo + ox) * C
+        if let bp = bp { o.update(from: bp, count: C) } else { o.update(repeating: 0, count: C) }
+        for ky in 0..<kh {
+          let iy = oy * s - p + ky * d
+          if iy < 0 || iy >= H { continue }
+          for kx in 0..<kw {
+            let ix = ox * s - p + kx * d
+            if ix < 0 || ix >= W { continue }
+            let src = xp + ((b * H + iy) * W + ix) * C, wv = wp + (ky * kw + kx) * C
+            for c in 0..<C { o[c] += src[c] * wv[c] }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// dx gathered per input line; dW and dBias from per-chunk partials over output
+/// lines, summed in chunk order (deterministic for a given thread count).
+func depthwiseConvBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor, weight: Tensor,
+                           _ g: Conv2dGeometry) {
+  let (H, W, C, Ho, Wo) = (g.height, g.width, g.inChannels, g.outHeight, g.outWidth)
+  let (kh, kw, s, p, d, taps) = (g.kernelH, g.kernelW, g.stride, g.padding, g.dilation, g.taps)
+  let xp = x.data, gp = dy.data
+  if let dx = dx {
+    let wt = tapMajorWeights(weight, g)
+    let wp = wt.data, dp = dx.data
+    Parallel.forRange(g.batch * H, grain: max(1, 8192 / max(1, W * C * taps))) { r in
+      for inLine in r {
+        let b = inLine / H, iy = inLine % H
+        for ky in 0..<kh {
+          let ty = iy + p - ky * d
+          if ty < 0 || ty % s != 0 || ty / s >= Ho { continue }
+          let gline = gp + (b * Ho + ty / s) * Wo * C
+          for ix in 0..<W {
+            let o = dp + (inLine * W + ix) * C
+            for kx in 0..<kw {
+              let tx = ix + p - kx * d
+              if tx < 0 || tx % s != 0 || tx / s >= Wo { continue }
+              let src = gline + (tx / s) * C, wv = wp + (ky * kw + kx) * C
+              for c in 0..<C { o[c] += src[c] * wv[c] }
+            }
+          }
+        }
+      }
+    }
+  }
+  if dWeight == nil && dBias == nil { return }
+  let lines = g.batch * Ho, chunks = max(1, min(Parallel.threads, lines))
+  let stride = (taps + 1) * C  // one chunk's partial: dW as [taps, C], then dBias [C]
+  let partial = Tensor.zeros([chunks, stride])
+  let pp = partial.data
+  Parallel.forRange(chunks) { cr in
+    for chunk in cr {
+      let dwt = pp + chunk * stride, db = dwt + taps * C
+      for line in (lines * chunk / chunks)..<(lines * (chunk + 1) / chunks) {
+        let b = line / Ho, oy = line % Ho
+        for ox in 0..<Wo {
+          let gv = gp + (line * Wo + ox) * C
+          for c in 0..<C { db[c] += gv[c] }
+          for ky in 0..<kh {
+            let iy = oy * s - p + ky * d
+            if iy < 0 || iy >= H { continue }
+            for kx in 0..<kw {
+              let ix = ox * s - p + kx * d
+              if ix < 0 || ix >= W { continue }
+              let src = xp + ((b * H + iy) * W + ix) * C, acc = dwt + (ky * kw + kx) * C
+              for c in 0..<C { acc[c] += gv[c] * src[c] }
+            }
+          }
+        }
+      }
+    }
+  }
+  for chunk in 1..<max(1, chunks) {  // fold partials into chunk 0, in order
+    let src = pp + chunk * stride
+    for i in 0..<stride { pp[i] += src[i] }
+  }
+  if let dw = dWeight {
+    for c in 0..<C { for k in 0..<taps { dw.data[c * taps + k] += pp[k * C + c] } }
+  }
+  if let db = dBias {
+    for c in 0..<C { db.data[c] += pp[taps * C + c] }
+  }
 }
