@@ -1,0 +1,218 @@
+"""Re-reads every golden file and checks it independently of the exporters:
+layout twins agree, a handful of ops recomputed with plain numpy loops from
+the NHWC / HWIO copies (the layouts Swift uses), AdamW and the lr schedule
+recomputed from their formulas, and the model goldens re-run from the stored
+weights.  Also reports how far a float32 PyTorch run lands from the (float64
+computed) model golden, as a guide for Swift tolerances.
+
+    .venv/bin/python scripts/reference/verify_goldens.py
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file as load_np
+from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ecenet_ref as R  # noqa: E402
+
+FAIL = []
+
+
+def check(name, got, want, tol=1e-5):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    err = float(np.max(np.abs(got - want) / (np.abs(want) + 1))) if want.size else 0.0
+    ok = got.shape == want.shape and err <= tol
+    print(f"  {'ok ' if ok else 'BAD'} {name:42s} rel.err {err:.2e}")
+    if not ok:
+        FAIL.append(name)
+
+
+def conv_nhwc(x, w_hwio, b, stride, pad, dil, groups):
+    N, H, W, Ci = x.shape
+    kh, kw, cig, Co = w_hwio.shape
+    Ho = (H + 2 * pad - dil * (kh - 1) - 1) // stride + 1
+    Wo = (W + 2 * pad - dil * (kw - 1) - 1) // stride + 1
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    y = np.zeros((N, Ho, Wo, Co))
+    cog = Co // groups
+    for oy in range(Ho):
+        for ox in range(Wo):
+            for i in range(kh):
+                for j in range(kw):
+                    patch = xp[:, oy * stride + i * dil, ox * stride + j * dil, :]   # N, Ci
+                    for g in range(groups):
+                        y[:, oy, ox, g * cog:(g + 1) * cog] += (
+                            patch[:, g * cig:(g + 1) * cig] @ w_hwio[i, j, :, g * cog:(g + 1) * cog])
+    return y + (0 if b is None else b)
+
+
+def bilinear_nhwc(x, Ho, Wo):
+    N, H, W, C = x.shape
+
+    def axis(o, i):
+        s = np.maximum((np.arange(o) + 0.5) * i / o - 0.5, 0)   # align_corners=False
+        i0 = np.minimum(np.floor(s).astype(int), i - 1)
+        i1 = np.minimum(i0 + 1, i - 1)
+        return i0, i1, s - i0
+    y0, y1, fy = axis(Ho, H)
+    x0, x1, fx = axis(Wo, W)
+    top = x[:, y0][:, :, x0] * (1 - fx)[None, None, :, None] + x[:, y0][:, :, x1] * fx[None, None, :, None]
+    bot = x[:, y1][:, :, x0] * (1 - fx)[None, None, :, None] + x[:, y1][:, :, x1] * fx[None, None, :, None]
+    return top * (1 - fy)[None, :, None, None] + bot * fy[None, :, None, None]
+
+
+def verify_ops():
+    path = "Tests/TensorTests/Golden/ops.safetensors"
+    print(path)
+    T = load_np(path)
+    assert all(v.dtype == np.float32 for v in T.values())
+    for k in T:
+        if k.endswith("_nhwc"):
+            check(f"layout {k}", T[k], T[k[:-5] + "_nchw"].transpose(0, 2, 3, 1), 0)
+        if k.endswith("_hwio"):
+            check(f"layout {k}", T[k], T[k[:-5] + "_oihw"].transpose(2, 3, 1, 0), 0)
+    for name, s, p, d, g, bias in (("conv3x3s2", 2, 1, 1, 1, True), ("conv3x3d2", 1, 2, 2, 1, True),
+                                   ("patch_embed", 4, 0, 1, 1, True), ("conv1x1", 1, 0, 1, 1, False),
+                                   ("dwconv3x3", 1, 1, 1, 6, True), ("fuse3x3", 1, 1, 1, 1, False)):
+        y = conv_nhwc(T[f"{name}.x_nhwc"].astype(np.float64), T[f"{name}.w_hwio"].astype(np.float64),
+                      T.get(f"{name}.b"), s, p, d, g)
+        check(f"{name} numpy NHWC/HWIO", y, T[f"{name}.y_nhwc"])
+        # gradient of the bias = sum of gy over N, H, W
+        if bias:
+            check(f"{name} gb", T[f"{name}.gy_nhwc"].sum((0, 1, 2)), T[f"{name}.gb"])
+    x = T["pixel_shuffle.x_nchw"]
+    N, Cr, H, W = x.shape
+    y = x.reshape(N, Cr // 4, 2, 2, H, W).transpose(0, 1, 4, 2, 5, 3).reshape(N, Cr // 4, 2 * H, 2 * W)
+    check("pixel_shuffle rule", y, T["pixel_shuffle.y_nchw"], 0)
+    for key in ("adaptive_avg_pool", "adaptive_avg_pool_up"):
+        x = T[f"{key}.x_nhwc"].astype(np.float64)
+        H, W = x.shape[1:3]
+        y = np.zeros((x.shape[0], 3, 3, x.shape[3]))
+        for i in range(3):
+            for j in range(3):
+                h0, h1 = (i * H) // 3, -(-((i + 1) * H) // 3)
+                w0, w1 = (j * W) // 3, -(-((j + 1) * W) // 3)
+                y[:, i, j] = x[:, h0:h1, w0:w1].mean((1, 2))
+        check(f"{key} bins", y, T[f"{key}.y_nhwc"])
+    for key in ("bilinear_up2", "bilinear_up4", "bilinear_down"):
+        Ho, Wo = T[f"{key}.y_nhwc"].shape[1:3]
+        check(f"{key} numpy", bilinear_nhwc(T[f"{key}.x_nhwc"].astype(np.float64), Ho, Wo), T[f"{key}.y_nhwc"])
+    x, t = T["sigmoid_focal.x"].astype(np.float64), T["sigmoid_focal.target"]
+    p = 1 / (1 + np.exp(-x))
+    ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+    pt = p * t + (1 - p) * (1 - t)
+    check("sigmoid_focal formula", [(ce * (1 - pt) ** 2 * (0.25 * t + 0.75 * (1 - t))).mean()], T["sigmoid_focal.y"])
+    check("dice formula", [(1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()], T["dice.y"])
+    x, t = T["cross_entropy.x_nhwc"].astype(np.float64), T["cross_entropy.target"]
+    lse = np.log(np.exp(x).sum(-1))
+    valid = t != 255
+    ti = np.where(valid, t, 0).astype(int)
+    picked = np.take_along_axis(x, ti[..., None], -1)[..., 0]
+    check("cross_entropy ignore 255", [((lse - picked) * valid).sum() / valid.sum()], T["cross_entropy.y"])
+    x = T["gelu.x"].astype(np.float64)
+    check("gelu erf", 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))), T["gelu.y"])
+    x = T["batch_norm.x_nchw"].astype(np.float64)
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    var = x.var((0, 2, 3))
+    check("batch_norm running_var", 0.9 * T["batch_norm.running_var_before"] + 0.1 * var * n / (n - 1),
+          T["batch_norm.running_var_after"])
+    check("batch_norm running_mean", 0.9 * T["batch_norm.running_mean_before"] + 0.1 * x.mean((0, 2, 3)),
+          T["batch_norm.running_mean_after"])
+
+
+def verify_adamw():
+    path = "Tests/NNTests/Golden/adamw.safetensors"
+    print(path)
+    T = load_np(path)
+    for prefix, base in (("", 6e-5), ("hi.", 1e-2)):
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for name, wd in (("w1", 0.01), ("w2", 0.01), ("b", 0.0)):
+            p = T[f"{prefix}param.{name}.step0"].astype(np.float64)
+            m = np.zeros_like(p)
+            v = np.zeros_like(p)
+            for t in range(1, 6):
+                it = t - 1
+                lr = base * (1 - it / 10) * ((1 - (1 - it / 2) * (1 - 1e-6)) if it < 2 else 1.0)
+                check(f"{prefix}lr step{t}", [lr], [T[f"{prefix}lr"][t - 1]], 1e-7) if name == "w1" else None
+                g = T[f"{prefix}grad.{name}.step{t}"].astype(np.float64)
+                p = p * (1 - lr * wd)
+                m = b1 * m + (1 - b1) * g
+                v = b2 * v + (1 - b2) * g * g
+                p = p - (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+                check(f"{prefix}adamw {name} step{t}", p, T[f"{prefix}param.{name}.step{t}"], 1e-7)
+
+
+def rerun_tiny(dtype):
+    T = load_file("Tests/ModelsTests/Golden/tiny_ecenet.safetensors")
+    cfg = R.tiny_config(dropout=0.0)
+    model = R.ECENet(cfg).train().to(dtype)
+    sd = {k[6:]: v.to(dtype) for k, v in T.items() if k.startswith("param.")}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert all(k.endswith("num_batches_tracked") for k in missing) and not unexpected, (missing, unexpected)
+    img = T["input.image"].to(dtype)
+    label = T["input.label"].long()
+    out = model(img)
+    losses = R.loss_terms(out, label, cfg)
+    losses["total"].backward()
+    return T, model, out, losses
+
+
+def verify_models():
+    print("Tests/ModelsTests/Golden/tiny_ecenet.safetensors")
+    T, model, out, losses = rerun_tiny(torch.float64)
+    check("input nhwc == nchw", T["input.image_nhwc"], T["input.image"].permute(0, 2, 3, 1), 0)
+    raw = T["input.image_raw_nhwc"].double().permute(0, 3, 1, 2)
+    check("input normalisation", R.normalize_image(raw), T["input.image"], 1e-6)
+    for k in losses:
+        check(f"loss.{k} (float64 rerun)", [losses[k].item()], T[f"loss.{k}"], 1e-6)
+    worst = max(float(((p.grad - T["grad." + n]).abs().max() / (T["grad." + n].abs().max() + 1e-12)))
+                for n, p in model.named_parameters())
+    print(f"  grads float64 rerun: worst (max |diff|)/(max |golden|) over params {worst:.2e}")
+    FAIL.extend(["grads"] if worst > 1e-5 else [])
+    T, model, out, losses = rerun_tiny(torch.float32)
+    print("  float32 PyTorch vs golden (guide for Swift tolerances):")
+    for k in losses:
+        print(f"    loss.{k:6s} {losses[k].item():.7f} golden {T['loss.' + k].item():.7f}")
+    # Eight gradients are zero in exact arithmetic (|golden| ~ 1e-17): the biases
+    # of backbone.norm{s} and head.fr.{s}.proj.norm, each followed by a 1x1
+    # conv + train-mode BatchNorm, which removes any per-channel constant.
+    # Normalise by max(max|golden|, 1e-2 * the largest gradient of the model).
+    gmax = max(float(T[k].abs().max()) for k in T if k.startswith("grad."))
+    zero = [n for n, _ in model.named_parameters() if float(T["grad." + n].abs().max()) < 1e-12]
+    print(f"    structurally zero gradients: {zero}")
+    rel = sorted((float((p.grad - T['grad.' + n]).abs().max()
+                        / max(float(T['grad.' + n].abs().max()), 1e-2 * gmax)), n)
+                 for n, p in model.named_parameters())
+    print(f"    grads: median normalised max err {rel[len(rel) // 2][0]:.1e}, worst {rel[-1][0]:.1e} ({rel[-1][1]})")
+    lg = out["logits"].detach()
+    print(f"    logits max abs err {float((lg - T['out.logits']).abs().max()):.1e}")
+
+    print("Tests/ModelsTests/Golden/tiny_swin_official*.safetensors")
+    ck = load_file("Tests/ModelsTests/Golden/tiny_swin_official.safetensors")
+    G = load_file("Tests/ModelsTests/Golden/tiny_swin_official_import.safetensors")
+    for k, v in G.items():
+        if k.startswith("interp."):
+            want = R.interpolate_rel_pos_table(ck[k[7:]].double(), v.shape[0])
+            check(f"{k[7:35]}... bicubic", v, want, 1e-6)
+    bb = R.SwinTransformer(R.SwinConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
+                                        window_size=4)).double()
+    R.load_official_swin(bb, {k: v.double() if v.is_floating_point() else v for k, v in ck.items()})
+    with torch.no_grad():
+        feats = bb(G["input.image"].double())
+    for s in range(4):
+        check(f"import feat.backbone.{s}", feats[s].permute(0, 2, 3, 1), G[f"feat.backbone.{s}"], 1e-6)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    verify_ops()
+    verify_adamw()
+    verify_models()
+    print("FAILED: " + ", ".join(FAIL) if FAIL else "all goldens verified")
+    sys.exit(1 if FAIL else 0)
