@@ -1,17 +1,224 @@
-// Swin window attention pieces. STUB (issue 3).
-// B batch, H W map size, C channels, w window, nW windows per image.
+// Swin window attention pieces: window partition/reverse and scaled dot-product
+// attention with an optional relative-position bias and an additive shift mask.
+// Not here: the qkv/proj linears, the bias-table gather (gatherRows, Shape.swift)
+// and the cyclic shift (rollSpatial); the Swin block composes them.
+// Letters: B batch, H W map size, C channels, w window, nW windows per image,
+// B' = B·nW attention batch, heads, Lq Lk query/key tokens, d head dim.
 
-/// [B, H, W, C] → [B·nW, w·w, C], windows in row-major order per image.
-public func windowPartition(_ x: Var, window: Int) -> Var { fatalError("windowPartition: not implemented yet (issue 3)") }
+import Foundation
 
-/// Inverse of windowPartition: [B·nW, w·w, C] → [B, H, W, C].
+// MARK: Window partition / reverse
+
+/// Copies between an image [B, H, W, C] and its windows [B·nW, w·w, C], in the
+/// direction `toWindows`. Windows are numbered image-major then row-major over
+/// the window grid; tokens row-major inside a window; each window row is one
+/// contiguous run of w·C floats.
+func windowCopy(windows: UnsafeMutablePointer<Float>, image: UnsafeMutablePointer<Float>,
+                batch: Int, height: Int, width: Int, channels: Int, window w: Int, toWindows: Bool) {
+  let nH = height / w, nWc = width / w, perImage = nH * nWc, run = w * channels
+  if run == 0 { return }
+  Parallel.forRange(batch * perImage, grain: max(1, 16384 / (run * w))) { wr in
+    for win in wr {
+      let (b, r) = (win / perImage, win % perImage)
+      let (wh, ww) = (r / nWc, r % nWc)
+      for i in 0..<w {
+        let img = image + ((b * height + wh * w + i) * width + ww * w) * channels
+        let tok = windows + (win * w * w + i * w) * channels
+        if toWindows { tok.update(from: img, count: run) } else { img.update(from: tok, count: run) }
+      }
+    }
+  }
+}
+
+/// [B, H, W, C] → [B·nW, w·w, C], as official Swin's window_partition but
+/// channels-last throughout: windows image-major, then row-major over the
+/// window grid; tokens row-major within a window. H and W must be multiples of w.
+public func windowPartition(_ x: Var, window: Int) -> Var {
+  precondition(x.shape.count == 4 && window > 0 && x.shape[1] % window == 0 && x.shape[2] % window == 0,
+               "windowPartition: \(x.shape) is not [B, H, W, C] with H, W multiples of window \(window)")
+  let (b, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+  let out = Tensor(uninitialized: [b * (h / window) * (w / window), window * window, c])
+  windowCopy(windows: out.data, image: x.value.data, batch: b, height: h, width: w, channels: c,
+             window: window, toWindows: true)
+  return makeResult(out, inputs: [x]) { g in
+    let dx = Tensor(uninitialized: [b, h, w, c])
+    windowCopy(windows: g.data, image: dx.data, batch: b, height: h, width: w, channels: c,
+               window: window, toWindows: false)
+    x.accumulateGrad(owned: dx)
+  }
+}
+
+/// Inverse of windowPartition: [B·nW, w·w, C] → [B, H, W, C] (official Swin's window_reverse).
 public func windowReverse(_ x: Var, window: Int, height: Int, width: Int) -> Var {
-  fatalError("windowReverse: not implemented yet (issue 3)")
+  precondition(window > 0 && height % window == 0 && width % window == 0,
+               "windowReverse: \(height)×\(width) is not a multiple of window \(window)")
+  let nW = (height / window) * (width / window)
+  precondition(x.shape.count == 3 && x.shape[1] == window * window && nW > 0 && x.shape[0] % nW == 0,
+               "windowReverse: \(x.shape) is not [B·\(nW), \(window * window), C] for \(height)×\(width)")
+  let (b, c) = (x.shape[0] / nW, x.shape[2])
+  let out = Tensor(uninitialized: [b, height, width, c])
+  windowCopy(windows: x.value.data, image: out.data, batch: b, height: height, width: width, channels: c,
+             window: window, toWindows: false)
+  return makeResult(out, inputs: [x]) { g in
+    let dx = Tensor(uninitialized: x.shape)
+    windowCopy(windows: dx.data, image: g.data, batch: b, height: height, width: width, channels: c,
+               window: window, toWindows: true)
+    x.accumulateGrad(owned: dx)
+  }
+}
+
+// MARK: Scaled dot-product attention
+
+// Threading. The (b, head) slices are small GEMMs (Swin: 144×144×32), so there
+// are two ways to use the cores: OpenBLAS gemm called slice after slice with
+// the elementwise softmax work split over Parallel.forRange in between (here),
+// or one forRange task per slice running a hand-written single-threaded GEMM
+// (OpenBLAS must not run inside forRange). Measured on a Swin-B-like case
+// (B' = 50 windows of 144 tokens, 4 heads, d 32, AMD EPYC, CPU-ms of one
+// thread for forward+backward): BLAS slices 44 ms (49 ms without the
+// chunking below; forward alone 26 ms); a 4×8 register-tiled
+// Swift GEMM per slice 74 ms, because our Swift builds target baseline x86-64
+// (SSE2) while OpenBLAS uses AVX-512 (single-thread 110 vs 36 GFLOP/s on
+// 144×144×32). Built with -target-cpu skylake-avx512 that GEMM reached
+// 90 GFLOP/s and the per-slice path 52 ms, so revisit (commit 89bfdea) if the
+// build flags change or ranks run many threads each. Of what remains, most is
+// expf in the softmax.
+// Slices go in chunks of about a megabyte of scores so that the softmax pass
+// finds them in cache right after the GEMM wrote them.
+
+/// Slices per chunk: ~256K scores, at least one.
+@inline(__always)
+func attentionChunk(_ lq: Int, _ lk: Int) -> Int { max(1, (1 << 18) / max(1, lq * lk)) }
+
+/// probs[B', heads, Lq, Lk] = softmax(q·kᵀ·scale + bias + mask), out = probs·v.
+/// q [B', heads, Lq, d], k/v [B', heads, Lk, d], bias [heads, Lq, Lk],
+/// mask [nW, Lq, Lk] used for batch b as mask[b % nW].
+public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                             bias: Tensor?, mask: Tensor?, scale: Float) {
+  let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+  let lk = k.shape[2], nW = mask?.shape[0] ?? 1, slices = bp * heads
+  let (qp, kp, vp, pp, op) = (q.data, k.data, v.data, probs.data, out.data)
+  let biasP = bias?.data, maskP = mask?.data
+  let chunk = attentionChunk(lq, lk)
+  for lo in stride(from: 0, to: slices, by: chunk) {
+    let hi = min(slices, lo + chunk)
+    for bh in lo..<hi {  // S = q·kᵀ·scale
+      gemm(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
+           b: kp + bh * lk * d, ldb: d, beta: 0, c: pp + bh * lq * lk, ldc: lk)
+    }
+    Parallel.forRange((hi - lo) * lq, grain: max(1, 4096 / max(1, lk))) { rows in
+      for r in rows {
+        let bh = lo + r / lq, i = r % lq
+        let (b, h) = (bh / heads, bh % heads)
+        let row = pp + (bh * lq + i) * lk
+        if let bb = biasP { let br = bb + (h * lq + i) * lk; for j in 0..<lk { row[j] += br[j] } }
+        if let mm = maskP { let mr = mm + ((b % nW) * lq + i) * lk; for j in 0..<lk { row[j] += mr[j] } }
+        softmaxRowInPlace(row, lk)
+      }
+    }
+    for bh in lo..<hi {  // O = P·v
+      gemm(transA: false, transB: false, m: lq, n: d, k: lk, a: pp + bh * lq * lk, lda: lk,
+           b: vp + bh * lk * d, ldb: d, beta: 0, c: op + bh * lq * d, ldc: d)
+    }
+  }
+}
+
+/// Numerically stable softmax of one row, in place.
+@inline(__always)
+func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
+  var mx = -Float.infinity
+  for j in 0..<n { mx = max(mx, row[j]) }
+  var sum: Float = 0
+  for j in 0..<n { let e = expf(row[j] - mx); row[j] = e; sum += e }
+  let inv = 1 / sum
+  for j in 0..<n { row[j] *= inv }
+}
+
+/// Backward of attentionForward, adding into dq/dk/dv/dBias (any may be nil):
+/// dv += Pᵀ·dO; dP = dO·vᵀ; dS = P ⊙ (dP − rowsum(dP ⊙ P));
+/// dq += dS·k·scale; dk += dSᵀ·q·scale; dBias += Σ_b dS.
+/// `probs` is overwritten with dS (it is not needed afterwards; this saves a
+/// [B', heads, Lq, Lk] buffer for the bias reduction).
+public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tensor?, dOut: Tensor,
+                              probs: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float) {
+  let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+  let lk = k.shape[2], slices = bp * heads
+  let (qp, kp, vp, pp, gp) = (q.data, k.data, v.data, probs.data, dOut.data)
+  let chunk = attentionChunk(lq, lk)
+  let needS = dq != nil || dk != nil || dBias != nil
+  let dPBuf = needS ? Tensor(uninitialized: [min(chunk, slices) * lq * lk]) : Tensor(uninitialized: [0])
+  let dP = dPBuf.data
+  for lo in stride(from: 0, to: slices, by: chunk) {
+    let hi = min(slices, lo + chunk)
+    for bh in lo..<hi {
+      let p = pp + bh * lq * lk, go = gp + bh * lq * d
+      if let dv = dv {  // dv += Pᵀ·dO
+        gemm(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
+             beta: 1, c: dv.data + bh * lk * d, ldc: d)
+      }
+      if needS {  // dP = dO·vᵀ
+        gemm(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
+             beta: 0, c: dP + (bh - lo) * lq * lk, ldc: lk)
+      }
+    }
+    guard needS else { continue }
+    Parallel.forRange((hi - lo) * lq, grain: max(1, 4096 / max(1, lk))) { rows in
+      for r in rows {
+        let pr = pp + (lo * lq + r) * lk, dr = dP + r * lk
+        var dot: Float = 0
+        for j in 0..<lk { dot += dr[j] * pr[j] }
+        for j in 0..<lk { pr[j] *= dr[j] - dot }  // the P row becomes the dS row
+      }
+    }
+    for bh in lo..<hi {
+      let ds = pp + bh * lq * lk
+      if let dq = dq {  // dq += dS·k·scale
+        gemm(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: ds, lda: lk,
+             b: kp + bh * lk * d, ldb: d, beta: 1, c: dq.data + bh * lq * d, ldc: d)
+      }
+      if let dk = dk {  // dk += dSᵀ·q·scale
+        gemm(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: ds, lda: lk,
+             b: qp + bh * lq * d, ldb: d, beta: 1, c: dk.data + bh * lk * d, ldc: d)
+      }
+    }
+  }
+  if let db = dBias {
+    // Σ over the batch, in parallel over the bias elements (batches would race).
+    let per = heads * lq * lk, dbp = db.data
+    Parallel.forRange(per, grain: 4096) { r in
+      for b in 0..<bp { let s = pp + b * per; for e in r { dbp[e] += s[e] } }
+    }
+  }
 }
 
 /// softmax(q·kᵀ·scale + bias + mask)·v. q [B', heads, Lq, d], k/v [B', heads, Lk, d];
 /// bias [heads, Lq, Lk] (relative position bias, differentiable) or nil; mask
 /// [nW, Lq, Lk] additive (not differentiated), applied to batch b with window b % nW.
+/// Matches F.scaled_dot_product_attention(q, k, v, attn_mask=bias+mask, scale=scale)
+/// and official Swin's WindowAttention core (windows of one image are consecutive,
+/// so window b of the flattened B·nW batch is b % nW).
 public func scaledDotProductAttention(q: Var, k: Var, v: Var, bias: Var?, mask: Tensor?, scale: Float) -> Var {
-  fatalError("scaledDotProductAttention: not implemented yet (issue 3)")
+  precondition(q.shape.count == 4 && k.shape.count == 4 && v.shape == k.shape
+                 && k.shape[0] == q.shape[0] && k.shape[1] == q.shape[1] && k.shape[3] == q.shape[3],
+               "attention: q \(q.shape), k \(k.shape), v \(v.shape) are not [B', heads, L, d] alike")
+  let (bp, heads, lq) = (q.shape[0], q.shape[1], q.shape[2])
+  let lk = k.shape[2]
+  if let b = bias {
+    precondition(b.shape == [heads, lq, lk], "attention: bias \(b.shape), expected [\(heads), \(lq), \(lk)]")
+  }
+  if let m = mask {
+    precondition(m.shape.count == 3 && m.shape[1] == lq && m.shape[2] == lk && m.shape[0] > 0 && bp % m.shape[0] == 0,
+                 "attention: mask \(m.shape), expected [nW, \(lq), \(lk)] with nW dividing \(bp)")
+  }
+  let out = Tensor(uninitialized: q.shape)
+  let probs = Tensor(uninitialized: [bp, heads, lq, lk])
+  attentionForward(out: out, probs: probs, q: q.value, k: k.value, v: v.value,
+                   bias: bias?.value, mask: mask, scale: scale)
+  let (qv, kv, vv) = (q.value, k.value, v.value)
+  return makeResult(out, inputs: [q, k, v, bias]) { g in
+    attentionBackward(dq: q.requiresGrad ? q.gradBuffer() : nil, dk: k.requiresGrad ? k.gradBuffer() : nil,
+                      dv: v.requiresGrad ? v.gradBuffer() : nil,
+                      dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
+                      dOut: g, probs: probs, q: qv, k: kv, v: vv, scale: scale)
+  }
 }
