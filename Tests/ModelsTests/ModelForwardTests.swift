@@ -86,7 +86,7 @@ final class ModelForwardTests: XCTestCase {
     XCTAssertEqual(nz.images, 2)
     XCTAssertEqual(nz.validPixels, Double(2 * 61 * 64))
     XCTAssertEqual(nz.masks, 9)                              // 5 + 4 (class 3 absent from image 1)
-    XCTAssertEqual(nz.classWeight, 9 + 0.1, accuracy: 1e-9)
+    XCTAssertEqual(nz.classWeight, 9 + 0.1, accuracy: 1e-6)
     XCTAssertEqual(LossNormalizers(array: nz.asArray), nz)
   }
 }
