@@ -121,6 +121,7 @@ public final class Trainer {
 
   /// One optimizer update. Returns the loss terms summed over ranks.
   func step() throws -> (terms: [String: Double], dataWait: Double, commWait: Double, applied: Bool) {
+    try FaultInjection.check(rank: world.rank, iteration: iteration)
     let t0 = Date()
     let micro = try batches.batches(for: iteration)
     let dataWait = Date().timeIntervalSince(t0)
@@ -166,10 +167,13 @@ public final class Trainer {
       }
       throw TrainError.nonFinite(iteration: iteration, terms: text)
     }
-    if config.optimizer.clipGradNorm > 0 { _ = GradClip.clip(model.store, maxNorm: config.optimizer.clipGradNorm) }
+    // The global gradient norm (identical on every rank after the allreduce): logged, and clipped when asked.
+    var withNorm = terms
+    withNorm["grad_norm"] = config.optimizer.clipGradNorm > 0
+      ? GradClip.clip(model.store, maxNorm: config.optimizer.clipGradNorm) : GradClip.globalNorm(model.store.gradients!)
     let it = iteration
     optimizer.step { mult in self.schedule.lr(at: it, lrMultiplier: mult) }
-    return (terms, dataWait, commWait, true)
+    return (withNorm, dataWait, commWait, true)
   }
 
   public func evaluate(options: InferenceOptions? = nil) throws -> EvalResult {
@@ -254,5 +258,25 @@ public final class Trainer {
     let imgs = Double((iteration - startIteration) * config.train.globalBatch) / max(1e-9, secs)
     return TrainSummary(iterations: iteration, finalMIoU: last, bestMIoU: best?.0, bestIteration: best?.1, seconds: secs,
                         imagesPerSecond: imgs, skippedSteps: skipped, stoppedBySignal: stopped)
+  }
+}
+
+/// Test hook: `ECENET_FAIL_RANK=R ECENET_FAIL_ITERATION=I` makes rank R throw
+/// at iteration I, so the suite can prove a failing rank ends the whole job
+/// with a message naming it. Inert unless both variables are set.
+enum FaultInjection {
+  static let target: (rank: Int, iteration: Int)? = {
+    let env = ProcessInfo.processInfo.environment
+    guard let r = env["ECENET_FAIL_RANK"].flatMap(Int.init), let i = env["ECENET_FAIL_ITERATION"].flatMap(Int.init) else { return nil }
+    return (r, i)
+  }()
+
+  struct Injected: Error, CustomStringConvertible {
+    let iteration: Int
+    var description: String { "injected failure at iteration \(iteration) (ECENET_FAIL_RANK/ECENET_FAIL_ITERATION are set)" }
+  }
+
+  static func check(rank: Int, iteration: Int) throws {
+    if let t = target, t.rank == rank, t.iteration == iteration { throw Injected(iteration: iteration) }
   }
 }

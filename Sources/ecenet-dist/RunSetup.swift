@@ -37,10 +37,8 @@ enum RunSetup {
 
   static func loadConfig(_ path: String?, overrides: [String], iterations: Int?) throws -> TrainConfig {
     guard let path = path else { throw ValidationError("--config FILE is required (see configs/)") }
-    var o = overrides
-    if let n = iterations { o.append("schedule.iterations=\(n)") }
     do {
-      return try TrainConfig.load(file: path, overrides: o)
+      return try TrainConfig.load(file: path, overrides: overrides)
     } catch {
       throw ValidationError("\(error)")
     }
