@@ -73,3 +73,47 @@ public func trainRecords(_ workDir: String) -> [[String: Any]] {
     (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
   }.filter { $0["type"] as? String == "train" }
 }
+
+/// A process running in the background, its merged output collected.
+public final class Background: @unchecked Sendable {
+  public let process = Process()
+  private let lock = NSLock()
+  private var buffer = Data()
+
+  public init(_ path: String, _ args: [String], environment: [String: String] = [:]) throws {
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+      let d = h.availableData
+      guard let self = self, !d.isEmpty else { return }
+      self.lock.lock(); self.buffer.append(d); self.lock.unlock()
+    }
+    try process.run()
+  }
+
+  public var output: String { lock.lock(); defer { lock.unlock() }; return String(decoding: buffer, as: UTF8.self) }
+
+  /// Waits until `condition` holds or `timeout` passes; returns whether it held.
+  @discardableResult
+  public static func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end { if condition() { return true }; usleep(50_000) }
+    return condition()
+  }
+
+  /// Waits for exit (killing the process after `timeout`); returns the status.
+  public func wait(timeout: TimeInterval) -> Int32 {
+    if !Background.waitUntil(timeout: timeout, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    usleep(100_000)  // let the reader drain
+    return process.terminationStatus
+  }
+}
