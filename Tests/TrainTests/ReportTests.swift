@@ -353,6 +353,37 @@ final class ReportTests: XCTestCase {
     return (p.terminationStatus, (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "")
   }
 
+  /// Screenshots `page` with headless Chromium; returns its exit status, full log, and the
+  /// page's console lines (script errors, resources the CSP refused, console.log calls).
+  func screenshot(_ chromium: String, page: String, png: String, size: String) throws -> (status: Int32, log: String, console: [String]) {
+    let dir = (png as NSString).deletingLastPathComponent
+    let profile = (dir as NSString).appendingPathComponent("chromium-profile-\(UUID().uuidString)")
+    let (status, log) = try run(chromium, [
+      "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(profile)",
+      "--enable-logging=stderr", "--v=0", "--screenshot=\(png)", "--window-size=\(size)",
+      URL(fileURLWithPath: page).absoluteString,
+    ], timeout: 120, logFile: png + ".log")
+    let console = log.split(separator: "\n").map(String.init).filter {
+      $0.contains(":CONSOLE") || $0.contains("Uncaught") || $0.contains("Refused to") || $0.contains("ERR_FILE_NOT_FOUND")
+    }
+    return (status, log, console)
+  }
+
+  /// The console check itself: a page with a script error and a blocked network image must be caught.
+  func testChromiumConsoleCheckCatchesScriptErrorsAndBlockedLoads() throws {
+    guard let chromium = chromiumPath() else {
+      throw XCTSkip("chromium is not installed (run scripts/setup-report-test.sh); the headless console check is not checked")
+    }
+    let d = tempDir()
+    let page = (d as NSString).appendingPathComponent("bad.html")
+    write("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; script-src 'unsafe-inline'\">"
+          + "</head><body><img src=\"https://example.com/x.png\"><script>undefinedFunction()</script></body></html>", d, "bad.html")
+    let r = try screenshot(chromium, page: page, png: (d as NSString).appendingPathComponent("bad.png"), size: "400,300")
+    XCTAssertEqual(r.status, 0, r.log)
+    XCTAssertTrue(r.console.contains { $0.contains("undefinedFunction is not defined") }, r.log)
+    XCTAssertTrue(r.console.contains { $0.contains("https://example.com/x.png") }, r.log)
+  }
+
   func testReportRendersInHeadlessChromium() throws {
     guard let chromium = chromiumPath() else {
       throw XCTSkip("chromium is not installed (run scripts/setup-report-test.sh); the headless render of report.html is not checked")
@@ -360,17 +391,9 @@ final class ReportTests: XCTestCase {
     let d = try fullRun(trains: 120, evals: [0.12, 0.25, 0.33, 0.38, 0.41], samples: 4)
     let page = try RunReport.write(workDir: d)
     let png = (d as NSString).appendingPathComponent("report.png")
-    let profile = (d as NSString).appendingPathComponent("chromium-profile")
-    let (status, log) = try run(chromium, [
-      "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(profile)",
-      "--enable-logging=stderr", "--v=0", "--screenshot=\(png)", "--window-size=1200,2400",
-      URL(fileURLWithPath: page).absoluteString,
-    ], timeout: 120, logFile: (d as NSString).appendingPathComponent("chromium.log"))
+    let (status, log, console) = try screenshot(chromium, page: page, png: png, size: "1200,2400")
     XCTAssertEqual(status, 0, log)
-    // The page's console: any message (a script error, a resource the CSP refused) is a failure.
-    let console = log.split(separator: "\n").filter {
-      $0.contains("CONSOLE") || $0.contains("Uncaught") || $0.contains("Refused to") || $0.contains("ERR_FILE_NOT_FOUND")
-    }
+    // The page's console must be silent: no script, nothing refused by the CSP, no missing file.
     XCTAssertEqual(console, [], "browser console:\n\(console.joined(separator: "\n"))")
     let bytes = try XCTUnwrap(FileManager.default.contents(atPath: png), "no screenshot; chromium said:\n\(log)")
     XCTAssertGreaterThan(bytes.count, 50_000, "a screenshot of charts, tables and images is not a few kB")
