@@ -51,7 +51,9 @@ let package = Package(
     .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Tensor"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "CShims"]),
     .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims"]),
-    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor"]),
+    // Process helpers shared by the test targets that run the real binary (mpirun, srun).
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "TestSupport"]),
   ],
   swiftLanguageModes: [.v5]
 )
