@@ -37,7 +37,7 @@ final class ReportTests: XCTestCase {
     let lr = 6e-5 * pow(1 - Double(it) / Double(total + 1), 1.0)
     let seg = 2.5 * exp(-Double(it) / 300) + 0.3, cls = 0.4 * exp(-Double(it) / 200) + 0.05
     return json(["type": "train", "iteration": it, "lr": lr, "loss": seg + cls + 0.2, "loss_seg": seg, "loss_cls": cls,
-                 "loss_focal": 0.05, "loss_dice": 0.1, "loss_div": 0.05, "it_per_s": 1.5 + Double(it % 7) * 0.01,
+                 "loss_focal": 0.05, "loss_dice": 0.1, "loss_div": 0.05, "grad_norm": 3 * exp(-Double(it) / 500) + 0.5, "it_per_s": 1.5 + Double(it % 7) * 0.01,
                  "data_wait": 0.04, "comm_wait": 0.12, "time": 1_700_000_000 + Double(it) * 0.7])
   }
 
@@ -135,7 +135,7 @@ final class ReportTests: XCTestCase {
     let path = try RunReport.write(workDir: d)
     XCTAssertEqual(path, (d as NSString).appendingPathComponent("report.html"))
     let html = try String(contentsOfFile: path, encoding: .utf8)
-    for s in ["loss", "loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "lr", "it/s", "data", "communication"] {
+    for s in ["loss", "loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "lr", "grad_norm", "it/s", "data", "communication"] {
       let p = try XCTUnwrap(polyline(html, series: s), "series \(s)")
       XCTAssertEqual(p.declared, 37, s)
       XCTAssertEqual(p.pairs, 37, s)

@@ -32,6 +32,8 @@ public struct TrainRecord: Equatable {
   public var itPerS: Double?
   public var dataWait: Double?
   public var commWait: Double?
+  /// Global gradient norm before clipping.
+  public var gradNorm: Double?
   public var time: Double?
 }
 
@@ -84,7 +86,8 @@ public struct MetricsHistory {
           h.train.append(TrainRecord(
             iteration: try r.int("iteration"), lr: try r.double("lr"), loss: try r.double("loss"), terms: terms,
             itPerS: try r.optionalDouble("it_per_s"), dataWait: try r.optionalDouble("data_wait"),
-            commWait: try r.optionalDouble("comm_wait"), time: try r.optionalDouble("time")))
+            commWait: try r.optionalDouble("comm_wait"), gradNorm: try r.optionalDouble("grad_norm"),
+            time: try r.optionalDouble("time")))
         case "eval":
           let m = try r.double("mIoU")
           guard (0...1).contains(m) else {

@@ -160,6 +160,10 @@ private struct Page {
       let best = bestEval.map { String(format: " Best mIoU %.2f at iteration %d.", $0.mIoU * 100, $0.iteration) } ?? ""
       cards.append(chartCard(chart, caption: "\(e.count) evaluation(s)." + best))
     }
+    if t.contains(where: { $0.gradNorm != nil }) {
+      let chart = LineChart(title: "Gradient norm", xLabel: "iteration", yLabel: "‖g‖", series: [series("grad_norm", \.gradNorm)], logY: true)
+      cards.append(chartCard(chart, caption: "Global gradient norm over all ranks, as the trainer logs it." + thinned))
+    }
     if t.contains(where: { $0.itPerS != nil }) {
       var chart = LineChart(title: "Throughput", xLabel: "iteration", yLabel: "it/s", series: [series("it/s", \.itPerS)])
       chart.includeZero = true
