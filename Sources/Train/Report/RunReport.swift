@@ -251,16 +251,20 @@ private struct Page {
       return "<section id=\"samples\"><h2>Sample predictions</h2><p class=\"callout\">No samples/ in the work dir.</p></section>\n"
     }
     var out = "<section id=\"samples\"><h2>Sample predictions<span class=\"meta\">\(set.samples.count) validation image(s)"
-      + (snapshot.map { ", iteration \($0.iteration)" } ?? "") + "</span></h2><div class=\"samples\">"
+      + (snapshot.map { ", iteration \($0.iteration)" } ?? "") + "</span></h2>"
+      // Three columns of images at most 3× their width, plus gaps and padding; wider pages keep the columns together.
+      + "<div class=\"samples\" style=\"max-width:\(9 * (set.samples.map(\.label.width).max() ?? 320) + 2 * 10 + 2 * 12 + 2)px\">"
       + "<div class=\"head\">Image</div><div class=\"head\">Ground truth</div><div class=\"head\">Prediction</div>\n"
     var present = Set<Int>()
     for s in set.samples {
       for v in s.label.pixels { present.insert(Int(v)) }
       for v in s.pred.pixels { present.insert(Int(v)) }
       let acc = s.pixelAccuracy.map { String(format: "pixel accuracy %.1f%%", $0 * 100) } ?? "no labelled pixels"
-      out += "<figure><img src=\"\(try SampleSet.dataURI(rgb: s.image))\" alt=\"sample \(s.index) image\"><figcaption>sample \(s.index)</figcaption></figure>"
-      out += "<figure><img class=\"lbl\" src=\"\(try set.dataURI(label: s.label))\" alt=\"sample \(s.index) ground truth\"><figcaption>&nbsp;</figcaption></figure>"
-      out += "<figure><img class=\"lbl\" src=\"\(try set.dataURI(label: s.pred))\" alt=\"sample \(s.index) prediction\"><figcaption>\(acc)</figcaption></figure>\n"
+      // Small images (a 64-px synthetic set) are shown at most 3× their size rather than blown up to the column.
+      let size = "style=\"max-width:\(3 * s.label.width)px\""
+      out += "<figure><img \(size) src=\"\(try SampleSet.dataURI(rgb: s.image))\" alt=\"sample \(s.index) image\"><figcaption>sample \(s.index)</figcaption></figure>"
+      out += "<figure><img \(size) class=\"lbl\" src=\"\(try set.dataURI(label: s.label))\" alt=\"sample \(s.index) ground truth\"><figcaption>&nbsp;</figcaption></figure>"
+      out += "<figure><img \(size) class=\"lbl\" src=\"\(try set.dataURI(label: s.pred))\" alt=\"sample \(s.index) prediction\"><figcaption>\(acc)</figcaption></figure>\n"
     }
     out += "</div><div class=\"legend-list\">"
     for c in present.sorted() {
