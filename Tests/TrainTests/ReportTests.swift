@@ -337,7 +337,7 @@ final class ReportTests: XCTestCase {
   /// Runs a process with a time limit; returns (exit status, stdout + stderr). Output goes
   /// through a file, so a chatty process never blocks on a full pipe.
   func run(_ exe: String, _ args: [String], timeout: TimeInterval, logFile: String) throws -> (Int32, String) {
-    FileManager.default.createFile(atPath: logFile, contents: nil)
+    _ = FileManager.default.createFile(atPath: logFile, contents: nil)
     let log = try XCTUnwrap(FileHandle(forWritingAtPath: logFile))
     defer { try? log.close() }
     let p = Process()
