@@ -119,12 +119,23 @@ public final class Trainer {
     try world.barrier()
   }
 
-  /// One optimizer update. Returns the loss terms summed over ranks.
+  /// One optimizer update on the loader's next micro-batches.
   func step() throws -> (terms: [String: Double], dataWait: Double, commWait: Double, applied: Bool) {
     try FaultInjection.check(rank: world.rank, iteration: iteration)
     let t0 = Date()
     let micro = try batches.batches(for: iteration)
     let dataWait = Date().timeIntervalSince(t0)
+    let r = try step(micro: micro)
+    return (r.terms, dataWait, r.commWait, r.applied)
+  }
+
+  /// One optimizer update on given micro-batches (this rank's share of the
+  /// global batch), advancing the iteration. Returns the loss terms summed
+  /// over ranks (and the global gradient norm). Public so that tests can
+  /// drive the real update with exported batches.
+  @discardableResult
+  public func step(micro: [TrainBatch]) throws -> (terms: [String: Double], commWait: Double, applied: Bool) {
+    defer { iteration += 1 }
     let n = config.model.numClasses
     let labels = micro.map { LabelBatch(bytes: $0.labels, batch: $0.count, height: $0.height, width: $0.width) }
     var counts = [Double](repeating: 0, count: 4)
@@ -163,7 +174,7 @@ public final class Trainer {
       let text = names.map { String(format: "%@=%.4g", $0, terms[$0]!) }.joined(separator: " ")
       if config.train.nonFinite == "skip" {
         log("iteration \(iteration): non-finite loss (\(text)); update skipped (train.non_finite=skip)")
-        return (terms, dataWait, commWait, false)
+        return (terms, commWait, false)
       }
       throw TrainError.nonFinite(iteration: iteration, terms: text)
     }
@@ -173,7 +184,7 @@ public final class Trainer {
       ? GradClip.clip(model.store, maxNorm: config.optimizer.clipGradNorm) : GradClip.globalNorm(model.store.gradients!)
     let it = iteration
     optimizer.step { mult in self.schedule.lr(at: it, lrMultiplier: mult) }
-    return (withNorm, dataWait, commWait, true)
+    return (withNorm, commWait, true)
   }
 
   public func evaluate(options: InferenceOptions? = nil) throws -> EvalResult {
@@ -207,7 +218,6 @@ public final class Trainer {
       let t0 = Date()
       let r = try step()
       if !r.applied { skipped += 1 }
-      iteration += 1
       lossCurve.append(r.terms)
       let dt = Date().timeIntervalSince(t0)
       window.data += r.dataWait; window.comm += r.commWait; window.time += dt
