@@ -54,7 +54,8 @@ let package = Package(
     .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims"]),
     // Process helpers shared by the test targets that run the real binary (mpirun, srun).
     .target(name: "TestSupport", path: "Tests/TestSupport"),
-    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "TestSupport"]),
+    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "TestSupport"],
+                exclude: ["Golden"]),
   ],
   swiftLanguageModes: [.v5]
 )
