@@ -10,7 +10,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 WORK=${DEMO_WORK_DIR:-runs/demo}
 rm -rf "$WORK"
 
-miou() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mIoU"])' "$1/eval.json"; }
+miou() { python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["mIoU"])' "$1/eval.json"; }
 
 echo "demo: training the tiny model on the synthetic dataset, 1 process"
 "$BIN" train --config configs/debug/synthetic.yaml --work-dir "$WORK/1rank" || {
