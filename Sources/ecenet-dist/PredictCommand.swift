@@ -26,9 +26,12 @@ struct Predict: ParsableCommand {
 
         ecenet-dist train --config configs/debug/synthetic.yaml
         ecenet-dist predict --config configs/debug/synthetic.yaml \\
-            --checkpoint work_dirs/synthetic/checkpoints --input photos/ --out preds/ --overlay
+          --checkpoint work_dirs/synthetic/checkpoints \\
+          --input photos/ --out preds/ --overlay
+        # preds/a.png (labels), preds/a_overlay.jpg, ... for photos/a.jpg, ...
         ecenet-dist predict --config configs/ade20k/ecenet_swin-b_640x640_160k.yaml \\
-            --checkpoint ckpt.safetensors --input street.jpg --out preds/ --mode slide --multi-scale --flip
+          --checkpoint ckpt.safetensors --input street.jpg --out preds/ \\
+          --mode slide --multi-scale --flip
       """)
   @OptionGroup var common: CommonOptions
   @Option(help: "Checkpoint file, or a checkpoints directory (its 'latest').") var checkpoint: String?
