@@ -181,6 +181,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var dropout: Float = 0.1
   /// Loss weights and constants.
   public var loss = LossConfig()
+  /// Official Swin ImageNet checkpoint to start the backbone from (safetensors
+  /// from scripts/convert_swin.py, loaded by SwinCheckpoint.load); "" = none.
+  /// A relative path is taken from the working directory.
+  public var pretrained: String = ""
 
   public init(backbone: SwinConfig, numClasses: Int = 150) { self.backbone = backbone; self.numClasses = numClasses }
 
@@ -198,7 +202,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var eceBins: Int { (1...eceLevels).reduce(0) { $0 + $1 * $1 } }
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backbone, numClasses = "num_classes", channels, alpha, sauHeads = "sau_heads", norm, updater, dropout, loss
+    case backbone, numClasses = "num_classes", channels, alpha, sauHeads = "sau_heads", norm, updater, dropout, loss,
+         pretrained
   }
 
   public init(from decoder: Decoder) throws {
@@ -214,6 +219,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     updater = try c.decodeIfPresent(UpdaterKind.self, forKey: .updater) ?? updater
     dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? dropout
     loss = try c.decodeIfPresent(LossConfig.self, forKey: .loss) ?? loss
+    pretrained = try c.decodeIfPresent(String.self, forKey: .pretrained) ?? pretrained
     try validate()
   }
 
