@@ -79,7 +79,8 @@ public enum SwinCheckpoint {
 
   @discardableResult
   public static func load(file: SafeTensorsFile, into model: ECENet) throws -> ImportReport {
-    try load(file: file, into: model.store)
+    guard model.backbone is SwinBackbone else { throw SwinImportError.notASwinModel(backbone: "\(type(of: model.backbone))") }
+    return try load(file: file, into: model.store)
   }
 
   /// The same on any store whose Swin parameters are named `backbone.<official key>`.
