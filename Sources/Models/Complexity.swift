@@ -5,7 +5,9 @@
 // adaptive average pooling 1 per input element, bilinear upsampling 4 per
 // output element; activations, softmax, adds and layout ops count 0. Swin's
 // window padding is included (the padded tokens go through qkv, attention and proj).
-// The tests check the parameter counts against a built model, module by module.
+// ResNet-D8 (backbone.stem, backbone.layer{i}): convs as above, BN as the
+// head's norm, max pool 0. The tests check the parameter counts against a
+// built model, module by module.
 
 /// One module's parameters and FLOPs (for a batch of one image).
 public struct ModuleCost: Equatable {
@@ -25,6 +27,8 @@ public func moduleKey(_ parameterName: String) -> String {
   return "\(p[0]).\(p[1])"
 }
 
+func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
+
 public enum Complexity {
   /// Per-module costs of `config` at an input of height × width (batch 1), in forward order.
   public static func analyze(_ config: ModelConfig, height: Int, width: Int) -> [ModuleCost] {
@@ -37,36 +41,39 @@ public enum Complexity {
       }
     }
     let sw = config.backbone, e = sw.embedDim, ws = sw.window, n = ws * ws, ps = sw.patchSize
-    func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
     let lnFlop = 5.0  // fvcore's layer_norm / group_norm per element
     let normFlop: Double = config.norm == .gn ? 5 : 2  // eval BN: 2 per element
 
-    // Patch embedding.
-    var (h, w) = (ceilDiv(height, ps), ceilDiv(width, ps))
-    add("backbone.patch_embed", params: 3 * e * ps * ps + e + 2 * e,
-        flops: Double(h * w) * Double(e * 3 * ps * ps) + lnFlop * Double(h * w * e))
-
-    // Stages.
     var sizes: [(Int, Int)] = []
-    for s in 0..<4 {
-      let c = e << s, key = "backbone.layers.\(s)"
-      sizes.append((h, w))
-      let (hp, wp) = (ceilDiv(h, ws) * ws, ceilDiv(w, ws) * ws)
-      let (l, lp) = (Double(h * w), Double(hp * wp))
-      let cd = Double(c)
-      let blockParams = 2 * c + (3 * c * c + 3 * c) + (c * c + c) + (2 * ws - 1) * (2 * ws - 1) * sw.heads[s]
-        + 2 * c + (sw.mlpRatio * c * c + sw.mlpRatio * c) + (sw.mlpRatio * c * c + c)
-      let blockFlops = 2 * lnFlop * l * cd          // norm1, norm2
-        + lp * cd * 3 * cd + lp * cd * cd             // qkv, proj (padded tokens)
-        + 2 * lp * Double(n) * cd                     // q·kᵀ and attn·v, per window n×n×C
-        + 2 * l * cd * Double(sw.mlpRatio) * cd       // fc1, fc2
-      add(key, params: sw.depths[s] * blockParams, flops: Double(sw.depths[s]) * blockFlops)
-      add("backbone.norm", params: 2 * c, flops: lnFlop * l * cd)
-      if s < 3 {
-        let (h2, w2) = (ceilDiv(h, 2), ceilDiv(w, 2))
-        let l2 = Double(h2 * w2)
-        add(key, params: 8 * c + 8 * c * c, flops: lnFlop * l2 * 4 * cd + l2 * 4 * cd * 2 * cd)
-        (h, w) = (h2, w2)
+    if let r = config.resnet {
+      sizes = resnet(r, height: height, width: width, normFlop: normFlop, add: add)
+    } else {
+      // Patch embedding.
+      var (h, w) = (ceilDiv(height, ps), ceilDiv(width, ps))
+      add("backbone.patch_embed", params: 3 * e * ps * ps + e + 2 * e,
+          flops: Double(h * w) * Double(e * 3 * ps * ps) + lnFlop * Double(h * w * e))
+
+      // Stages.
+      for s in 0..<4 {
+        let c = e << s, key = "backbone.layers.\(s)"
+        sizes.append((h, w))
+        let (hp, wp) = (ceilDiv(h, ws) * ws, ceilDiv(w, ws) * ws)
+        let (l, lp) = (Double(h * w), Double(hp * wp))
+        let cd = Double(c)
+        let blockParams = 2 * c + (3 * c * c + 3 * c) + (c * c + c) + (2 * ws - 1) * (2 * ws - 1) * sw.heads[s]
+          + 2 * c + (sw.mlpRatio * c * c + sw.mlpRatio * c) + (sw.mlpRatio * c * c + c)
+        let blockFlops = 2 * lnFlop * l * cd          // norm1, norm2
+          + lp * cd * 3 * cd + lp * cd * cd             // qkv, proj (padded tokens)
+          + 2 * lp * Double(n) * cd                     // q·kᵀ and attn·v, per window n×n×C
+          + 2 * l * cd * Double(sw.mlpRatio) * cd       // fc1, fc2
+        add(key, params: sw.depths[s] * blockParams, flops: Double(sw.depths[s]) * blockFlops)
+        add("backbone.norm", params: 2 * c, flops: lnFlop * l * cd)
+        if s < 3 {
+          let (h2, w2) = (ceilDiv(h, 2), ceilDiv(w, 2))
+          let l2 = Double(h2 * w2)
+          add(key, params: 8 * c + 8 * c * c, flops: lnFlop * l2 * 4 * cd + l2 * 4 * cd * 2 * cd)
+          (h, w) = (h2, w2)
+        }
       }
     }
 
@@ -74,7 +81,7 @@ public enum Complexity {
     let c = config.channels, nc = config.numClasses, cd = Double(c), nd = Double(nc)
     let levels = config.eceLevels, bins = config.eceBins
     let area = sizes.map { Double($0.0 * $0.1) }
-    for (s, ci) in sw.stageChannels.enumerated() {
+    for (s, ci) in config.stageChannels.enumerated() {
       let half = ci / 2, l = area[s]
       let params = ci * half + 2 * half + 9 * half + 2 * half + (half * (ci / 8) + ci / 8) + (ci / 8 * half + half)
         + ci * ci + 2 * ci + ci * c + 2 * c
@@ -100,7 +107,8 @@ public enum Complexity {
       add("head.sau.\(j)", params: params, flops: flops)
       add("head.ece", params: 0, flops: Double(levels) * nd * l + eceFc)  // ECE of the SAU's masks
     }
-    for (u, r) in [2, 4, 8].enumerated() {
+    let strides = config.stageStrides
+    for (u, r) in strides.dropFirst().map({ $0 / strides[0] }).enumerated() {
       let hidden = c * r * r / 2, l = area[u + 1], hd = Double(hidden)
       add("head.up.\(u)", params: c * hidden + 2 * hidden + 9 * hidden + 2 * hidden,
           flops: l * cd * hd + normFlop * l * hd + l * 9 * hd + normFlop * l * hd)
@@ -112,6 +120,45 @@ public enum Complexity {
     // M_4, M_3, M_2 upsampled to 1/4; the einsum of p and σ(M_sum); logits to the input size.
     add("head.output", params: 0, flops: 3 * 4 * l1 * nd + l1 * nd * nd + 4 * Double(height * width) * nd)
     return costs
+  }
+
+  /// ResNet-D8 rows (backbone.stem, backbone.layer{i}); returns the four output sizes.
+  /// Convs count out-pixels · Cout · Cin·k²; norms normFlop per element; max pool, ReLU, adds 0.
+  static func resnet(_ r: ResNetConfig, height: Int, width: Int, normFlop: Double,
+                     add: (String, Int, Double) -> Void) -> [(Int, Int)] {
+    func out(_ x: Int, stride: Int) -> Int { (x - 1) / stride + 1 }  // k 3 pad d dilation d, or k 1 pad 0
+    var (h, w) = (height, width)
+    func conv(_ key: String, _ cin: Int, _ cout: Int, k: Int, stride: Int) {
+      (h, w) = (out(h, stride: stride), out(w, stride: stride))
+      let l = Double(h * w)
+      add(key, cin * cout * k * k + 2 * cout, l * Double(cout * cin * k * k) + normFlop * l * Double(cout))
+    }
+    let sc = r.stemChannels
+    conv("backbone.stem", 3, sc / 2, k: 3, stride: 2)
+    conv("backbone.stem", sc / 2, sc / 2, k: 3, stride: 1)
+    conv("backbone.stem", sc / 2, sc, k: 3, stride: 1)
+    (h, w) = (out(h, stride: 2), out(w, stride: 2))  // max pool 3, stride 2, pad 1
+    var cin = sc
+    var sizes: [(Int, Int)] = []
+    for s in 0..<4 {
+      let p = r.baseChannels << s, key = "backbone.layer\(s + 1)"
+      for i in 0..<r.depths[s] {
+        let stride = i == 0 ? r.strides[s] : 1, inC = i == 0 ? cin : 4 * p
+        let (h0, w0) = (h, w)
+        conv(key, inC, p, k: 1, stride: 1)
+        conv(key, p, p, k: 3, stride: stride)
+        conv(key, p, 4 * p, k: 1, stride: 1)
+        if stride != 1 || inC != 4 * p {
+          let (h1, w1) = (h, w)
+          (h, w) = (h0, w0)
+          conv(key, inC, 4 * p, k: 1, stride: stride)
+          (h, w) = (h1, w1)
+        }
+      }
+      cin = 4 * p
+      sizes.append((h, w))
+    }
+    return sizes
   }
 
   public static func totalParams(_ costs: [ModuleCost]) -> Int { costs.reduce(0) { $0 + $1.params } }

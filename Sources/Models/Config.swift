@@ -45,6 +45,8 @@ public struct SwinConfig: Codable, Equatable, Sendable {
 
   /// Channels of the four stage outputs.
   public var stageChannels: [Int] { (0..<4).map { embedDim << $0 } }
+  /// Strides of the four stage outputs (4, 8, 16, 32).
+  public var stageStrides: [Int] { (0..<4).map { patchSize << $0 } }
 
   public static let presets: [String: SwinConfig] = [
     "swin-t": SwinConfig(embedDim: 96, depths: [2, 2, 6, 2], heads: [3, 6, 12, 24], window: 7, dropPath: 0.3),
@@ -163,8 +165,12 @@ public struct LossConfig: Codable, Equatable, Sendable {
 
 /// The whole network's configuration (YAML section `model:`).
 public struct ModelConfig: Codable, Equatable, Sendable {
-  /// Swin sizes: a preset name or explicit fields (spec §1).
+  /// Swin sizes: a preset name or explicit fields (spec §1). Unused (kept at
+  /// the tiny preset) when `resnet` is set.
   public var backbone: SwinConfig
+  /// The CNN backbone instead of Swin: set by `backbone: resnet101-d8` (or
+  /// resnet50-d8, resnet-tiny); nil for Swin.
+  public var resnet: ResNetConfig?
   /// Number of classes N (ADE20K 150, PASCAL-Context 59, Cityscapes 19).
   public var numClasses: Int = 150
   /// Unified head width C (256 in the paper).
@@ -181,16 +187,30 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var dropout: Float = 0.1
   /// Loss weights and constants.
   public var loss = LossConfig()
+  /// Official Swin ImageNet checkpoint to start the backbone from (safetensors
+  /// from scripts/convert_swin.py, loaded by SwinCheckpoint.load); "" = none.
+  /// A relative path is taken from the working directory.
+  public var pretrained: String = ""
 
   public init(backbone: SwinConfig, numClasses: Int = 150) { self.backbone = backbone; self.numClasses = numClasses }
 
   /// swin-t/s/b/l with the paper's head (C 256); tiny: the golden/test model (C 32, 5 classes, BN).
   public static func preset(_ name: String, numClasses: Int? = nil) throws -> ModelConfig {
+    if let r = ResNetConfig.preset(named: name) {
+      var c = ModelConfig(backbone: SwinConfig.presets["tiny"]!, numClasses: numClasses ?? 150)
+      c.resnet = r
+      if ResNetConfig.normalized(name) == "resnet-tiny" { c.channels = 32; c.numClasses = numClasses ?? 5; c.norm = .bn }
+      return c
+    }
     var c = ModelConfig(backbone: try SwinConfig.preset(name))
     if name == "tiny" { c.channels = 32; c.numClasses = 5; c.norm = .bn }
     if let n = numClasses { c.numClasses = n }
     return c
   }
+
+  /// Channels and strides of the backbone's four outputs (Swin or ResNet).
+  public var stageChannels: [Int] { resnet?.stageChannels ?? backbone.stageChannels }
+  public var stageStrides: [Int] { resnet?.stageStrides ?? backbone.stageStrides }
 
   /// The ECE pyramid's number of levels S (round half up, as the reference).
   public var eceLevels: Int { max(1, Int((alpha * Double(numClasses).squareRoot() + 0.5).rounded(.down))) }
@@ -198,14 +218,20 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var eceBins: Int { (1...eceLevels).reduce(0) { $0 + $1 * $1 } }
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backbone, numClasses = "num_classes", channels, alpha, sauHeads = "sau_heads", norm, updater, dropout, loss
+    case backbone, numClasses = "num_classes", channels, alpha, sauHeads = "sau_heads", norm, updater, dropout, loss,
+         pretrained
   }
 
   public init(from decoder: Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.allCases.map(\.rawValue), section: "model")
     let c = try decoder.container(keyedBy: CodingKeys.self)
     guard c.contains(.backbone) else { throw ModelConfigError.missing(key: "model.backbone", hint: "e.g. `backbone: swin-b`") }
-    backbone = try c.decode(SwinConfig.self, forKey: .backbone)
+    if let name = try? c.decode(String.self, forKey: .backbone), let r = ResNetConfig.preset(named: name) {
+      resnet = r
+      backbone = SwinConfig.presets["tiny"]!
+    } else {
+      backbone = try c.decode(SwinConfig.self, forKey: .backbone)
+    }
     numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? numClasses
     channels = try c.decodeIfPresent(Int.self, forKey: .channels) ?? channels
     alpha = try c.decodeIfPresent(Double.self, forKey: .alpha) ?? alpha
@@ -214,17 +240,29 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     updater = try c.decodeIfPresent(UpdaterKind.self, forKey: .updater) ?? updater
     dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? dropout
     loss = try c.decodeIfPresent(LossConfig.self, forKey: .loss) ?? loss
+    pretrained = try c.decodeIfPresent(String.self, forKey: .pretrained) ?? pretrained
     try validate()
   }
 
+  /// Written as read: `backbone` is the ResNet preset name when `resnet` is set.
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    if let r = resnet { try c.encode(r, forKey: .backbone) } else { try c.encode(backbone, forKey: .backbone) }
+    try c.encode(numClasses, forKey: .numClasses); try c.encode(channels, forKey: .channels)
+    try c.encode(alpha, forKey: .alpha); try c.encode(sauHeads, forKey: .sauHeads)
+    try c.encode(norm, forKey: .norm); try c.encode(updater, forKey: .updater)
+    try c.encode(dropout, forKey: .dropout); try c.encode(loss, forKey: .loss)
+    try c.encode(pretrained, forKey: .pretrained)
+  }
+
   public func validate() throws {
-    try backbone.validate()
+    if let r = resnet { try r.validate() } else { try backbone.validate() }
     guard numClasses > 0 else { throw ModelConfigError.invalid(key: "model.num_classes", message: "must be positive, got \(numClasses)") }
     guard sauHeads > 0, channels % sauHeads == 0 else {
       throw ModelConfigError.invalid(key: "model.sau_heads", message: "channels \(channels) not divisible by \(sauHeads) heads")
     }
-    guard backbone.stageChannels.allSatisfy({ $0 % 8 == 0 }) else {
-      throw ModelConfigError.invalid(key: "model.backbone.embed_dim", message: "FR needs stage channels divisible by 8, got \(backbone.stageChannels)")
+    guard stageChannels.allSatisfy({ $0 % 8 == 0 }) else {
+      throw ModelConfigError.invalid(key: "model.backbone.embed_dim", message: "FR needs stage channels divisible by 8, got \(stageChannels)")
     }
   }
 }

@@ -1,4 +1,4 @@
-// The whole network: Swin backbone + ECENet head, built into one
+// The whole network: Swin (or ResNet-D8) backbone + ECENet head, built into one
 // ParameterStore with the reference's names (`backbone.*`, `head.*`).
 // Input: normalised RGB images [B, H, W, 3] (channels-last).
 import NN
@@ -15,7 +15,7 @@ public struct ModelOutput {
 public final class ECENet {
   public let config: ModelConfig
   public let store: ParameterStore
-  public let backbone: SwinBackbone
+  public let backbone: any BackboneProtocol
   public let head: ECENetHead
 
   /// Builds the model and registers every parameter in `store` (not finalized:
@@ -26,8 +26,12 @@ public final class ECENet {
     self.config = config
     self.store = store
     let b = LayerBuilder(store: store, weights: WeightInit(seed: seed), norm: config.norm, collective: collective)
-    backbone = SwinBackbone(b, "backbone", config: config.backbone)
-    head = ECENetHead(b, "head", inChannels: config.backbone.stageChannels, config: config)
+    if let r = config.resnet {
+      backbone = ResNetBackbone(b, "backbone", config: r)
+    } else {
+      backbone = SwinBackbone(b, "backbone", config: config.backbone)
+    }
+    head = ECENetHead(b, "head", inChannels: backbone.stageChannels, strides: backbone.stageStrides, config: config)
   }
 
   /// image [B, H, W, 3] → outputs.

@@ -55,14 +55,19 @@ public final class ECENetHead {
   public let clsSeg: Conv2d
   public let classHead: Linear
 
-  public init(_ b: LayerBuilder, _ name: String = "head", inChannels: [Int], config: ModelConfig) {
+  /// `strides`: the backbone's output strides; X_2…X_4 are upsampled by
+  /// strides[i] / strides[0] (Swin 2, 4, 8; ResNet-D8 2, 2, 2).
+  public init(_ b: LayerBuilder, _ name: String = "head", inChannels: [Int], strides: [Int] = [4, 8, 16, 32],
+              config: ModelConfig) {
+    precondition(strides.count == 4 && strides.dropFirst().allSatisfy { $0 % strides[0] == 0 && $0 > strides[0] },
+                 "ECENetHead: strides \(strides) must be multiples of the first, each larger")
     self.config = config
     let (c, n) = (config.channels, config.numClasses)
     fr = inChannels.enumerated().map { FeatureReconstruction(b, "\(name).fr.\($0.offset)", inChannels: $0.element, channels: c) }
     initMask = InitialMasks(b, "\(name).init_mask", channels: c, classes: n)
     ece = (0..<4).map { ECE(b, "\(name).ece.\($0)", levels: config.eceLevels, channels: c) }
     sau = (0..<3).map { SAU(b, "\(name).sau.\($0)", channels: c, heads: config.sauHeads, updater: config.updater) }
-    up = [2, 4, 8].enumerated().map { GhostUpsample(b, "\(name).up.\($0.offset)", channels: c, factor: $0.element) }
+    up = strides.dropFirst().map { $0 / strides[0] }.enumerated().map { GhostUpsample(b, "\(name).up.\($0.offset)", channels: c, factor: $0.element) }
     fuse = ConvModule(b, "\(name).fuse", 4 * c, c, kernel: 3, padding: 1)
     clsSeg = Conv2d(b, "\(name).cls_seg", c, n, kernel: 1)
     classHead = Linear(b, "\(name).class_head", c, n + 1)

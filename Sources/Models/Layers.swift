@@ -71,14 +71,14 @@ public struct Linear {
 public struct Conv2d {
   public let weight: Var
   public let bias: Var?
-  public let inChannels, outChannels, kernel, stride, padding, groups: Int
+  public let inChannels, outChannels, kernel, stride, padding, dilation, groups: Int
 
   public init(_ b: LayerBuilder, _ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int,
-              stride: Int = 1, padding: Int = 0, groups: Int = 1, bias: Bool = true) {
+              stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1, bias: Bool = true) {
     precondition(inChannels % groups == 0 && outChannels % groups == 0,
                  "Conv2d \(name): channels \(inChannels)→\(outChannels) not divisible by groups \(groups)")
     self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel
-    self.stride = stride; self.padding = padding; self.groups = groups
+    self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
     let fanIn = inChannels / groups * kernel * kernel
     weight = b.parameter("\(name).weight",
                          b.weights.uniformFanIn("\(name).weight", [outChannels, inChannels / groups, kernel, kernel], fanIn: fanIn),
@@ -93,7 +93,7 @@ public struct Conv2d {
     if kernel == 1 && stride == 1 && padding == 0 && groups == 1 {
       return linear(x, weight: weight.reshaped([outChannels, inChannels]), bias: bias)
     }
-    return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, groups: groups)
+    return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
 }
 
