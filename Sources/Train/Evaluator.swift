@@ -32,8 +32,19 @@ public struct Inference {
     options.mode == "slide" ? slide(image) : forward(image)
   }
 
+  /// Network inputs are zero-padded (bottom, right) to a multiple of this and
+  /// the logits cropped back, as mmseg's size_divisor=32: the head's ×2/×4/×8
+  /// upsampling of the 1/8, 1/16, 1/32 maps only lines up with the 1/4 map then.
+  public static let sizeDivisor = 32
+
   func forward(_ image: Tensor) -> Tensor {
-    withoutGradients { model(Var(image), ForwardContext(training: false)).logitsUp.value }
+    let (h, w, d) = (image.shape[1], image.shape[2], Inference.sizeDivisor)
+    let (pb, pr) = ((d - h % d) % d, (d - w % d) % d)
+    return withoutGradients {
+      let x = padSpatial(Var(image), bottom: pb, right: pr)                    // [1, h+pb, w+pr, 3]
+      let l = model(x, ForwardContext(training: false)).logitsUp               // [1, h+pb, w+pr, N]
+      return cropSpatial(l, height: h, width: w).value                         // [1, h, w, N]
+    }
   }
 
   /// mmseg's slide_inference: windows of the crop size at stride 2/3 crop,

@@ -4,13 +4,9 @@
 // argmax at the ORIGINAL image size. Also the pieces that turn a label map into
 // something to look at: the palette PNG, a colour image, an overlay.
 //
-// Any image size: the head's pixel-shuffle upsampling (×2, ×4, ×8 from the
-// 1/8…1/32 maps back to 1/4) only lines up when the network input is a
-// multiple of 32, and Inference.forward feeds it the image as is. So every
-// network input here is zero-padded (bottom, right, after normalisation) to a
-// multiple of 32 and the logits are cropped back: mmseg's test-time
-// size_divisor=32 padding and its postprocess crop. Where no padding is needed
-// the result is Inference.predict's, bit for bit (tested).
+// Any image size: Inference.forward pads every network input to a multiple
+// of 32 and crops the logits back (mmseg's size_divisor=32), so predict and
+// eval share one inference path.
 //
 // Not here: reading a dataset, metrics (Evaluator.swift), the command line
 // (Sources/ecenet-dist/PredictCommand.swift).
@@ -50,42 +46,10 @@ public struct Predictor {
     return Image8(width: image.width, height: image.height, channels: 1, pixels: classes.map { UInt8(clamping: $0) })
   }
 
-  /// Network inputs are padded to a multiple of this (see the header).
-  public static let sizeDivisor = 32
-
-  /// Inference.predict (same scales, flips, softmax averaging, resize to the
-  /// label size) with every network input padded to `sizeDivisor`.
-  /// image [1, h, w, 3] normalised → class per pixel at lh × lw.
+  /// Class per pixel at lh × lw of a normalised [1, h, w, 3] image: exactly
+  /// the evaluator's inference (scales, flips, padding to a multiple of 32).
   public func predict(_ image: Tensor, labelHeight lh: Int, labelWidth lw: Int) -> [Int32] {
-    let options = inference.options
-    let (h, w) = (image.shape[1], image.shape[2])
-    let single = options.ratios == [1.0] && !options.flip
-    var acc: Tensor? = nil
-    for r in options.ratios {
-      let sized = r == 1.0 ? image : withoutGradients {
-        resizeBilinear(Var(image), height: max(1, Int((Double(h) * r).rounded())), width: max(1, Int((Double(w) * r).rounded())))
-      }.value
-      for flipped in options.flip ? [false, true] : [false] {
-        var l = paddedLogits(flipped ? flipW(sized) : sized)
-        if flipped { l = flipW(l) }
-        let up = withoutGradients { () -> Tensor in
-          let v = resizeBilinear(Var(l), height: lh, width: lw)
-          return single ? v.value : softmax(v, axis: -1).value  // ms+flip averages probabilities
-        }
-        if let a = acc { a.add(up) } else { acc = up.copy() }
-      }
-    }
-    return argmaxLast(acc!)
-  }
-
-  /// Logits [1, h, w, N] of [1, h, w, 3]: padded to the divisor, Inference.logits (whole or slide), cropped.
-  func paddedLogits(_ image: Tensor) -> Tensor {
-    let (h, w, d) = (image.shape[1], image.shape[2], Predictor.sizeDivisor)
-    let (pb, pr) = ((d - h % d) % d, (d - w % d) % d)
-    if pb == 0 && pr == 0 { return inference.logits(image) }
-    let padded = withoutGradients { padSpatial(Var(image), bottom: pb, right: pr) }.value  // [1, h+pb, w+pr, 3]
-    let l = inference.logits(padded)                                                        // [1, h+pb, w+pr, N]
-    return withoutGradients { cropSpatial(Var(l), height: h, width: w) }.value             // [1, h, w, N]
+    inference.predict(image, labelHeight: lh, labelWidth: lw)
   }
 
   // MARK: - Palettes and pictures

@@ -68,6 +68,12 @@ public final class Trainer {
     let worker = CommWorker()
     model = ECENet(config: config.model, seed: config.train.seed, collective: QueuedCollective(comm: world, worker: worker))
     model.store.finalize()
+    // ImageNet-pretrained Swin (official checkpoint converted by scripts/convert_swin.py);
+    // a resumed run overwrites these weights from its checkpoint below.
+    if !config.model.pretrained.isEmpty && world.rank == 0 {
+      let report = try SwinCheckpoint.load(path: config.model.pretrained, into: model)
+      FileHandle.standardError.write(Data("pretrained: \(report)\n".utf8))
+    }
     let values = model.store.values!
     try world.broadcast(UnsafeMutableRawBufferPointer(start: values.data, count: values.count * 4), root: 0)
     for (_, b) in model.store.buffers {

@@ -113,7 +113,7 @@ final class PredictTests: XCTestCase {
   func testInputFilesAreTheSortedImagesAndStemsNeverCollide() throws {
     let dir = makeTempDir("inputs")
     for n in ["b.png", "a.jpg", "c.JPEG", "notes.txt", "a.png", "d.gif"] {
-      FileManager.default.createFile(atPath: dir + "/" + n, contents: Data([1]))
+      _ = FileManager.default.createFile(atPath: dir + "/" + n, contents: Data([1]))
     }
     try FileManager.default.createDirectory(atPath: dir + "/sub.png", withIntermediateDirectories: true)
     let files = try Predictor.inputFiles(dir)
