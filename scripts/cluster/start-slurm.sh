@@ -76,6 +76,7 @@ wait_idle() {
 
 write_conf() {
   mkdir -p "$DIR/state" "$DIR/spool"
+  rm -rf "$DIR/pmix"
   cat >"$CONF.tmp" <<CONF
 # Written by scripts/cluster/start-slurm.sh: a one-node cluster on this machine.
 ClusterName=ecenet
@@ -115,6 +116,12 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
   mv "$CONF.tmp" "$CONF"
+  # Slurm reads mpi.conf beside slurm.conf. PMIx's per-step client directory
+  # defaults to /tmp/spmix_appdir_<uid>_<job>.<step>: a step killed hard leaves
+  # it behind, and since every fresh cluster numbers jobs from 1 again, the next
+  # cluster's step 1.0 then fails to launch ("File exists"). Keep it in $DIR.
+  mkdir -p "$DIR/pmix"
+  printf '%s\n' "# Written by scripts/cluster/start-slurm.sh" "PMIxCliTmpDirBase=$DIR/pmix" >"$DIR/mpi.conf"
 }
 
 install_slurm
