@@ -47,11 +47,15 @@ let package = Package(
       dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "CShims",
                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor", "CShims"], resources: [.copy("Golden")]),
-    .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
-    .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Tensor"]),
+    // Golden files are read through #filePath, not bundled.
+    .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"], exclude: ["Golden"]),
+    .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Tensor"], exclude: ["Golden"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "CShims"]),
     .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims"]),
-    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor"]),
+    // Process helpers shared by the test targets that run the real binary (mpirun, srun).
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "TestSupport"],
+                exclude: ["Golden"]),
   ],
   swiftLanguageModes: [.v5]
 )

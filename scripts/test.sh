@@ -5,6 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || { echo "test: setup failed"; exit 1; }
+# Test-only tools: headless chromium for the report test.
+scripts/setup-report-test.sh || { echo "test: installing chromium failed"; exit 1; }
 
 # mpirun as root, and more ranks than this machine's cores, in every test.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -34,7 +34,10 @@ public final class GradientBuckets {
   /// Seconds the trainer spent waiting for communication after backward (exposed time).
   public private(set) var lastWaitSeconds: Double = 0
 
-  public init(store: ParameterStore, comm: Communicator, bucketBytes: Int = 25 << 20) {
+  /// `worker` is the one thread that issues collectives during a step; share it
+  /// with the model's `QueuedCollective` so SyncBN's reductions and the bucket
+  /// allreduces are issued in one order on every rank.
+  public init(store: ParameterStore, comm: Communicator, worker: CommWorker = CommWorker(), bucketBytes: Int = 25 << 20) {
     precondition(store.isFinalized, "GradientBuckets needs a finalized ParameterStore")
     self.comm = comm
     self.gradients = store.gradients!
@@ -52,7 +55,7 @@ public final class GradientBuckets {
     if !members.isEmpty { result.append(Bucket(lo: lo, hi: hi, members: members)) }
     buckets = result
     for (i, b) in buckets.enumerated() { for m in b.members { bucketOf[m] = i } }
-    worker = CommWorker()
+    self.worker = worker
   }
 
   /// Arms the tape hook for one backward pass.
@@ -99,27 +102,45 @@ public final class GradientBuckets {
   }
 }
 
-/// One thread that runs submitted collectives in order (MPI_THREAD_SERIALIZED:
-/// only this thread calls MPI while backward runs).
-final class CommWorker: @unchecked Sendable {
+/// One thread that runs submitted collectives in FIFO order. While a step
+/// runs, only this thread calls MPI (MPI_THREAD_SERIALIZED suffices), and
+/// since every rank submits in the order its backward pass dictates — the
+/// same on all ranks — the collectives match up across ranks.
+public final class CommWorker: @unchecked Sendable {
   private var queue: [() throws -> Void] = []
   private var inFlight = 0
+  private var submitted = 0
+  private var completed = 0
   private var error: Error?
   private let cond = NSCondition()
   private var thread: Thread?
 
-  init() {
+  public init() {
     let t = Thread { [unowned self] in self.loop() }
     t.name = "ecenet-comm"
     t.start()
     thread = t
   }
 
-  func submit(_ job: @escaping () throws -> Void) {
-    cond.lock(); queue.append(job); inFlight += 1; cond.signal(); cond.unlock()
+  /// Queues a job; returns its ticket for `wait(for:)`.
+  @discardableResult
+  public func submit(_ job: @escaping () throws -> Void) -> Int {
+    cond.lock(); queue.append(job); inFlight += 1; submitted += 1
+    let ticket = submitted
+    cond.signal(); cond.unlock()
+    return ticket
   }
 
-  func waitAll() throws {
+  /// Waits until the job with `ticket` (and all before it) has run.
+  public func wait(for ticket: Int) throws {
+    cond.lock()
+    while completed < ticket { cond.wait() }
+    let e = error; error = nil
+    cond.unlock()
+    if let e = e { throw e }
+  }
+
+  public func waitAll() throws {
     cond.lock()
     while inFlight > 0 { cond.wait() }
     let e = error; error = nil
@@ -138,8 +159,26 @@ final class CommWorker: @unchecked Sendable {
       cond.lock()
       if let f = failure, error == nil { error = f }
       inFlight -= 1
+      completed += 1
       cond.broadcast()
       cond.unlock()
     }
+  }
+}
+
+/// The model's `Collective` (SyncBN) routed through the step's `CommWorker`:
+/// each reduction is queued behind the bucket allreduces already launched and
+/// waited for, so no two threads ever call MPI at once and all ranks issue the
+/// same sequence of collectives.
+public final class QueuedCollective: Collective {
+  let comm: Communicator
+  let worker: CommWorker
+  public init(comm: Communicator, worker: CommWorker) { self.comm = comm; self.worker = worker }
+  public var rank: Int { comm.rank }
+  public var worldSize: Int { comm.worldSize }
+  public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+    guard comm.worldSize > 1 else { return }
+    let c = comm
+    try worker.wait(for: worker.submit { try c.allreduceSum(buffer) })
   }
 }

@@ -111,9 +111,45 @@ public enum Checkpoint {
           let seed = UInt64(meta["seed"] ?? ""), let ws = Int(meta["world_size"] ?? "") else {
       throw TrainError.checkpoint(path: path, message: "trainer state missing from metadata")
     }
-    try store.load(from: file)
+    try loadWeights(file, into: store)
     try optimizer.loadState(from: file, step: step)
     return TrainerState(iteration: it, optimizerStep: step, seed: seed, worldSize: ws)
+  }
+
+  /// Loads every parameter and buffer of `store` from a checkpoint or weights
+  /// file; other tensors in the file (optimizer state) are not its business.
+  /// Strict on names and shapes; nothing is written unless all match.
+  public static func loadWeights(_ file: SafeTensorsFile, into store: ParameterStore) throws {
+    var problems: [String] = []
+    for (name, t) in store.namedTensors {
+      guard let info = file.tensors[name] else { problems.append("missing '\(name)'"); continue }
+      if info.shape != t.shape { problems.append("'\(name)': expected shape \(t.shape), found \(info.shape)") }
+    }
+    guard problems.isEmpty else {
+      throw TrainError.checkpoint(path: file.path, message: "does not fit this model (\(problems.count) problem(s)): "
+        + problems.prefix(8).joined(separator: "; ") + (problems.count > 8 ? "; …" : "")
+        + ". Check that the config's model section matches the run that wrote it.")
+    }
+    for (name, t) in store.namedTensors { try file.read(name, into: t.data) }
+  }
+
+  /// Loads model weights only (eval, predict): from a checkpoint file, or from
+  /// a directory's `latest`.
+  public static func loadWeights(path: String, into store: ParameterStore) throws -> [String: String] {
+    var isDir: ObjCBool = false
+    var file = path
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+      guard let latest = try? String(contentsOfFile: (path as NSString).appendingPathComponent("latest"), encoding: .utf8) else {
+        throw TrainError.checkpoint(path: path, message: "a directory without a 'latest' file; pass a checkpoint file")
+      }
+      file = (path as NSString).appendingPathComponent(latest.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    let st: SafeTensorsFile
+    do { st = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: file)) } catch {
+      throw TrainError.checkpoint(path: file, message: "unreadable: \(error)")
+    }
+    try loadWeights(st, into: store)
+    return st.metadata
   }
 
   /// The newest checkpoint in `dir` that loads, falling back past corrupted ones

@@ -52,6 +52,11 @@ public enum ConfigLoader {
     return try fromTree(tree, file: file ?? "defaults")
   }
 
+  /// The YAML form of a config (keys sorted), as saved in the work dir.
+  public static func toYAML<T: Encodable>(_ value: T) throws -> String {
+    try Yams.dump(object: toTree(value), sortKeys: true)
+  }
+
   static func readYAML(_ file: String, depth: Int) throws -> [String: Any] {
     guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
       throw ConfigError.unreadable(file: file, reason: FileManager.default.fileExists(atPath: file) ? "not UTF-8 text" : "no such file")

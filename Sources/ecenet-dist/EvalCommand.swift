@@ -1,17 +1,60 @@
-// `ecenet-dist eval`: see --help. Not landed yet: exits 2 with "not implemented yet".
+// `ecenet-dist eval`: mIoU of a checkpoint, spread over ranks.
 import ArgumentParser
+import Dist
+import Foundation
+import Models
+import Tensor
+import Train
 
 struct Eval: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Evaluate a checkpoint: mIoU, aAcc, per-class IoU and accuracy.",
     discussion: """
-        ecenet-dist eval --config configs/debug/synthetic.yaml --checkpoint work/ckpt/latest
-        mpirun -n 4 ecenet-dist eval --config ... --checkpoint ... --multi-scale --flip --json
+      Every rank evaluates its share of the validation set (images r, r+R, ...);
+      the confusion matrices are summed, so N ranks give exactly the 1-rank
+      mIoU. Rank 0 prints the per-class table and writes WORK_DIR/eval.json.
+
+        ecenet-dist eval --config configs/debug/synthetic.yaml --checkpoint work_dirs/synthetic/checkpoints
+        mpirun -n 4 ecenet-dist eval --config ... --checkpoint ckpt.safetensors --multi-scale --flip --json
       """)
   @OptionGroup var common: CommonOptions
-  @Option(help: "Checkpoint file or directory.") var checkpoint: String?
-  @Flag(help: "Multi-scale inference (ratios 0.5 ... 1.75).") var multiScale = false
+  @Option(help: "Checkpoint file, or a checkpoints directory (its 'latest').") var checkpoint: String
+  @Flag(help: "Multi-scale inference (ratios 0.5 ... 1.75, from evaluation.ratios).") var multiScale = false
   @Flag(help: "Add horizontally flipped copies.") var flip = false
-  @Flag(help: "Print one JSON object on standard output.") var json = false
-  func run() throws { throw notImplemented("eval", issue: 6) }
+  @Option(help: "Inference mode: whole or slide (default: the config's evaluation.mode).") var mode: String?
+  @Flag(help: "Print only one JSON object on standard output.") var json = false
+  @Argument(help: "Config overrides as dotted KEY=VALUE pairs.") var overrides: [String] = []
+
+  func run() throws {
+    let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: nil)
+    if let m = mode, !["whole", "slide"].contains(m) { throw ValidationError("--mode must be whole or slide") }
+    let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
+    RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
+    RunSetup.inWorld { world in
+      let model = ECENet(config: config.model, seed: config.train.seed, collective: world)
+      model.store.finalize()
+      let meta = try Checkpoint.loadWeights(path: checkpoint, into: model.store)
+      let datasets = try RunDatasets(config: config)
+      var opts = InferenceOptions()
+      opts.mode = mode ?? config.evaluation.mode
+      opts.crop = (config.data.cropSize[0], config.data.cropSize[1])
+      opts.ratios = multiScale ? config.evaluation.ratios : [1.0]
+      opts.flip = flip
+      let result = try Evaluator.run(model: model, source: datasets.val, world: world, config: config, options: opts,
+                                     iteration: Int(meta["iteration"] ?? "") ?? 0, classNames: datasets.classNames,
+                                     palette: datasets.palette, samplesDir: nil, progress: !json)
+      if world.rank == 0 {
+        try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
+        try result.write(workDir: workDir)
+        if json {
+          let data = try JSONSerialization.data(withJSONObject: result.json, options: [.sortedKeys])
+          print(String(decoding: data, as: UTF8.self))
+        } else {
+          print(result.matrix.table(classNames: datasets.classNames))
+          print("\(result.images) images, \(world.worldSize) rank(s); eval.json in \(workDir)")
+        }
+      }
+      return 0
+    }
+  }
 }

@@ -51,3 +51,31 @@ final class ConfigLoaderTests: XCTestCase {
     }
   }
 }
+
+final class ShippedConfigTests: XCTestCase {
+  /// Every config under configs/ loads, validates and carries the paper's numbers.
+  func testEveryShippedConfigLoadsWithThePapersRecipe() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let expect: [(String, Int, Int, Int, [Int], Int)] = [  // file, classes, iterations, global batch, crop, S levels
+      ("configs/ade20k/ecenet_swin-t_640x640_160k.yaml", 150, 160_000, 16, [640, 640], 12),
+      ("configs/ade20k/ecenet_swin-b_640x640_160k.yaml", 150, 160_000, 16, [640, 640], 12),
+      ("configs/ade20k/ecenet_swin-l_640x640_160k.yaml", 150, 160_000, 16, [640, 640], 12),
+      ("configs/pascal_context/ecenet_swin-l_480x480_80k.yaml", 59, 80_000, 16, [480, 480], 11),
+      ("configs/cityscapes/ecenet_swin-l_1024x1024_160k.yaml", 19, 160_000, 8, [1024, 1024], 13),
+    ]
+    for (file, n, iters, batch, crop, levels) in expect {
+      let c = try TrainConfig.load(file: root.appendingPathComponent(file).path, overrides: [])
+      XCTAssertEqual(c.model.numClasses, n, file)
+      XCTAssertEqual(c.schedule.iterations, iters, file)
+      XCTAssertEqual(c.train.globalBatch, batch, file)
+      XCTAssertEqual(c.data.cropSize, crop, file)
+      XCTAssertEqual(c.model.eceLevels, levels, file)
+      XCTAssertEqual(c.optimizer.lr, 6e-5, file)
+      let split = try c.batchSplit(worldSize: 8)
+      XCTAssertEqual(split.perRank * split.accumulation * 8, batch, file)
+    }
+    let debug = try TrainConfig.load(file: root.appendingPathComponent("configs/debug/synthetic.yaml").path, overrides: [])
+    XCTAssertEqual(debug.data.dataset, "synthetic")
+    XCTAssertTrue(debug.yaml().contains("global_batch: 8"))
+  }
+}

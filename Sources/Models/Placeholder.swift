@@ -1,1 +1,0 @@
-// Models: see DESIGN.md. Contents land with their issues.
