@@ -7,6 +7,24 @@
 import Foundation
 import XCTest
 
+/// The tiny model on the synthetic data, small enough for about 1 s per iteration on 2 ranks.
+func tinyTrainArgs(iterations: Int) -> [String] {
+  ["--iterations", "\(iterations)", "model.dropout=0", "train.log_every=1", "train.global_batch=4",
+   "data.synthetic.train_count=64", "data.synthetic.val_count=4", "data.workers=1", "train.eval_every=0", "--threads", "1"]
+}
+
+var tinyConfig: String { repositoryRoot().appendingPathComponent("configs/debug/synthetic.yaml").path }
+
+/// (iteration, loss) of every train record in a work dir's metrics.jsonl.
+func trainLosses(_ workDir: URL) -> [(Int, Double)] {
+  guard let text = try? String(contentsOf: workDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8) else { return [] }
+  return text.split(separator: "\n").compactMap { line -> (Int, Double)? in
+    guard let r = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+          r["type"] as? String == "train", let it = r["iteration"] as? Int, let loss = r["loss"] as? Double else { return nil }
+    return (it, loss)
+  }
+}
+
 struct ClusterTestError: Error, CustomStringConvertible {
   let message: String
   var description: String { message }
@@ -222,7 +240,8 @@ final class TwoHostMPITests: XCTestCase {
     }
   }
 
-  func testSelftestMPIAcrossTwoNamespacesOverVeth() throws {
+  /// mpirun in namespace A with one rank per namespace, over the veth only.
+  func twoHostArgs(_ command: [String]) throws -> [String] {
     let agent = dir.appendingPathComponent("netns-agent")
     try """
     #!/bin/sh
@@ -239,14 +258,17 @@ final class TwoHostMPITests: XCTestCase {
     let hostfile = dir.appendingPathComponent("hosts")
     try "\(hostA) slots=1\n\(hostB) slots=1\n".write(to: hostfile, atomically: true, encoding: .utf8)
     let cidr = "10.77.0.0/24"
+    return ["ip", "netns", "exec", nsA, "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+            "-n", "2", "--map-by", "node", "--hostfile", hostfile.path, "--tag-output",
+            "--mca", "plm_rsh_agent", agent.path,
+            "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", cidr, "--mca", "oob_tcp_if_include", cidr] + command
+  }
+
+  func testSelftestMPIAcrossTwoNamespacesOverVeth() throws {
     // Each rank first says which namespace it runs in; --tag-output prefixes
     // every line with [job,rank] so the two lines can be matched up.
     let rankCommand = "echo ns=$(ip netns identify); exec \(executablePath()) selftest mpi"
-    let argv = ["ip", "netns", "exec", nsA, "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
-                "-n", "2", "--map-by", "node", "--hostfile", hostfile.path, "--tag-output",
-                "--mca", "plm_rsh_agent", agent.path,
-                "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", cidr, "--mca", "oob_tcp_if_include", cidr,
-                "sh", "-c", rankCommand]
+    let argv = try twoHostArgs(["sh", "-c", rankCommand])
     let (code, out, timedOut) = try runBounded(argv, timeout: 60)
     XCTAssertFalse(timedOut, "mpirun across namespaces timed out:\n\(out)")
     XCTAssertEqual(code, 0, out)
@@ -262,5 +284,21 @@ final class TwoHostMPITests: XCTestCase {
     // The veth is the only way between the namespaces: bytes crossed it.
     let (_, tx, _) = try runBounded(["ip", "netns", "exec", nsB, "cat", "/sys/class/net/\(vethB)/statistics/tx_bytes"], timeout: 30)
     XCTAssertGreaterThan(Int(tx.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, 0, "no traffic on \(vethB): \(tx)")
+  }
+
+  /// Issue 7: training 5 iterations with one rank on each "host" gives the
+  /// same losses as the same 2 ranks on one host.
+  func testTrainingAcrossTwoNamespacesMatchesSingleHostLosses() throws {
+    let single = dir.appendingPathComponent("single"), twoHosts = dir.appendingPathComponent("two-hosts")
+    let train = [executablePath(), "train", "--config", tinyConfig] + tinyTrainArgs(iterations: 5)
+    let (code1, out1, _) = try runBounded(mpirunArgs(ranks: 2) + train + ["--work-dir", single.path], timeout: 180)
+    XCTAssertEqual(code1, 0, out1)
+    let (code2, out2, timedOut) = try runBounded(try twoHostArgs(train + ["--work-dir", twoHosts.path]), timeout: 180)
+    XCTAssertFalse(timedOut, out2)
+    XCTAssertEqual(code2, 0, out2)
+    let reference = trainLosses(single), across = trainLosses(twoHosts)
+    XCTAssertEqual(reference.map { $0.0 }, Array(1...5), out1)
+    XCTAssertEqual(across.map { $0.0 }, Array(1...5), out2)
+    XCTAssertEqual(across.map { $0.1 }, reference.map { $0.1 }, "losses across two hosts differ from one host")
   }
 }
