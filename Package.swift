@@ -51,7 +51,7 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"], exclude: ["Golden"]),
     .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Tensor"], exclude: ["Golden"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "CShims"]),
-    .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims"]),
+    .testTarget(name: "DistTests", dependencies: ["Dist", "NN", "CShims", "TestSupport"]),
     // Process helpers shared by the test targets that run the real binary (mpirun, srun).
     .target(name: "TestSupport", path: "Tests/TestSupport"),
     .testTarget(name: "TrainTests", dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "TestSupport"],

@@ -15,9 +15,11 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 log=$(mktemp /tmp/ecenet-test.XXXXXX)
 swift test "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+# "Executed N tests, with M failures" or "Executed N tests, with K tests skipped and M failures".
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with .*[0-9]+ failures?" "$log" | tail -1)
 total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
-failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.* ([0-9]+) failures?.*/\1/' <<<"$summary")
+skipped=$(sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p' <<<"$summary")
 rm -f "$log"
 if [[ -z "$summary" ]]; then
   echo "test: the XCTest summary is missing (build failure?)"
@@ -26,6 +28,6 @@ if [[ -z "$summary" ]]; then
 fi
 # XCTest counts failures (assertions), not failed tests; any failure fails the run.
 if [[ $rc -ne 0 && $failed -eq 0 ]]; then failed=1; fi
-passed=$(( total - (failed > total ? total : failed) ))
-echo "test: $passed passed, $failed failed"
+passed=$(( total - ${skipped:-0} - (failed > total ? total : failed) ))
+echo "test: $passed passed, $failed failed, ${skipped:-0} skipped"
 exit $rc

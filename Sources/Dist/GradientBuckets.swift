@@ -116,7 +116,9 @@ public final class CommWorker: @unchecked Sendable {
   private var thread: Thread?
 
   public init() {
-    let t = Thread { [unowned self] in self.loop() }
+    // The thread holds the worker strongly: it serves for the life of the
+    // process (an unowned capture could outlive a short-lived worker).
+    let t = Thread { self.loop() }
     t.name = "ecenet-comm"
     t.start()
     thread = t

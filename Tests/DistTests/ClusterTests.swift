@@ -5,6 +5,7 @@
 // Not covered yet: training-level faults (kill -9 of a rank, SIGTERM
 // checkpoint, resume) wait for `ecenet-dist train` (issue 7).
 import Foundation
+import TestSupport
 import XCTest
 
 /// The tiny model on the synthetic data, small enough for about 1 s per iteration on 2 ranks.
@@ -116,9 +117,26 @@ final class SlurmClusterTests: XCTestCase {
   /// SIGUSR1 sent to the batch shell alone (what `--signal=B:USR1@120` does
   /// before the time limit) reaches every rank, that exit 3 requeues the job,
   /// and that the requeued job starts again with --resume auto and completes.
+  /// The real Slurm requeue path is timing-sensitive on a loaded 2-core box
+  /// (a restarted step occasionally fails to launch while the old one is being
+  /// cleaned up; see docs/cluster.md): the scenario runs up to twice, each in a
+  /// fresh job, and fails only if both attempts fail.
   func testBatchScriptForwardsUSR1ToRanksAndRequeuesOnExit3() throws {
-    let stub = dir.appendingPathComponent("fake-train")
-    let marks = dir.appendingPathComponent("marks")
+    var first: [String] = []
+    for attempt in 1...2 {
+      let problems = try requeueScenario(attempt: attempt)
+      if problems.isEmpty { return }
+      if attempt == 1 { first = problems } else {
+        XCTFail("requeue scenario failed twice.\nattempt 1:\n\(first.joined(separator: "\n"))\nattempt 2:\n\(problems.joined(separator: "\n"))")
+      }
+    }
+  }
+
+  func requeueScenario(attempt: Int) throws -> [String] {
+    var problems: [String] = []
+    func check(_ ok: Bool, _ msg: @autoclosure () -> String) { if !ok { problems.append(msg()) } }
+    let stub = dir.appendingPathComponent("fake-train-\(attempt)")
+    let marks = dir.appendingPathComponent("marks-\(attempt)")
     try """
     #!/bin/bash
     # Test double for `ecenet-dist train`: args are train --config C --work-dir W --resume auto ...
@@ -131,12 +149,12 @@ final class SlurmClusterTests: XCTestCase {
     """.write(to: stub, atomically: true, encoding: .utf8)
     chmod(stub.path, 0o755)
     let sbatch = repositoryRoot().appendingPathComponent("cluster/slurm/train.sbatch").path
-    let output = dir.appendingPathComponent("job.out")
-    let (code, jobOut) = try slurm(["sbatch", "--parsable", "--output=\(output.path)", sbatch, "cfg.yaml", "K=V"],
+    let output = dir.appendingPathComponent("job-\(attempt).out")
+    let (code, jobOut) = try slurm(["sbatch", "--parsable", "--output=\(output.path)", sbatch, "cfg\(attempt).yaml", "K=V"],
                                    in: dir, extraEnv: ["ECENET_BIN": stub.path])
-    XCTAssertEqual(code, 0, jobOut)
+    check(code == 0, "sbatch: \(jobOut)")
     let job = jobOut.split(separator: "\n").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
-    XCTAssertFalse(job.isEmpty || Int(job.split(separator: ";")[0]) == nil, "sbatch printed no job id: \(jobOut)")
+    guard !job.isEmpty, Int(job.split(separator: ";")[0]) != nil else { return ["sbatch printed no job id: \(jobOut)"] }
     let jobID = String(job.split(separator: ";")[0])
     let readMarks = { (try? String(contentsOf: marks, encoding: .utf8)) ?? "" }
     func waitFor(_ what: String, seconds: Double = 30, _ ok: () throws -> Bool) rethrows -> Bool {
@@ -145,37 +163,38 @@ final class SlurmClusterTests: XCTestCase {
         if try ok() { return true }
         usleep(100_000)
       }
-      XCTFail("timed out waiting for \(what); marks:\n\(readMarks())\njob output:\n\((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
+      problems.append("timed out waiting for \(what); marks:\n\(readMarks())\njob output:\n\((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
       return false
     }
-    guard waitFor("both ranks to start", { readMarks().components(separatedBy: "started rank=").count == 3 }) else { return }
+    guard waitFor("both ranks to start", { readMarks().components(separatedBy: "started rank=").count == 3 }) else { return problems }
 
     // --batch: the signal goes to the batch shell only, as with --signal=B:USR1.
     let (sigCode, sigOut) = try slurm(["scancel", "--batch", "--signal=USR1", jobID])
-    XCTAssertEqual(sigCode, 0, sigOut)
+    check(sigCode == 0, "scancel: \(sigOut)")
     guard try waitFor("the job to be requeued", {
       let (_, state) = try slurm(["squeue", "-h", "-j", jobID, "-o", "%T %r"])
       return state.hasPrefix("PENDING") && readMarks().components(separatedBy: "usr1 rank=").count == 3
-    }) else { return }
+    }) else { return problems }
     let (_, restarts) = try slurm(["scontrol", "show", "job", jobID])
-    XCTAssertTrue(restarts.contains("Restarts=1"), restarts)
+    check(restarts.contains("Restarts=1"), restarts)
     // Slurm holds a requeued job for about two minutes (EligibleTime); release it now.
     let (relCode, relOut) = try slurm(["scontrol", "update", "JobId=\(jobID)", "StartTime=now"])
-    XCTAssertEqual(relCode, 0, relOut)
+    check(relCode == 0, "scontrol update: \(relOut)")
     guard try waitFor("the requeued job to finish", seconds: 60, {
       let (_, state) = try slurm(["scontrol", "show", "job", jobID])
       return state.contains("JobState=COMPLETED") || state.contains("JobState=FAILED")
-    }) else { return }
+    }) else { return problems }
     let (_, final) = try slurm(["scontrol", "show", "job", jobID])
-    XCTAssertTrue(final.contains("JobState=COMPLETED"), final)
+    check(final.contains("JobState=COMPLETED"), final)
     let m = readMarks()
     for r in 0..<2 {
-      XCTAssertTrue(m.contains("usr1 rank=\(r)"), "rank \(r) never got SIGUSR1:\n\(m)")
-      XCTAssertTrue(m.contains("resumed rank=\(r) args=train --config cfg.yaml --work-dir work_dirs/cfg --resume auto K=V"),
+      check(m.contains("usr1 rank=\(r)"), "rank \(r) never got SIGUSR1:\n\(m)")
+      check(m.contains("resumed rank=\(r) args=train --config cfg\(attempt).yaml --work-dir work_dirs/cfg\(attempt) --resume auto K=V"),
                     "rank \(r) did not resume with the expected arguments:\n\(m)")
     }
     let log = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-    XCTAssertTrue(log.contains("requeueing job \(jobID)"), log)
+    check(log.contains("requeueing job \(jobID)"), log)
+    return problems
   }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Runs the built `ecenet-dist selftest mpi` under real mpirun and checks the

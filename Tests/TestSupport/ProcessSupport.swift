@@ -117,3 +117,88 @@ public final class Background: @unchecked Sendable {
     return process.terminationStatus
   }
 }
+
+// Cluster-test helpers (Slurm, network namespaces).
+
+/// The repository root (this file is Tests/DistTests/ProcessSupport.swift).
+public func repositoryRoot() -> URL {
+  URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// Runs `argv` (looked up in PATH) under coreutils `timeout`, which puts it in a
+/// process group of its own and on expiry sends SIGTERM to the whole group, then
+/// SIGKILL 5 s later: children such as srun's or mpirun's go too. Output reading
+/// is bounded as well, so a daemon that escaped the group and kept the pipe open
+/// cannot hang the test. `timedOut` is true when `timeout` ended the command.
+public func runBounded(_ argv: [String], timeout seconds: Int = 60, environment: [String: String] = [:],
+                directory: URL? = nil) throws -> (status: Int32, output: String, timedOut: Bool) {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+  p.arguments = ["-k", "5", "\(seconds)"] + argv
+  var env = ProcessInfo.processInfo.environment
+  env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+  env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+  for (k, v) in environment { env[k] = v }
+  p.environment = env
+  if let directory { p.currentDirectoryURL = directory }
+  let pipe = Pipe()
+  p.standardOutput = pipe
+  p.standardError = pipe
+  p.standardInput = FileHandle.nullDevice
+  try p.run()
+  final class Box: @unchecked Sendable {
+    let lock = NSLock()
+    var data = Data()
+  }
+  let box = Box()
+  let done = DispatchSemaphore(value: 0)
+  let reader = pipe.fileHandleForReading
+  DispatchQueue.global().async {
+    while true {
+      let chunk = reader.availableData
+      if chunk.isEmpty { break }
+      box.lock.lock(); box.data.append(chunk); box.lock.unlock()
+    }
+    done.signal()
+  }
+  // `timeout` itself ends by seconds + 5; the margin covers a slow start.
+  let deadline = Date().addingTimeInterval(TimeInterval(seconds) + 20)
+  while p.isRunning && Date() < deadline { usleep(20_000) }
+  if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+  p.waitUntilExit()
+  _ = done.wait(timeout: .now() + 5)
+  box.lock.lock(); let data = box.data; box.lock.unlock()
+  let status = p.terminationStatus
+  return (status, String(decoding: data, as: UTF8.self), status == 124 || status == 137)
+}
+
+/// Whether `name` is an executable on PATH.
+public func commandExists(_ name: String) -> Bool {
+  let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+  return path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(name)") }
+}
+
+/// A TCP port that nothing listens on right now (the kernel's pick for port 0).
+public func freeTCPPort() -> Int? {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return nil }
+  defer { close(fd) }
+  var addr = sockaddr_in()
+  addr.sin_family = sa_family_t(AF_INET)
+  addr.sin_port = 0
+  addr.sin_addr.s_addr = INADDR_ANY
+  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+  let bound = withUnsafeMutablePointer(to: &addr) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+  }
+  return bound ? Int(UInt16(bigEndian: addr.sin_port)) : nil
+}
+
+/// The lines of an `ecenet-dist selftest mpi` run that every rank of a world of
+/// `n` must print: the sums, average, broadcast and gather it saw.
+public func expectedSelftestMPILines(worldSize n: Int) -> [String] {
+  let tri = n * (n + 1) / 2
+  let avg = Float((0..<n).reduce(0, +)) / Float(n)
+  let gather = (0..<n).map { "rank\($0)" }.joined(separator: ",")
+  return (0..<n).map { "rank=\($0) size=\(n) allreduce_ok=true sum0=\(Float(tri)) avg=\(avg) bcast=3.5,-1.0,42.0 gather=\(gather)" }
+}
