@@ -14,8 +14,10 @@ let pointwiseGrain = 1 << 15
 
 // libm's expf/erff are one call per element, so loops over them never
 // vectorise; these are branch-free polynomials the loop vectoriser turns into
-// SIMD code. Measured (bench ops, 2 threads, baseline x86-64 build) on the
-// Swin-B stage-1 sizes: GELU 25600×512 forward 13.6 → see BENCHMARKS.md.
+// SIMD code. Measured (`ecenet-dist bench ops --quick`, 2 threads, baseline
+// x86-64 build, old and new binaries interleaved): GELU 2304×512 forward
+// 2.19 → 0.67 ms, forward+backward 9.65 → 2.57 ms; softmax 9216×144 forward
+// 2.99 → 1.07 ms (with rowMax below). See BENCHMARKS.md.
 
 /// e^x with ≤ 1.4 ulp relative error (Cephes expf polynomial after reducing
 /// by n·ln2, n = round(x·log2e)); 0 below −87.34 (where expf underflows to
