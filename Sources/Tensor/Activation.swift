@@ -10,6 +10,81 @@ import Foundation
 /// Elements per parallel task of a pointwise loop.
 let pointwiseGrain = 1 << 15
 
+// MARK: Vector exp / erf
+
+// libm's expf/erff are one call per element, so loops over them never
+// vectorise; these are branch-free polynomials the loop vectoriser turns into
+// SIMD code. Measured (`ecenet-dist bench ops --quick`, 2 threads, baseline
+// x86-64 build, old and new binaries interleaved): GELU 2304×512 forward
+// 2.19 → 0.67 ms, forward+backward 9.65 → 2.57 ms; softmax 9216×144 forward
+// 2.99 → 1.07 ms (with rowMax below). See BENCHMARKS.md.
+
+/// e^x with ≤ 1.4 ulp relative error (Cephes expf polynomial after reducing
+/// by n·ln2, n = round(x·log2e)); 0 below −87.34 (where expf underflows to
+/// subnormals), clamped above 88.376. Matches expf to float rounding.
+@inline(__always)
+func fastExp(_ x: Float) -> Float {
+  let xc = Swift.min(Swift.max(x, -87.33654), 88.37626)
+  // 1.5·2²³ + x·log2e rounds to an integer n held in the low mantissa bits.
+  let t = xc * 1.442695041 + 12_582_912
+  let n = t - 12_582_912
+  let r = (xc - n * 0.693359375) - n * -2.12194440e-4
+  var p: Float = 1.9875691500e-4
+  p = p * r + 1.3981999507e-3
+  p = p * r + 8.3334519073e-3
+  p = p * r + 4.1665795894e-2
+  p = p * r + 1.6666665459e-1
+  p = p * r + 5.0000001201e-1
+  let y = p * r * r + r + 1
+  let scale = Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)  // 2ⁿ
+  return x < -87.33654 ? 0 : y * scale
+}
+
+/// erf(x) to ≤ 4.2e-7 absolute error (Eigen's rational approximation on
+/// [−4, 4]; erf(±4) is ±1 in float).
+@inline(__always)
+func fastErf(_ a: Float) -> Float {
+  let x = Swift.min(Swift.max(a, -4), 4), x2 = x * x
+  var p: Float = -2.72614225801306e-10
+  p = p * x2 + 2.77068142495902e-08
+  p = p * x2 - 2.10102402082508e-06
+  p = p * x2 - 5.69250639462346e-05
+  p = p * x2 - 7.34990630326855e-04
+  p = p * x2 - 2.95459980854025e-03
+  p = p * x2 - 1.60960333262415e-02
+  var q: Float = -1.45660718464996e-05
+  q = q * x2 - 2.13374055278905e-04
+  q = q * x2 - 1.68282697438203e-03
+  q = q * x2 - 7.37332916720468e-03
+  q = q * x2 - 1.42647390514189e-02
+  return x * p / q
+}
+
+/// Largest element of p[0..<n] (n ≥ 1): eight independent scalar lanes, which
+/// LLVM turns into vector max instructions (SIMD8's pointwiseMax was measured
+/// slower: it keeps IEEE NaN semantics lane by lane).
+@inline(__always)
+func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+  var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
+  var i = 0
+  while i + 8 <= n {
+    m0 = p[i] > m0 ? p[i] : m0; m1 = p[i + 1] > m1 ? p[i + 1] : m1
+    m2 = p[i + 2] > m2 ? p[i + 2] : m2; m3 = p[i + 3] > m3 ? p[i + 3] : m3
+    m4 = p[i + 4] > m4 ? p[i + 4] : m4; m5 = p[i + 5] > m5 ? p[i + 5] : m5
+    m6 = p[i + 6] > m6 ? p[i + 6] : m6; m7 = p[i + 7] > m7 ? p[i + 7] : m7
+    i += 8
+  }
+  while i < n { m0 = p[i] > m0 ? p[i] : m0; i += 1 }
+  return Swift.max(Swift.max(Swift.max(m0, m1), Swift.max(m2, m3)), Swift.max(Swift.max(m4, m5), Swift.max(m6, m7)))
+}
+
+/// p[i] = e^(p[i] − shift) over p[0..<n], returning Σ of the new values.
+@inline(__always)
+func expShiftedInPlace(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+  for j in 0..<n { p[j] = fastExp(p[j] - shift) }
+  return rowSum(p, n)
+}
+
 // MARK: GELU
 
 /// F.gelu (exact): y = x·Φ(x) = ½x(1 + erf(x/√2)).
@@ -17,17 +92,18 @@ public func gelu(_ x: Var) -> Var {
   let xv = x.value, n = xv.count
   let y = Tensor(uninitialized: xv.shape)
   let xp = xv.data, yp = y.data
+  let invSqrt2 = Float(0.5).squareRoot()
   Parallel.forRange(n, grain: pointwiseGrain) { r in
-    for i in r { let v = xp[i]; yp[i] = 0.5 * v * (1 + erff(v * Float(0.5).squareRoot())) }
+    for i in r { let v = xp[i]; yp[i] = 0.5 * v * (1 + fastErf(v * invSqrt2)) }
   }
   return makeResult(y, inputs: [x]) { g in
     // dy/dx = Φ(x) + x·φ(x)
     let d = x.gradBuffer().data, gp = g.data, xp = xv.data  // via xv: the closure keeps the storage alive
-    let invSqrt2 = Float(0.5).squareRoot(), invSqrt2Pi = 1 / (2 * Float.pi).squareRoot()
+    let invSqrt2Pi = 1 / (2 * Float.pi).squareRoot()
     Parallel.forRange(n, grain: pointwiseGrain) { r in
       for i in r {
         let v = xp[i]
-        d[i] += gp[i] * (0.5 * (1 + erff(v * invSqrt2)) + v * invSqrt2Pi * expf(-0.5 * v * v))
+        d[i] += gp[i] * (0.5 * (1 + fastErf(v * invSqrt2)) + v * invSqrt2Pi * fastExp(-0.5 * v * v))
       }
     }
   }
@@ -93,16 +169,14 @@ public func softmaxForward(out y: Tensor, x: Tensor, outer: Int, n: Int, inner: 
     Parallel.forRange(outer, grain: max(1, (1 << 14) / max(1, n))) { r in
       for row in r {
         let xi = xp + row * n, yi = yp + row * n
-        var m = -Float.infinity
-        for k in 0..<n { m = max(m, xi[k]) }
-        var s: Float = 0
+        let m = rowMax(xi, n)
         if log {
-          for k in 0..<n { s += expf(xi[k] - m) }
-          let lse = m + logf(s)
+          for k in 0..<n { yi[k] = fastExp(xi[k] - m) }  // y as scratch for the exponentials
+          let lse = m + logf(rowSum(yi, n))
           for k in 0..<n { yi[k] = xi[k] - lse }
         } else {
-          for k in 0..<n { let e = expf(xi[k] - m); yi[k] = e; s += e }
-          let inv = 1 / s
+          for k in 0..<n { yi[k] = fastExp(xi[k] - m) }
+          let inv = 1 / rowSum(yi, n)
           for k in 0..<n { yi[k] *= inv }
         }
       }
@@ -119,9 +193,9 @@ public func softmaxForward(out y: Tensor, x: Tensor, outer: Int, n: Int, inner: 
       for k in 0..<n {
         let xi = xp + base + k * inner, yi = yp + base + k * inner
         if log {
-          for j in 0..<w { s[j] += expf(xi[j] - m[j]) }
+          for j in 0..<w { s[j] += fastExp(xi[j] - m[j]) }
         } else {
-          for j in 0..<w { let e = expf(xi[j] - m[j]); yi[j] = e; s[j] += e }
+          for j in 0..<w { let e = fastExp(xi[j] - m[j]); yi[j] = e; s[j] += e }
         }
       }
       if log {
@@ -146,7 +220,7 @@ public func softmaxBackward(dx: Tensor, dy: Tensor, y: Tensor, outer: Int, n: In
         var s: Float = 0
         if log {
           for k in 0..<n { s += gi[k] }
-          for k in 0..<n { di[k] += gi[k] - expf(yi[k]) * s }
+          for k in 0..<n { di[k] += gi[k] - fastExp(yi[k]) * s }
         } else {
           for k in 0..<n { s += gi[k] * yi[k] }
           for k in 0..<n { di[k] += yi[k] * (gi[k] - s) }
@@ -168,7 +242,7 @@ public func softmaxBackward(dx: Tensor, dy: Tensor, y: Tensor, outer: Int, n: In
       for k in 0..<n {
         let gi = gp + base + k * inner, yi = yp + base + k * inner, di = dp + base + k * inner
         if log {
-          for j in 0..<w { di[j] += gi[j] - expf(yi[j]) * s[j] }
+          for j in 0..<w { di[j] += gi[j] - fastExp(yi[j]) * s[j] }
         } else {
           for j in 0..<w { di[j] += yi[j] * (gi[j] - s[j]) }
         }

@@ -126,11 +126,7 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
 /// Numerically stable softmax of one row, in place.
 @inline(__always)
 func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
-  var mx = -Float.infinity
-  for j in 0..<n { mx = max(mx, row[j]) }
-  var sum: Float = 0
-  for j in 0..<n { let e = expf(row[j] - mx); row[j] = e; sum += e }
-  let inv = 1 / sum
+  let inv = 1 / expShiftedInPlace(row, n, rowMax(row, n))
   for j in 0..<n { row[j] *= inv }
 }
 

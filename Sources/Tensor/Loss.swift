@@ -24,10 +24,9 @@ func crossEntropyForward(lse: UnsafeMutablePointer<Float>, logits x: UnsafePoint
     blockedColumnSums(rows: rows, width: 1) { r, acc in
       for row in r {
         let xi = x + row * K
-        var m = -Float.infinity
-        for k in 0..<K { m = max(m, xi[k]) }
+        let m = rowMax(xi, K)
         var s: Float = 0
-        for k in 0..<K { s += expf(xi[k] - m) }
+        for k in 0..<K { s += fastExp(xi[k] - m) }
         let l = m + logf(s)
         lse[row] = l
         let label = lb[row]
@@ -50,7 +49,7 @@ func crossEntropyBackward(dx: UnsafeMutablePointer<Float>, scale: Float, lse: Un
         if label == ignoreIndex { continue }
         let f = scale * (classWeights.map { $0[Int(label)] } ?? 1)
         let xi = x + row * K, di = dx + row * K, l = lse[row]
-        for k in 0..<K { di[k] += f * expf(xi[k] - l) }
+        for k in 0..<K { di[k] += f * fastExp(xi[k] - l) }
         di[Int(label)] -= f
       }
     }
