@@ -19,6 +19,7 @@ import Foundation
 import Models
 import NN
 import Tensor
+import CShims
 
 public struct TrainSummary {
   public var iterations: Int
@@ -219,6 +220,11 @@ public final class Trainer {
     var skipped = 0, stopped = false
     var window = (data: 0.0, comm: 0.0, time: 0.0)
     let logEvery = max(1, config.train.logEvery)
+    // Say which GEMM kernels run: an OPENBLAS_CORETYPE pin (set on some clusters
+    // for old OpenBLAS bugs) can halve the speed of every GEMM on a newer CPU.
+    if let pin = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] {
+      log("note: OPENBLAS_CORETYPE=\(pin) pins OpenBLAS to its \(String(cString: ecenet_blas_corename())) kernels; unset it (and OPENBLAS_L2_SIZE) if your OpenBLAS is recent, for up to 2x faster GEMMs")
+    }
     log("train: \(world.worldSize) rank(s) × \(batches.perRank) image(s) × \(batches.accumulation) accumulation step(s) = global batch \(config.train.globalBatch); \(total) iterations; \(model.store.parameterCount) parameters; \(Parallel.threads) thread(s) per rank")
     while iteration < total {
       let t0 = Date()
