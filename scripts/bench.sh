@@ -3,7 +3,10 @@
 # venv (.venv) when missing, writes JSON under bench-out/ and prints tables.
 #
 #   scripts/bench.sh ops [--threads N] [--reps N]   ops vs PyTorch vs sgemm, two OpenBLAS kernels
-#   scripts/bench.sh --quick                         reduced run; ends with the one-line summary
+#   scripts/bench.sh step [--threads N]              training step vs PyTorch: Swin-T 512² b2, Swin-B 640² b1
+#   scripts/bench.sh scaling [--ranks "1 2 4"]       weak scaling of `train` (tiny synthetic) under mpirun
+#   scripts/bench.sh memory                          peak RSS per process, ours vs PyTorch (from step runs)
+#   scripts/bench.sh --quick                         reduced run (< 5 min); ends with the one-line summary
 #
 # Environment: BENCH_SWIFT_FLAGS extra `swift build` flags (e.g.
 # "-Xswiftc -target-cpu -Xswiftc x86-64-v3"); BENCH_PYTHON a python with torch
@@ -11,6 +14,11 @@
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: the ops mode runs once as the
 # environment sets them and once with both unset (when the environment pins
 # nothing, the second run pins Haswell instead, so two kernels are compared).
+#
+# step: ours runs twice (environment as is, and OPENBLAS_CORETYPE/L2_SIZE unset);
+# STEP_T_STEPS / STEP_B_STEPS set the timed steps (default 3 and 2, after one
+# warm-up). scaling: ranks oversubscribe this machine's cores (each rank gets
+# SCALE_THREADS threads, default 1), so it shows overhead, not speed-up.
 #
 # Adding a mode: write mode_<name>() and add it to the case at the bottom.
 set -euo pipefail
@@ -113,29 +121,154 @@ mode_ops() {
   compare env "$second"
 }
 
+# step_one <label> <preset> <crop> <batch> <steps> [extra bench args]: ours (env, unset) + torch into $OUT/step_<label>_*.json
+step_one() {
+  local label=$1 preset=$2 crop=$3 batch=$4 steps=$5; shift 5
+  echo "bench: step $label: ours (environment as is) $preset ${crop}² b$batch, $steps steps" >&2
+  "$BIN" bench step --json --preset "$preset" --crop "$crop" --batch "$batch" --steps "$steps" --warmup 1 \
+    --threads "$THREADS" "$@" > "$OUT/step_${label}_env.json"
+  echo "bench: step $label: ours (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)" >&2
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" bench step --json --preset "$preset" --crop "$crop" \
+    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_unset.json"
+  if [[ -n "$PY" ]]; then
+    echo "bench: step $label: PyTorch" >&2
+    OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
+      --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 > "$OUT/step_${label}_torch.json"
+  else
+    echo '{}' > "$OUT/step_${label}_torch.json"
+  fi
+}
+
+# Table of step results; prints "R" (unset-ours / torch, min step) of the first label on the last line.
+step_table() {
+  python3 - "$OUT" "$@" <<'PY'
+import json, sys
+out, labels = sys.argv[1], sys.argv[2:]
+print(f"{'case':<10} {'ours env s':>10} {'ours unset s':>12} {'torch s':>8} {'ratio':>6} {'GFLOP/s':>8} {'of sgemm':>8} "
+      f"{'sgemm':>6} {'RSS MiB':>8} {'pool MiB':>8} {'torch RSS':>9} {'mallocs':>7}")
+first = None
+for l in labels:
+    e, u = (json.load(open(f"{out}/step_{l}_{k}.json")) for k in ("env", "unset"))
+    t = json.load(open(f"{out}/step_{l}_torch.json"))
+    ts = t.get("step_s_min")
+    r = u["step_s_min"] / ts if ts else None
+    if first is None: first = r
+    print(f"{l:<10} {e['step_s_min']:>10.3f} {u['step_s_min']:>12.3f} {ts if ts else float('nan'):>8.3f} "
+          f"{r if r else float('nan'):>6.2f} {u['gflops']:>8.1f} {u['fraction_of_sgemm']:>8.2f} {u['sgemm_2048_gflops']:>6.0f} "
+          f"{u['peak_rss_mb']:>8.0f} {u['pool_peak_mb']:>8.0f} {t.get('peak_rss_mb', float('nan')):>9.0f} {u['mallocs_per_step_last']:>7}")
+    print(f"{'':<10} env: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
+          f"{e['sgemm_2048_gflops']:.0f}; unset: core {u['openblas_corename']}; medians ours {u['step_s_median']:.3f} s, "
+          f"torch {t.get('step_s_median', float('nan')):.3f} s; fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
+print("ratio = ours (OpenBLAS auto core) min step / PyTorch min step; GFLOP/s = 2 × fvcore forward FLOPs × batch × 3 / step")
+print(f"R {first if first else 'NA'}")
+PY
+}
+
+mode_step() {
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --threads) THREADS=$2; shift 2 ;;
+      *) echo "bench step: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  ensure_torch
+  step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}"
+  step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}"
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS"
+  step_table swin-t-512 swin-b-640 | grep -v '^R '
+}
+
+mode_memory() {
+  build_release
+  ensure_torch
+  for l in swin-t-512 swin-b-640; do
+    [[ -f $OUT/step_${l}_unset.json ]] || { echo "bench memory: run 'scripts/bench.sh step' first (reads $OUT/step_*.json)" >&2; exit 2; }
+  done
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+print(f"{'case':<12} {'ours peak RSS MiB':>18} {'ours pool peak MiB':>19} {'PyTorch peak RSS MiB':>21} {'ours/torch':>10}")
+for l in ("swin-t-512", "swin-b-640"):
+    u = json.load(open(f"{out}/step_{l}_unset.json")); t = json.load(open(f"{out}/step_{l}_torch.json"))
+    tr = t.get("peak_rss_mb")
+    print(f"{l:<12} {u['peak_rss_mb']:>18.0f} {u['pool_peak_mb']:>19.0f} {tr if tr else float('nan'):>21.0f} "
+          f"{u['peak_rss_mb'] / tr if tr else float('nan'):>10.2f}")
+PY
+}
+
+# scale_run <ranks> <iterations> <per-rank batch>: one weak-scaling point into $OUT/scale_<ranks>/
+scale_run() {
+  local n=$1 it=$2 b=$3 dir=$OUT/scale_$1
+  rm -rf "$dir"
+  echo "bench: scaling: mpirun -n $n --oversubscribe train (tiny synthetic, $b image(s)/rank, $it iterations)" >&2
+  mpirun -n "$n" --oversubscribe --allow-run-as-root -x OMPI_MCA_rmaps_base_oversubscribe=1 \
+    "$BIN" train --config configs/debug/synthetic.yaml --work-dir "$dir" --iterations "$it" \
+    --threads "${SCALE_THREADS:-1}" train.global_batch=$((n * b)) train.per_rank_batch="$b" \
+    train.log_every=5 train.checkpoint_every=0 train.eval_every=0 evaluation.samples=2 data.synthetic.val_count=2 \
+    > "$dir.log" 2>&1 || { echo "bench: scaling run with $n rank(s) failed; see $dir.log" >&2; tail -5 "$dir.log" >&2; return 1; }
+}
+
+# scale_table <per-rank batch> <ranks...>: table over $OUT/scale_<n>/metrics.jsonl (train records after the first window); last line "C <comm share at the largest n>".
+scale_table() {
+  python3 - "$OUT" "$@" <<'PY'
+import json, sys
+out, b, ranks = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3:]]
+base = None; last = None
+print(f"{'ranks':>5} {'it/s':>7} {'images/s':>9} {'efficiency':>10} {'comm_wait share':>15} {'data_wait share':>15}")
+for n in ranks:
+    recs = [json.loads(l) for l in open(f"{out}/scale_{n}/metrics.jsonl") if '"train"' in l]
+    recs = [r for r in recs if r.get("type") == "train"][1:] or recs  # skip the first window (warm-up)
+    it = sum(r["it_per_s"] for r in recs) / len(recs)
+    comm = sum(r["comm_wait"] for r in recs) / len(recs)
+    data = sum(r["data_wait"] for r in recs) / len(recs)
+    if base is None: base = it
+    last = comm
+    print(f"{n:>5} {it:>7.2f} {it * n * b:>9.1f} {it / base:>10.2f} {comm:>15.3f} {data:>15.3f}")
+print("weak scaling: fixed images per rank; efficiency = it/s(n) / it/s(1); ranks oversubscribe this machine's cores")
+print(f"C {last:.3f}")
+PY
+}
+
+mode_scaling() {
+  local ranks="1 2 4" it=${SCALE_ITERATIONS:-30} b=2
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --ranks) ranks=$2; shift 2 ;;
+      *) echo "bench scaling: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  for n in $ranks; do scale_run "$n" "$it" "$b"; done
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; ${SCALE_THREADS:-1} thread(s) per rank"
+  # shellcheck disable=SC2086
+  scale_table "$b" $ranks | grep -v '^C '
+}
+
 mode_quick() {
   build_release
   ensure_torch
-  ours quick -- --quick
-  torch_ops --quick
-  compare quick
-  # Stand-in until the step benchmark lands: FLOP-weighted GFLOP/s of the
-  # GEMM-bound ops' forward+backward over the best sgemm rate of the same run.
-  local frac
-  frac=$(python3 - "$OUT/ours_quick.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-ops = [o for o in r["ops"] if o["bound"] == "gemm" and o["pass"] == "fwd+bwd"]
-print(f"{sum(o['gflop'] for o in ops) / sum(o['ms'] / 1e3 for o in ops) / r['sgemm_best_gflops']:.2f}")
-PY
-)
-  echo "bench: step and comm benchmarks not implemented yet (issue 9): step_ratio and comm_exposed are NA;"
-  echo "bench: gemm_fraction_of_peak is over the GEMM-bound ops (fwd+bwd), not yet over a whole training step"
-  echo "bench: step_ratio_vs_pytorch=NA gemm_fraction_of_peak=$frac comm_exposed_fraction=NA"
+  step_one quick swin-t 256 1 2
+  local tab ratio frac comm
+  tab=$(step_table quick)
+  echo "$tab" | grep -v '^R '
+  ratio=$(echo "$tab" | sed -n 's/^R //p')
+  [[ $ratio == NA ]] || ratio=$(printf '%.2f' "$ratio")
+  frac=$(python3 -c "import json, sys; print(f\"{json.load(open(sys.argv[1]))['fraction_of_sgemm']:.2f}\")" "$OUT/step_quick_unset.json")
+  scale_run 1 15 2
+  scale_run 2 15 2
+  tab=$(scale_table 2 1 2)
+  echo "$tab" | grep -v '^C '
+  comm=$(echo "$tab" | sed -n 's/^C //p')
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS; ratio and gemm fraction with OpenBLAS's auto-detected core"
+  echo "bench: step_ratio_vs_pytorch=$ratio gemm_fraction_of_peak=$frac comm_exposed_fraction=$comm"
 }
 
 case ${1:-} in
   ops) shift; mode_ops "$@" ;;
+  step) shift; mode_step "$@" ;;
+  scaling) shift; mode_scaling "$@" ;;
+  memory) shift; mode_memory "$@" ;;
   --quick|quick) shift; mode_quick "$@" ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
 esac

@@ -1,8 +1,10 @@
 // `ecenet-dist bench`: see --help. `ops` times the engine's ops at Swin-B/640²
 // sizes beside OpenBLAS sgemm of the same GEMM shapes and a streaming-bandwidth
 // probe, all in one process so the figures share the machine's state.
-// Not here yet: `step` (training step vs PyTorch), `data` (loader throughput),
-// scaling over ranks: they exit 2 "not implemented yet" (issue 9).
+// `step` times whole training steps (forward + backward + AdamW) through the
+// real Trainer.step(micro:) on a synthetic batch. Not here yet: `data` (loader
+// throughput) exits 2 "not implemented yet"; scaling over ranks is
+// scripts/bench.sh scaling (it runs `ecenet-dist train` under mpirun).
 //
 // How an op is timed: inputs are built once; each repetition runs the op
 // (forward: tape off; forward+backward: tape on, gradients reset to nil first,
@@ -10,8 +12,12 @@
 // and the minimum over repetitions is reported (the machine is shared).
 import ArgumentParser
 import CShims
+import Data
+import Dist
 import Foundation
+import Models
 import Tensor
+import Train
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -24,7 +30,12 @@ struct Bench: ParsableCommand {
 
         ecenet-dist bench ops --threads 2
         ecenet-dist bench ops --quick --json
-      step, data: not implemented yet (issue 9).
+      step: whole training steps (forward + backward + AdamW) of the real trainer
+      on a random normalised batch, with the achieved GFLOP/s, the fraction of a
+      2048³ sgemm measured in the same run, peak memory and pool misses per step.
+
+        ecenet-dist bench step --preset swin-t --crop 512 --batch 2 --steps 3
+      data: not implemented yet (issue 9).
       """)
   @Argument(help: "What to measure: ops | step | data.") var what: String = "step"
   @Option(help: "Compute threads (default: ECENET_THREADS, else the cores this process may use).") var threads: Int?
@@ -32,10 +43,19 @@ struct Bench: ParsableCommand {
   @Flag(help: "Reduced sizes (stage-1 map 48×48 instead of 160×160) for a fast smoke run.") var quick = false
   @Option(help: "Only ops whose name contains this string.") var only: String?
   @Flag(help: "Print one JSON object instead of the table.") var json = false
+  @Option(help: "step: model preset (swin-t, swin-s, swin-b, tiny, ...).") var preset = "swin-t"
+  @Option(help: "step: square crop size.") var crop = 512
+  @Option(help: "step: images per step.") var batch = 2
+  @Option(help: "step: number of classes.") var classes = 150
+  @Option(help: "step: timed steps.") var steps = 3
+  @Option(help: "step: untimed warm-up steps (the first fills the buffer pool).") var warmup = 1
 
   func validate() throws {
     if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
     if reps < 1 { throw ValidationError("--reps must be at least 1") }
+    if crop < 32 || batch < 1 || steps < 1 || warmup < 0 || classes < 2 {
+      throw ValidationError("bench step: need --crop ≥ 32, --batch ≥ 1, --steps ≥ 1, --warmup ≥ 0, --classes ≥ 2")
+    }
   }
 
   func run() throws {
@@ -44,7 +64,11 @@ struct Bench: ParsableCommand {
       if let t = threads { Parallel.threads = t }
       let ok = OpsBench(reps: reps, quick: quick, only: only).run(json: json)
       if !ok { throw ExitCode(1) }
-    case "step", "data": throw notImplemented("bench \(what)", issue: 9)
+    case "step":
+      if let t = threads { Parallel.threads = t }
+      try StepBench(preset: preset, crop: crop, batch: batch, classes: classes, steps: steps, warmup: warmup, reps: reps)
+        .run(json: json)
+    case "data": throw notImplemented("bench \(what)", issue: 9)
     default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step or data")
     }
   }
@@ -409,6 +433,128 @@ struct OpsBench {
       print(line([r["op"] as! String, r["shape"] as! String, r["pass"] as! String, f(r["ms"], "%.2f"),
                   f(r["gflops"], "%.1f"), f(r["sgemm_ms"], "%.2f"), f(r["fraction_of_sgemm"], "%.2f"),
                   f(r["fraction_of_peak"], "%.2f"), f(r["gbs"], "%.1f"), f(r["times_stream"], "%.2f")]))
+    }
+  }
+}
+
+// MARK: - Training step
+
+/// Whole training steps through `Trainer.step(micro:)`: the same code path as
+/// `ecenet-dist train` minus the loader (a fixed random batch instead), with a
+/// world of one (the allreduce calls are local no-ops).
+///
+/// FLOP convention: `Complexity` counts fvcore "FLOPs" (one multiply-add = 1).
+/// We report both that count × batch × 3 (forward + backward ≈ 3 forwards; the
+/// convention behind issue 9's "PyTorch ≈ 146 GFLOP/s") and true FLOPs
+/// (2 per multiply-add), which is what sgemm's 2·m·n·k counts; the fraction of
+/// sgemm uses the true FLOPs, so it is a like-for-like utilisation.
+struct StepBench {
+  let preset: String, crop: Int, batch: Int, classes: Int, steps: Int, warmup: Int, reps: Int
+
+  static func procStatus(_ key: String) -> Double? {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in s.split(separator: "\n") where line.hasPrefix(key + ":") {
+      let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+      if parts.count >= 2, let kb = Double(parts[1]) { return kb / 1024 }  // MiB
+    }
+    return nil
+  }
+
+  /// A random batch: images ≈ N(0, 1) per channel (normalised), labels uniform
+  /// over the classes with the top 8 rows ignored (255), as the PyTorch bench does.
+  func makeBatch() -> TrainBatch {
+    let n = batch * crop * crop
+    var rng = RandomGenerator(seed: 1234, keys: 9)
+    var images = [Float](repeating: 0, count: n * 3)
+    for i in 0..<images.count { images[i] = rng.normal() }
+    var labels = [UInt8](repeating: 0, count: n)
+    for i in 0..<n {
+      let row = (i / crop) % crop
+      labels[i] = row < 8 ? 255 : UInt8(truncatingIfNeeded: Int(rng.nextUniform() * Float(classes)) % classes)
+    }
+    return TrainBatch(images: images, labels: labels, count: batch, height: crop, width: crop)
+  }
+
+  func run(json: Bool) throws {
+    let env = ProcessInfo.processInfo.environment
+    // The GEMM ceiling of this run: best of `reps` 2048³ sgemm (NN).
+    let peakShape = GemmShape(transA: false, transB: false, m: 2048, n: 2048, k: 2048)
+    var sgemmGflops = 0.0
+    do {
+      let buf = GemmBuffers([peakShape])
+      let t = minTime(reps: reps) { buf.run(peakShape) }
+      sgemmGflops = peakShape.flops / t / 1e9
+    }
+    let sgemmErr = sgemmCheck(GemmShape(transA: false, transB: true, m: 37, n: 29, k: 131), samples: 37 * 29)
+
+    var cfg = TrainConfig()
+    cfg.model = try ModelConfig.preset(preset, numClasses: classes)
+    cfg.model.channels = 256
+    cfg.data.dataset = "synthetic"
+    cfg.data.synthetic.trainCount = batch
+    cfg.data.synthetic.valCount = 1
+    cfg.data.synthetic.size = 32
+    cfg.data.cropSize = [crop, crop]
+    cfg.data.workers = 1
+    cfg.train.globalBatch = batch
+    cfg.train.threads = Parallel.threads
+    cfg.schedule.iterations = 1000
+    cfg.schedule.warmupIterations = 0
+    try cfg.validate()
+    let dir = NSTemporaryDirectory() + "ecenet-bench-step-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let trainer = try Trainer(config: cfg, workDir: dir, world: LocalCommunicator(), resume: nil, iterations: nil)
+    let micro = [makeBatch()]
+    let fvcore = Complexity.totalFlops(Complexity.analyze(cfg.model, height: crop, width: crop))
+    let stepFlopsFvcore = fvcore * Double(batch) * 3
+    let stepFlops = 2 * stepFlopsFvcore
+
+    let pool = BufferPool.shared
+    for _ in 0..<warmup { _ = try trainer.step(micro: micro) }
+    var times: [Double] = [], mallocs: [Int] = []
+    var loss = 0.0
+    for _ in 0..<steps {
+      let m0 = pool.mallocCount
+      let t0 = DispatchTime.now().uptimeNanoseconds
+      let r = try trainer.step(micro: micro)
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+      mallocs.append(pool.mallocCount - m0)
+      loss = r.terms["loss"] ?? .nan
+    }
+    let sorted = times.sorted()
+    let tMin = sorted[0], tMed = sorted[sorted.count / 2]
+    let gflops = stepFlops / tMin / 1e9
+    let out: [String: Any] = [
+      "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes,
+      "threads": Parallel.threads, "steps": steps, "warmup": warmup,
+      "openblas_corename": String(cString: ecenet_blas_corename()),
+      "openblas_coretype_env": env["OPENBLAS_CORETYPE"] ?? "(unset)",
+      "openblas_l2_size_env": env["OPENBLAS_L2_SIZE"] ?? "(unset)",
+      "step_s_min": tMin, "step_s_median": tMed, "step_s_all": times,
+      "forward_gflop_fvcore_per_image": fvcore / 1e9,
+      "step_gflop": stepFlops / 1e9, "step_gflop_fvcore": stepFlopsFvcore / 1e9,
+      "gflops": gflops, "gflops_fvcore": stepFlopsFvcore / tMin / 1e9,
+      "sgemm_2048_gflops": sgemmGflops, "sgemm_check_max_rel_err": sgemmErr,
+      "fraction_of_sgemm": gflops / sgemmGflops,
+      "peak_rss_mb": Self.procStatus("VmHWM") ?? -1,
+      "pool_peak_mb": Double(pool.peakBytesLive) / 1048576,
+      "pool_cached_mb": Double(pool.bytesCached) / 1048576,
+      "mallocs_per_step": mallocs, "mallocs_per_step_last": mallocs.last ?? 0,
+      "params": trainer.model.store.parameterCount, "loss_last": loss,
+    ]
+    if json {
+      let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
+      print(String(decoding: data, as: UTF8.self))
+    } else {
+      print(String(format: "bench step: %@ %d² batch %d, %d classes, %d thread(s), OpenBLAS %@ (OPENBLAS_CORETYPE=%@)",
+                   preset, crop, batch, classes, Parallel.threads, out["openblas_corename"] as! String,
+                   out["openblas_coretype_env"] as! String))
+      print(String(format: "step: min %.3f s, median %.3f s over %d (after %d warm-up); all: %@", tMin, tMed, steps, warmup,
+                   times.map { String(format: "%.3f", $0) }.joined(separator: " ")))
+      print(String(format: "FLOPs/step: %.1f G (2 × fvcore %.1f G fwd/image × batch × 3); %.1f GFLOP/s = %.2f of sgemm 2048³ (%.1f GFLOP/s); fvcore convention %.1f GFLOP/s",
+                   stepFlops / 1e9, fvcore / 1e9, gflops, gflops / sgemmGflops, sgemmGflops, stepFlopsFvcore / tMin / 1e9))
+      print(String(format: "memory: peak RSS %.0f MiB, pool peak live %.0f MiB; pool mallocs per timed step: %@",
+                   out["peak_rss_mb"] as! Double, out["pool_peak_mb"] as! Double, mallocs.map(String.init).joined(separator: " ")))
     }
   }
 }
