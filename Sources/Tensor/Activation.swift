@@ -40,6 +40,42 @@ func fastExp(_ x: Float) -> Float {
   return x < -87.33654 ? 0 : y * scale
 }
 
+/// ln(x) for x > 0 normal, ≤ 2 ulp (Cephes logf: x = m·2^e with m in
+/// [√½, √2), degree-9 polynomial in m − 1). Branch-free so loops vectorise;
+/// no handling of 0, negatives, subnormals, inf or NaN (callers pass x ≥ 1e-37).
+@inline(__always)
+func fastLog(_ x: Float) -> Float {
+  let bits = x.bitPattern
+  // m in [0.5, 1), exponent e (frexp).
+  var e = Float(Int32(bitPattern: (bits >> 23) & 0xFF) - 126)
+  var m = Float(bitPattern: (bits & 0x007F_FFFF) | 0x3F00_0000)
+  let small = m < 0.707106781186547524
+  e = small ? e - 1 : e
+  m = small ? m + m - 1 : m - 1
+  let z = m * m
+  var y: Float = 7.0376836292e-2
+  y = y * m - 1.1514610310e-1
+  y = y * m + 1.1676998740e-1
+  y = y * m - 1.2420140846e-1
+  y = y * m + 1.4249322787e-1
+  y = y * m - 1.6668057665e-1
+  y = y * m + 2.0000714765e-1
+  y = y * m - 2.4999993993e-1
+  y = y * m + 3.3333331174e-1
+  y = y * m * z
+  y += -2.12194440e-4 * e
+  y += -0.5 * z
+  return m + y + 0.693359375 * e
+}
+
+/// ln(1 + x) for x ≥ 0, accurate also for tiny x: log(u)·x/(u − 1) with u = 1 + x
+/// rounded (Goldberg's trick: the rounding error of u cancels), x itself when u == 1.
+@inline(__always)
+func fastLog1p(_ x: Float) -> Float {
+  let u = 1 + x, d = u - 1
+  return d == 0 ? x : fastLog(u) * (x / d)
+}
+
 /// erf(x) to ≤ 4.2e-7 absolute error (Eigen's rational approximation on
 /// [−4, 4]; erf(±4) is ±1 in float).
 @inline(__always)
