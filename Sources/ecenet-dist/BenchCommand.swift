@@ -511,14 +511,16 @@ struct StepBench {
 
     let pool = BufferPool.shared
     for _ in 0..<warmup { _ = try trainer.step(micro: micro) }
-    var times: [Double] = [], mallocs: [Int] = []
+    var times: [Double] = [], mallocs: [Int] = [], faults: [Int] = []
     var loss = 0.0
+    func minorFaults() -> Int { var u = rusage(); getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u); return u.ru_minflt }
     for _ in 0..<steps {
-      let m0 = pool.mallocCount
+      let m0 = pool.mallocCount, f0 = minorFaults()
       let t0 = DispatchTime.now().uptimeNanoseconds
       let r = try trainer.step(micro: micro)
       times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
       mallocs.append(pool.mallocCount - m0)
+      faults.append(minorFaults() - f0)  // fresh (kernel-zeroed) pages touched: glibc/Swift arrays outside the pool
       loss = r.terms["loss"] ?? .nan
     }
     let sorted = times.sorted()
@@ -539,7 +541,7 @@ struct StepBench {
       "peak_rss_mb": Self.procStatus("VmHWM") ?? -1,
       "pool_peak_mb": Double(pool.peakBytesLive) / 1048576,
       "pool_cached_mb": Double(pool.bytesCached) / 1048576,
-      "mallocs_per_step": mallocs, "mallocs_per_step_last": mallocs.last ?? 0,
+      "mallocs_per_step": mallocs, "mallocs_per_step_last": mallocs.last ?? 0, "minor_faults_per_step": faults,
       "params": trainer.model.store.parameterCount, "loss_last": loss,
     ]
     if json {
@@ -553,8 +555,9 @@ struct StepBench {
                    times.map { String(format: "%.3f", $0) }.joined(separator: " ")))
       print(String(format: "FLOPs/step: %.1f G (2 × fvcore %.1f G fwd/image × batch × 3); %.1f GFLOP/s = %.2f of sgemm 2048³ (%.1f GFLOP/s); fvcore convention %.1f GFLOP/s",
                    stepFlops / 1e9, fvcore / 1e9, gflops, gflops / sgemmGflops, sgemmGflops, stepFlopsFvcore / tMin / 1e9))
-      print(String(format: "memory: peak RSS %.0f MiB, pool peak live %.0f MiB; pool mallocs per timed step: %@",
-                   out["peak_rss_mb"] as! Double, out["pool_peak_mb"] as! Double, mallocs.map(String.init).joined(separator: " ")))
+      print(String(format: "memory: peak RSS %.0f MiB, pool peak live %.0f MiB; pool mallocs per timed step: %@; minor page faults per step: %@",
+                   out["peak_rss_mb"] as! Double, out["pool_peak_mb"] as! Double, mallocs.map(String.init).joined(separator: " "),
+                   faults.map(String.init).joined(separator: " ")))
     }
   }
 }
