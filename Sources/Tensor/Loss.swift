@@ -167,6 +167,8 @@ public func diceLoss(logits: Var, targets: Tensor) -> Var {
   precondition(logits.shape.count == 2 && targets.count == logits.count,
                "diceLoss: logits \(logits.shape) must be [M, P], targets \(targets.shape) the same size")
   let M = logits.shape[0], P = logits.shape[1]
+  // fastSigmoid (vectorises) instead of libm's expf: dice was ≈ 2% of a Swin-T 512² b2 step
+  // profile; the step gain (with relu's select) was within the run-to-run noise (±10%).
   let xv = logits.value, xp = xv.data, tp = targets.data
   // Saved per row: numerator 2Σσt + 1 and denominator Σσ + Σt + 1.
   var num = [Double](repeating: 0, count: M), den = [Double](repeating: 0, count: M)
@@ -178,7 +180,7 @@ public func diceLoss(logits: Var, targets: Tensor) -> Var {
         for row in r {
           var st = 0.0, ss = 0.0, tt = 0.0
           for j in 0..<P {
-            let s = Double(stableSigmoid(xp[row * P + j])), t = Double(tp[row * P + j])
+            let s = Double(fastSigmoid(xp[row * P + j])), t = Double(tp[row * P + j])
             st += s * t; ss += s; tt += t
           }
           np[row] = 2 * st + 1; dp[row] = ss + tt + 1
@@ -194,7 +196,7 @@ public func diceLoss(logits: Var, targets: Tensor) -> Var {
       for row in r {
         let nu = Float(num[row]), de = Float(den[row]), f = gp[row] / (de * de)
         for j in 0..<P {
-          let i = row * P + j, s = stableSigmoid(xp[i])
+          let i = row * P + j, s = fastSigmoid(xp[i])
           d[i] += -f * (2 * tp[i] * de - nu) * s * (1 - s)
         }
       }
