@@ -15,7 +15,7 @@
 # environment sets them and once with both unset (when the environment pins
 # nothing, the second run pins Haswell instead, so two kernels are compared).
 #
-# step: ours runs twice (environment as is, and OPENBLAS_CORETYPE/L2_SIZE unset);
+# step: ours runs twice (OPENBLAS_CORETYPE/L2_SIZE unset = auto core, and pinned to Haswell);
 # STEP_T_STEPS / STEP_B_STEPS set the timed steps (default 3 and 2, after one
 # warm-up). scaling: ranks oversubscribe this machine's cores (each rank gets
 # SCALE_THREADS threads, default 1), so it shows overhead, not speed-up.
@@ -121,15 +121,17 @@ mode_ops() {
   compare env "$second"
 }
 
-# step_one <label> <preset> <crop> <batch> <steps> [extra bench args]: ours (env, unset) + torch into $OUT/step_<label>_*.json
+# step_one <label> <preset> <crop> <batch> <steps> [extra bench args]: ours twice (OpenBLAS's
+# auto-detected core: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; and pinned to
+# Haswell) + PyTorch, into $OUT/step_<label>_{auto,haswell,torch}.json
 step_one() {
   local label=$1 preset=$2 crop=$3 batch=$4 steps=$5; shift 5
-  echo "bench: step $label: ours (environment as is) $preset ${crop}² b$batch, $steps steps" >&2
-  "$BIN" bench step --json --preset "$preset" --crop "$crop" --batch "$batch" --steps "$steps" --warmup 1 \
-    --threads "$THREADS" "$@" > "$OUT/step_${label}_env.json"
-  echo "bench: step $label: ours (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)" >&2
+  echo "bench: step $label: ours $preset ${crop}² b$batch, $steps steps (OpenBLAS auto core; environment has OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})" >&2
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" bench step --json --preset "$preset" --crop "$crop" \
-    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_unset.json"
+    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_auto.json"
+  echo "bench: step $label: ours (OPENBLAS_CORETYPE=Haswell)" >&2
+  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell "$BIN" bench step --json --preset "$preset" --crop "$crop" \
+    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_haswell.json"
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch" >&2
     OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
@@ -144,20 +146,20 @@ step_table() {
   python3 - "$OUT" "$@" <<'PY'
 import json, sys
 out, labels = sys.argv[1], sys.argv[2:]
-print(f"{'case':<10} {'ours env s':>10} {'ours unset s':>12} {'torch s':>8} {'ratio':>6} {'GFLOP/s':>8} {'of sgemm':>8} "
+print(f"{'case':<10} {'ours Haswell s':>14} {'ours auto s':>11} {'torch s':>8} {'ratio':>6} {'GFLOP/s':>8} {'of sgemm':>8} "
       f"{'sgemm':>6} {'RSS MiB':>8} {'pool MiB':>8} {'torch RSS':>9} {'mallocs':>7}")
 first = None
 for l in labels:
-    e, u = (json.load(open(f"{out}/step_{l}_{k}.json")) for k in ("env", "unset"))
+    e, u = (json.load(open(f"{out}/step_{l}_{k}.json")) for k in ("haswell", "auto"))
     t = json.load(open(f"{out}/step_{l}_torch.json"))
     ts = t.get("step_s_min")
     r = u["step_s_min"] / ts if ts else None
     if first is None: first = r
-    print(f"{l:<10} {e['step_s_min']:>10.3f} {u['step_s_min']:>12.3f} {ts if ts else float('nan'):>8.3f} "
+    print(f"{l:<10} {e['step_s_min']:>14.3f} {u['step_s_min']:>11.3f} {ts if ts else float('nan'):>8.3f} "
           f"{r if r else float('nan'):>6.2f} {u['gflops']:>8.1f} {u['fraction_of_sgemm']:>8.2f} {u['sgemm_2048_gflops']:>6.0f} "
           f"{u['peak_rss_mb']:>8.0f} {u['pool_peak_mb']:>8.0f} {t.get('peak_rss_mb', float('nan')):>9.0f} {u['mallocs_per_step_last']:>7}")
-    print(f"{'':<10} env: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
-          f"{e['sgemm_2048_gflops']:.0f}; unset: core {u['openblas_corename']}; medians ours {u['step_s_median']:.3f} s, "
+    print(f"{'':<10} Haswell-pinned: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
+          f"{e['sgemm_2048_gflops']:.0f}; auto: core {u['openblas_corename']}, pool mallocs/step {u['mallocs_per_step']}, page faults/step {u['minor_faults_per_step']}; medians ours {u['step_s_median']:.3f} s, "
           f"torch {t.get('step_s_median', float('nan')):.3f} s; fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
 print("ratio = ours (OpenBLAS auto core) min step / PyTorch min step; GFLOP/s = 2 × fvcore forward FLOPs × batch × 3 / step")
 print(f"R {first if first else 'NA'}")
@@ -183,14 +185,14 @@ mode_memory() {
   build_release
   ensure_torch
   for l in swin-t-512 swin-b-640; do
-    [[ -f $OUT/step_${l}_unset.json ]] || { echo "bench memory: run 'scripts/bench.sh step' first (reads $OUT/step_*.json)" >&2; exit 2; }
+    [[ -f $OUT/step_${l}_auto.json ]] || { echo "bench memory: run 'scripts/bench.sh step' first (reads $OUT/step_*.json)" >&2; exit 2; }
   done
   python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
 print(f"{'case':<12} {'ours peak RSS MiB':>18} {'ours pool peak MiB':>19} {'PyTorch peak RSS MiB':>21} {'ours/torch':>10}")
 for l in ("swin-t-512", "swin-b-640"):
-    u = json.load(open(f"{out}/step_{l}_unset.json")); t = json.load(open(f"{out}/step_{l}_torch.json"))
+    u = json.load(open(f"{out}/step_{l}_auto.json")); t = json.load(open(f"{out}/step_{l}_torch.json"))
     tr = t.get("peak_rss_mb")
     print(f"{l:<12} {u['peak_rss_mb']:>18.0f} {u['pool_peak_mb']:>19.0f} {tr if tr else float('nan'):>21.0f} "
           f"{u['peak_rss_mb'] / tr if tr else float('nan'):>10.2f}")
@@ -254,7 +256,7 @@ mode_quick() {
   echo "$tab" | grep -v '^R '
   ratio=$(echo "$tab" | sed -n 's/^R //p')
   [[ $ratio == NA ]] || ratio=$(printf '%.2f' "$ratio")
-  frac=$(python3 -c "import json, sys; print(f\"{json.load(open(sys.argv[1]))['fraction_of_sgemm']:.2f}\")" "$OUT/step_quick_unset.json")
+  frac=$(python3 -c "import json, sys; print(f\"{json.load(open(sys.argv[1]))['fraction_of_sgemm']:.2f}\")" "$OUT/step_quick_auto.json")
   scale_run 1 15 2
   scale_run 2 15 2
   tab=$(scale_table 2 1 2)
