@@ -454,7 +454,8 @@ struct StepBench {
   static func procStatus(_ key: String) -> Double? {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
     for line in s.split(separator: "\n") where line.hasPrefix(key + ":") {
-      let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+      // "VmHWM:\t 8838000 kB", or with no space once the number has 8 digits.
+      let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
       if parts.count >= 2, let kb = Double(parts[1]) { return kb / 1024 }  // MiB
     }
     return nil
