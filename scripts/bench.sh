@@ -134,8 +134,30 @@ PY
   echo "bench: step_ratio_vs_pytorch=NA gemm_fraction_of_peak=$frac comm_exposed_fraction=NA"
 }
 
+# Loader throughput at the ADE20K 640² recipe vs the trainer (issue 5): fixture
+# JPEGs packed with the real packer, decode / augment / loader with 1 and 2 workers.
+#   scripts/bench.sh data [--threads N] [--reps N] [--quick]
+#       [--trainer-images-per-second X [--trainer-cores N]]   (default: issue 9's Swin-B 640² targets)
+mode_data() {
+  local args=()
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --threads) THREADS=$2; shift 2 ;;
+      --reps) REPS=$2; shift 2 ;;
+      --quick) args+=(--quick); shift ;;
+      --trainer-images-per-second) export BENCH_TRAINER_IMAGES_PER_SECOND=$2; shift 2 ;;
+      --trainer-cores) export BENCH_TRAINER_CORES=$2; shift 2 ;;
+      *) echo "bench data: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  "$BIN" bench data --json --threads "$THREADS" --reps "$REPS" "${args[@]}" > "$OUT/data.json"
+  echo "(all figures: $OUT/data.json)"
+}
+
 case ${1:-} in
   ops) shift; mode_ops "$@" ;;
+  data) shift; mode_data "$@" ;;
   --quick|quick) shift; mode_quick "$@" ;;
   *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

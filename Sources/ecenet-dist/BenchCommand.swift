@@ -44,7 +44,8 @@ struct Bench: ParsableCommand {
       if let t = threads { Parallel.threads = t }
       let ok = OpsBench(reps: reps, quick: quick, only: only).run(json: json)
       if !ok { throw ExitCode(1) }
-    case "step", "data": throw notImplemented("bench \(what)", issue: 9)
+    case "data": try runDataBench(threads: threads, reps: reps, quick: quick, json: json)  // BenchData.swift
+    case "step": throw notImplemented("bench \(what)", issue: 9)
     default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step or data")
     }
   }
