@@ -6,6 +6,7 @@
 #   scripts/bench.sh step [--threads N]              training step vs PyTorch: Swin-T 512² b2, Swin-B 640² b1
 #   scripts/bench.sh scaling [--ranks "1 2 4"]       weak scaling of `train` (tiny synthetic) under mpirun
 #   scripts/bench.sh memory                          peak RSS per process, ours vs PyTorch (from step runs)
+#   scripts/bench.sh data [options]                  loader throughput vs the trainer (docs/bench-data.md)
 #   scripts/bench.sh --quick                         reduced run (< 5 min); ends with the one-line summary
 #
 # Environment: BENCH_SWIFT_FLAGS extra `swift build` flags (e.g.
@@ -266,11 +267,33 @@ mode_quick() {
   echo "bench: step_ratio_vs_pytorch=$ratio gemm_fraction_of_peak=$frac comm_exposed_fraction=$comm"
 }
 
+# Loader throughput at the ADE20K 640² recipe vs the trainer (issue 5): fixture
+# JPEGs packed with the real packer, decode / augment / loader with 1 and 2 workers.
+#   scripts/bench.sh data [--threads N] [--reps N] [--quick]
+#       [--trainer-images-per-second X [--trainer-cores N]]   (default: issue 9's Swin-B 640² targets)
+mode_data() {
+  local args=()
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --threads) THREADS=$2; shift 2 ;;
+      --reps) REPS=$2; shift 2 ;;
+      --quick) args+=(--quick); shift ;;
+      --trainer-images-per-second) export BENCH_TRAINER_IMAGES_PER_SECOND=$2; shift 2 ;;
+      --trainer-cores) export BENCH_TRAINER_CORES=$2; shift 2 ;;
+      *) echo "bench data: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  "$BIN" bench data --json --threads "$THREADS" --reps "$REPS" "${args[@]}" > "$OUT/data.json"
+  echo "(all figures: $OUT/data.json)"
+}
+
 case ${1:-} in
   ops) shift; mode_ops "$@" ;;
   step) shift; mode_step "$@" ;;
   scaling) shift; mode_scaling "$@" ;;
   memory) shift; mode_memory "$@" ;;
+  data) shift; mode_data "$@" ;;
   --quick|quick) shift; mode_quick "$@" ;;
-  *) sed -n '2,25p' "$0"; exit 2 ;;
+  *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

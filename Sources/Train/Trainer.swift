@@ -174,6 +174,7 @@ public final class Trainer {
     }
     try buckets.finishBackward()
     commWait += buckets.lastWaitSeconds
+    try dumpGradientsIfAsked()
     try sums.withUnsafeMutableBufferPointer { try world.allreduceSum($0) }
     let names = ["loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "loss"]
     let terms = Dictionary(uniqueKeysWithValues: zip(names, sums))
@@ -192,6 +193,15 @@ public final class Trainer {
     let it = iteration
     optimizer.step { mult in self.schedule.lr(at: it, lrMultiplier: mult) }
     return (withNorm, commWait, true)
+  }
+
+  /// Debugging / test hook: with `ECENET_DUMP_GRADIENTS=FILE`, rank 0 writes
+  /// the first step's reduced gradients (every parameter by name) to FILE, so
+  /// runs on different world sizes can be compared tensor by tensor.
+  func dumpGradientsIfAsked() throws {
+    guard iteration == 0, isRoot, let path = ProcessInfo.processInfo.environment["ECENET_DUMP_GRADIENTS"] else { return }
+    let grads = model.store.entries.map { (name: $0.name, tensor: $0.variable.grad!) }
+    try SafeTensors.write(grads, metadata: ["world_size": "\(world.worldSize)"], to: URL(fileURLWithPath: path))
   }
 
   public func evaluate(options: InferenceOptions? = nil) throws -> EvalResult {

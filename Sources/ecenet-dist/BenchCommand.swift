@@ -2,9 +2,8 @@
 // sizes beside OpenBLAS sgemm of the same GEMM shapes and a streaming-bandwidth
 // probe, all in one process so the figures share the machine's state.
 // `step` times whole training steps (forward + backward + AdamW) through the
-// real Trainer.step(micro:) on a synthetic batch. Not here yet: `data` (loader
-// throughput) exits 2 "not implemented yet"; scaling over ranks is
-// scripts/bench.sh scaling (it runs `ecenet-dist train` under mpirun).
+// real Trainer.step(micro:) on a synthetic batch; `data` is BenchData.swift.
+// Scaling over ranks is scripts/bench.sh scaling (`ecenet-dist train` under mpirun).
 //
 // How an op is timed: inputs are built once; each repetition runs the op
 // (forward: tape off; forward+backward: tape on, gradients reset to nil first,
@@ -35,7 +34,7 @@ struct Bench: ParsableCommand {
       2048³ sgemm measured in the same run, peak memory and pool misses per step.
 
         ecenet-dist bench step --preset swin-t --crop 512 --batch 2 --steps 3
-      data: not implemented yet (issue 9).
+      data: loader throughput at the ADE20K 640² recipe against the trainer (BenchData.swift).
       """)
   @Argument(help: "What to measure: ops | step | data.") var what: String = "step"
   @Option(help: "Compute threads (default: ECENET_THREADS, else the cores this process may use).") var threads: Int?
@@ -68,7 +67,7 @@ struct Bench: ParsableCommand {
       if let t = threads { Parallel.threads = t }
       try StepBench(preset: preset, crop: crop, batch: batch, classes: classes, steps: steps, warmup: warmup, reps: reps)
         .run(json: json)
-    case "data": throw notImplemented("bench \(what)", issue: 9)
+    case "data": try runDataBench(threads: threads, reps: reps, quick: quick, json: json)  // BenchData.swift
     default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step or data")
     }
   }

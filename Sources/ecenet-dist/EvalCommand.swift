@@ -25,9 +25,13 @@ struct Eval: ParsableCommand {
   @Flag(help: "Print only one JSON object on standard output.") var json = false
   @Argument(help: "Config overrides as dotted KEY=VALUE pairs.") var overrides: [String] = []
 
+  func validate() throws {
+    if let m = mode, !["whole", "slide"].contains(m) { throw ValidationError("--mode must be whole or slide") }
+    _ = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: nil)
+  }
+
   func run() throws {
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: nil)
-    if let m = mode, !["whole", "slide"].contains(m) { throw ValidationError("--mode must be whole or slide") }
     let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
     RunSetup.inWorld { world in

@@ -30,10 +30,16 @@ struct Train: ParsableCommand {
   @Argument(help: "Config overrides as dotted KEY=VALUE pairs, e.g. train.global_batch=8.")
   var overrides: [String] = []
 
-  func run() throws {
-    // Everything that can be checked without MPI is checked first.
+  /// Everything that can be checked without MPI is checked first (and usage
+  /// errors print this subcommand's usage).
+  func validate() throws {
+    if let n = iterations, n < 1 { throw ValidationError("--iterations must be at least 1") }
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: iterations)
     do { _ = try config.batchSplit(worldSize: RunSetup.launcherWorldSize) } catch { throw ValidationError("\(error)") }
+  }
+
+  func run() throws {
+    let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: iterations)
     let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
     StopSignal.install()

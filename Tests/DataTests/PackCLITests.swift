@@ -43,7 +43,7 @@ final class PackCLITests: XCTestCase {
     let shard = t.sub("out/train/shard-00001.ecs")
     var b = [UInt8](FileManager.default.contents(atPath: shard)!)
     b[80] ^= 0x01
-    FileManager.default.createFile(atPath: shard, contents: Data(b))
+    _ = FileManager.default.createFile(atPath: shard, contents: Data(b))
     let bad = try run(["pack", "--verify", t.sub("out"), "--all", "--quiet"])
     XCTAssertEqual(bad.code, 1)
     XCTAssertTrue(bad.err.contains("shard shard-00001.ecs, record 0 (source img03.jpg)"), bad.err)

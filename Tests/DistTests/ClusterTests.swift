@@ -88,6 +88,26 @@ final class SlurmClusterTests: XCTestCase {
     }
   }
 
+  /// The real trainer under srun (ranks from PMIx, no mpirun) computes exactly
+  /// what mpirun's ranks compute: the same 4 losses to 1e-6.
+  func testSrunTrainingMatchesMpirun() throws {
+    let config = repositoryRoot().appendingPathComponent("configs/debug/synthetic.yaml").path
+    let args = ["train", "--config", config, "--iterations", "4", "--threads", "1", "model.dropout=0", "train.log_every=1",
+                "train.global_batch=4", "data.synthetic.train_count=32", "data.synthetic.val_count=2", "data.workers=1"]
+    let viaSrun = dir.appendingPathComponent("srun").path, viaMpirun = dir.appendingPathComponent("mpirun").path
+    let (code, out) = try slurm(["srun", "--mpi=pmix", "-n", "2", "--kill-on-bad-exit=1", executablePath()]
+                                  + args + ["--work-dir", viaSrun], timeout: 300)
+    XCTAssertEqual(code, 0, out)
+    XCTAssertTrue(out.contains("train: 2 rank(s)"), out)
+    let (mcode, mout) = try runRanks(2, args + ["--work-dir", viaMpirun])
+    XCTAssertEqual(mcode, 0, mout)
+    let a = trainRecords(viaSrun).compactMap { $0["loss"] as? Double }
+    let b = trainRecords(viaMpirun).compactMap { $0["loss"] as? Double }
+    XCTAssertEqual(a.count, 4)
+    XCTAssertEqual(a.count, b.count)
+    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6 * abs(y)) }
+  }
+
   /// srun starts the ranks through PMIx (no mpirun): makeWorld() sees PMIX_RANK
   /// and every rank gets the right rank, size and collective results.
   func testSrunPMIxRunsSelftestOnEveryRank() throws {

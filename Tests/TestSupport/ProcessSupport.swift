@@ -17,17 +17,22 @@ public func mpirunArgs(ranks: Int) -> [String] {
    "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo"]
 }
 
+/// This process's environment plus what mpirun needs as root, plus `extra`.
+public func childEnvironment(_ extra: [String: String]) -> [String: String] {
+  var env = ProcessInfo.processInfo.environment
+  env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+  env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+  for (k, v) in extra { env[k] = v }
+  return env
+}
+
 /// Runs a process to completion, returning its exit code and merged output.
 public func runProcess(_ path: String, _ args: [String], environment: [String: String] = [:],
                 timeout: TimeInterval = 120) throws -> (Int32, String) {
   let p = Process()
   p.executableURL = URL(fileURLWithPath: path)
   p.arguments = args
-  var env = ProcessInfo.processInfo.environment
-  env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-  env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-  for (k, v) in environment { env[k] = v }
-  p.environment = env
+  p.environment = childEnvironment(environment)
   let pipe = Pipe()
   p.standardOutput = pipe
   p.standardError = pipe
@@ -83,11 +88,7 @@ public final class Background: @unchecked Sendable {
   public init(_ path: String, _ args: [String], environment: [String: String] = [:]) throws {
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = args
-    var env = ProcessInfo.processInfo.environment
-    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-    for (k, v) in environment { env[k] = v }
-    process.environment = env
+    process.environment = childEnvironment(environment)
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import TestSupport
 import XCTest
 
@@ -42,6 +43,32 @@ final class DistributedTrainingTests: XCTestCase {
       assertCurvesClose(losses(d1, key), losses(d4, key), rtol: 1e-4, "1 vs 4 ranks, \(key)")
     }
     XCTAssertEqual(losses(d1).count, 5)
+  }
+
+  /// After the allreduce, every parameter's gradient on 2 and 4 ranks equals the
+  /// single-process gradient on the union batch (SyncBN; first step).
+  func testReducedGradientsEqualTheUnionBatchGradients() throws {
+    var files: [Int: SafeTensorsFile] = [:]
+    for n in [1, 2, 4] {
+      let dir = makeTempDir("grad\(n)"), dump = dir + "/grads.safetensors"
+      _ = try train(n, dir, iterations: 1, env: ["ECENET_DUMP_GRADIENTS": dump])
+      files[n] = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dump))
+    }
+    let one = files[1]!
+    XCTAssertGreaterThan(one.keys.count, 100)
+    var worst = 0.0
+    for n in [2, 4] {
+      for key in one.keys {
+        let a = try one.floats(key), b = try files[n]!.floats(key)
+        let scale = Double(a.map { abs($0) }.max() ?? 0)
+        // Relative to each tensor's scale: a few biases are zero in exact arithmetic
+        // (a BatchNorm right after cancels them) and are pure rounding noise.
+        let err = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
+        if scale > 1e-3 { worst = max(worst, err / scale) }
+        XCTAssertLessThanOrEqual(err, 1e-5 * max(scale, 1e-3), "\(n) ranks, \(key): max diff \(err), scale \(scale)")
+      }
+    }
+    print("reduced gradients vs union batch: worst error \(worst) of the tensor's scale")
   }
 
   func testAccumulationMatchesTheFullBatchWithGroupNorm() throws {
