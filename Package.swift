@@ -6,8 +6,16 @@ import PackageDescription
 // Release builds of the numeric targets need fast-math-free but vectorised code;
 // -Ounchecked removes bounds checks in the inner loops (the kernels are tested
 // against reference loops in debug builds, which keep the checks).
+//
+// The default build targets baseline x86-64 so one binary runs on any cluster
+// node. `ECENET_TARGET_CPU=znver4` (or skylake-avx512, haswell, native…) at
+// build time lets the compiler vectorise our elementwise kernels for that CPU
+// (≥ 2× on GELU/LayerNorm loops measured here; BENCHMARKS.md). OpenBLAS picks
+// its own kernels at run time either way.
+import Foundation
+let targetCPU = ProcessInfo.processInfo.environment["ECENET_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
 let kernelFlags: [SwiftSetting] = [
-  .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+  .unsafeFlags(["-Ounchecked", "-wmo"] + targetCPU, .when(configuration: .release)),
 ]
 
 let package = Package(
