@@ -30,11 +30,3 @@ struct CommonOptions: ParsableArguments {
   @Option(name: .long, help: "Compute threads per rank (default: ECENET_THREADS, else the cores this process may use).")
   var threads: Int?
 }
-
-/// A subcommand whose implementation has not landed: says so and exits 2,
-/// never pretends to have done the work.
-func notImplemented(_ name: String, issue: Int) -> ExitCode {
-  FileHandle.standardError.write(Data(
-    "ecenet-dist \(name): not implemented yet (tracked in issue \(issue)); see README.md, section \"Status\".\n".utf8))
-  return ExitCode(2)
-}
