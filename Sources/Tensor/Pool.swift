@@ -66,27 +66,9 @@ public func adaptiveAvgPoolForward(out y: Tensor, x: Tensor, binsY: [(start: Int
 /// gathered per input line (no write conflicts between threads).
 public func adaptiveAvgPoolBackward(dx: Tensor, dy: Tensor, inputShape: [Int],
                                     binsY: [(start: Int, end: Int)], binsX: [(start: Int, end: Int)]) {
-  let (B, H, W, C) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
-  let (Ho, Wo) = (binsY.count, binsX.count)
-  let ay = binAdjoint(binsY, input: H), ax = binAdjoint(binsX, input: W)
-  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
-  let dp = dx.data, gp = dy.data
-  Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * C))) { r in
-    for line in r {
-      let b = line / H, iy = line % H
-      for ky in ys[iy]..<ys[iy + 1] {
-        let grow = gp + (b * Ho + yo[ky]) * Wo * C, wy = yw[ky]
-        for ix in 0..<W {
-          let o = dp + (line * W + ix) * C
-          for kx in xs[ix]..<xs[ix + 1] {
-            let w = wy * xw[kx], src = grow + xo[kx] * C
-            for c in 0..<C { o[c] += src[c] * w }
-          }
-        }
-      }
-    }
-  }
-  withExtendedLifetime((ay, ax)) {}
+  separableAdjointBackward(dx: dx, dy: dy, inputShape: inputShape,
+                           ay: binAdjoint(binsY, input: inputShape[1]), ax: binAdjoint(binsX, input: inputShape[2]),
+                           outputHeight: binsY.count, outputWidth: binsX.count)
 }
 
 // MARK: Max pooling

@@ -53,6 +53,33 @@ final class AxisAdjoint: @unchecked Sendable {
   deinit { start.deallocate(); output.deallocate(); weight.deallocate() }
 }
 
+/// dx[b, iy, ix, :] += Σ_{(oy, wy) reading iy} Σ_{(ox, wx) reading ix} wy·wx·dy[b, oy, ox, :]:
+/// the backward of any separable resampling (bilinear, nearest, adaptive
+/// average pooling), gathered per input line so no two threads write the same
+/// element. dy is [B, outputHeight, outputWidth, C].
+func separableAdjointBackward(dx: Tensor, dy: Tensor, inputShape: [Int], ay: AxisAdjoint, ax: AxisAdjoint,
+                              outputHeight Ho: Int, outputWidth Wo: Int) {
+  let (B, H, W, C) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
+  let dp = dx.data, gp = dy.data
+  Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * C))) { r in
+    for line in r {
+      let b = line / H, iy = line % H
+      for ky in ys[iy]..<ys[iy + 1] {
+        let grow = gp + (b * Ho + yo[ky]) * Wo * C, wy = yw[ky]
+        for ix in 0..<W {
+          let o = dp + (line * W + ix) * C
+          for kx in xs[ix]..<xs[ix + 1] {
+            let w = wy * xw[kx], src = grow + xo[kx] * C
+            for c in 0..<C { o[c] += w * src[c] }
+          }
+        }
+      }
+    }
+  }
+  withExtendedLifetime((ay, ax)) {}
+}
+
 /// The adjoint of a bilinear tap table.
 func inverseTaps(_ taps: [LinearTap], input n: Int) -> AxisAdjoint {
   var reads: [(input: Int, output: Int, weight: Float)] = []
@@ -98,27 +125,9 @@ func bilinearForward(out y: Tensor, x: Tensor, tapsY: [LinearTap], tapsX: [Linea
 
 /// dx[b, iy, ix] += Σ_{(oy, wy) reading iy} Σ_{(ox, wx) reading ix} wy·wx·dy[b, oy, ox].
 func bilinearBackward(dx: Tensor, dy: Tensor, inputShape: [Int], tapsY: [LinearTap], tapsX: [LinearTap]) {
-  let (B, H, W, C) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
-  let (Ho, Wo) = (tapsY.count, tapsX.count)
-  let ay = inverseTaps(tapsY, input: H), ax = inverseTaps(tapsX, input: W)
-  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
-  let dp = dx.data, gp = dy.data
-  Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * C))) { r in
-    for line in r {
-      let b = line / H, iy = line % H
-      for ky in ys[iy]..<ys[iy + 1] {
-        let grow = gp + (b * Ho + yo[ky]) * Wo * C, wy = yw[ky]
-        for ix in 0..<W {
-          let o = dp + (line * W + ix) * C
-          for kx in xs[ix]..<xs[ix + 1] {
-            let w = wy * xw[kx], src = grow + xo[kx] * C
-            for c in 0..<C { o[c] += w * src[c] }
-          }
-        }
-      }
-    }
-  }
-  withExtendedLifetime((ay, ax)) {}
+  separableAdjointBackward(dx: dx, dy: dy, inputShape: inputShape,
+                           ay: inverseTaps(tapsY, input: inputShape[1]), ax: inverseTaps(tapsX, input: inputShape[2]),
+                           outputHeight: tapsY.count, outputWidth: tapsX.count)
 }
 
 // MARK: Nearest
@@ -149,24 +158,11 @@ public func resizeNearest(_ x: Var, height: Int, width: Int) -> Var {
   }
   let shape = x.shape
   return makeResult(y, inputs: [x]) { dy in
-    // Gather per input line: each input pixel sums the output pixels that copied it.
+    // Each input pixel sums the output pixels that copied it (weight 1, exact).
     let ay = AxisAdjoint(inputs: H, reads: sy.enumerated().map { ($1, $0, 1) })
     let ax = AxisAdjoint(inputs: W, reads: sx.enumerated().map { ($1, $0, 1) })
-    let (ys, yo, xs, xo) = (ay.start, ay.output, ax.start, ax.output)
-    let dp = x.gradBuffer().data, gp = dy.data
-    Parallel.forRange(shape[0] * H, grain: max(1, 4096 / max(1, W * C))) { r in
-      for line in r {
-        let b = line / H, iy = line % H
-        for ky in ys[iy]..<ys[iy + 1] {
-          let grow = gp + (b * height + yo[ky]) * width * C
-          for ix in 0..<W {
-            let o = dp + (line * W + ix) * C
-            for kx in xs[ix]..<xs[ix + 1] { let src = grow + xo[kx] * C; for c in 0..<C { o[c] += src[c] } }
-          }
-        }
-      }
-    }
-    withExtendedLifetime((ay, ax)) {}
+    separableAdjointBackward(dx: x.gradBuffer(), dy: dy, inputShape: shape, ay: ay, ax: ax,
+                             outputHeight: height, outputWidth: width)
   }
 }
 
