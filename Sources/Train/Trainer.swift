@@ -44,9 +44,6 @@ public final class Trainer {
   let batches: TrainBatches
   let metrics: MetricsLog
   public private(set) var iteration = 0
-  var lossHistory: [[String: Float]] = []
-  /// Loss terms summed over ranks, per iteration (tests compare curves).
-  public private(set) var lossCurve: [[String: Double]] = []
   var isRoot: Bool { world.rank == 0 }
 
   /// Builds everything and resumes when asked. `iterations` shortens the run
@@ -240,7 +237,6 @@ public final class Trainer {
       let t0 = Date()
       let r = try step()
       if !r.applied { skipped += 1 }
-      lossCurve.append(r.terms)
       let dt = Date().timeIntervalSince(t0)
       window.data += r.dataWait; window.comm += r.commWait; window.time += dt
       if isRoot && (iteration % logEvery == 0 || iteration == total) {
