@@ -3,7 +3,9 @@
 // One number governs both our kernels and OpenBLAS: `ECENET_THREADS`, else the
 // cores this process may run on (sched_getaffinity, so mpirun's binding and
 // cgroup limits are respected). OpenBLAS is told the same count and is never
-// called from inside `parallelFor`, so the two never oversubscribe the cores.
+// called from inside `forRange`, so the two never oversubscribe the cores —
+// except through `forRangeCallingBLAS`, which tells OpenBLAS to use one thread
+// (the caller's) while our threads each run their own small GEMMs.
 import CShims
 import Foundation
 
@@ -34,5 +36,18 @@ public enum Parallel {
       let lo = n * c / chunks, hi = n * (c + 1) / chunks
       if lo < hi { body(lo..<hi) }
     }
+  }
+
+  /// `forRange` whose body may call `gemm`: for its duration OpenBLAS runs
+  /// single-threaded, on whichever of our threads calls it. For many small
+  /// independent GEMMs (attention's per-window slices) this beats OpenBLAS
+  /// splitting each small GEMM over the threads, and it keeps each slice's
+  /// data in the cache of the thread that works on it.
+  public static func forRangeCallingBLAS(_ n: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+    if n <= 0 { return }
+    if threads == 1 || n <= grain { body(0..<n); return }
+    ecenet_blas_set_threads(1)
+    defer { ecenet_blas_set_threads(Int32(threads)) }
+    forRange(n, grain: grain, body)
   }
 }
