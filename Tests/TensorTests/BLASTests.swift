@@ -1,4 +1,6 @@
 import CShims
+import Foundation
+import Tensor
 import XCTest
 
 /// cblas_sgemm through the shim against a naive triple loop, in every
@@ -52,5 +54,47 @@ final class BLASTests: XCTestCase {
     XCTAssertEqual(ecenet_blas_get_threads(), 1)
     ecenet_blas_set_threads(before)
     XCTAssertFalse(String(cString: ecenet_blas_corename()).isEmpty)
+  }
+
+  /// Many small GEMMs from our own threads at once (attention's per-slice path):
+  /// each must equal the same GEMM run alone, and OpenBLAS's thread count must
+  /// be back to ours afterwards.
+  func testGemmsFromOurThreadsMatchSequentialAndRestoreBLASThreads() {
+    let (slices, m, n, k) = (24, 37, 29, 19)
+    var rng = SystemRandomNumberGenerator()
+    let a = (0..<slices * m * k).map { _ in Float.random(in: -1...1, using: &rng) }
+    let b = (0..<slices * k * n).map { _ in Float.random(in: -1...1, using: &rng) }
+    var alone = [Float](repeating: 0, count: slices * m * n)
+    var together = [Float](repeating: .nan, count: slices * m * n)
+    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+      alone.withUnsafeMutableBufferPointer { cp in
+        for s in 0..<slices {
+          gemm(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress! + s * m * k, lda: k,
+               b: bp.baseAddress! + s * k * n, ldb: k, beta: 0, c: cp.baseAddress! + s * m * n, ldc: n)
+        }
+      }
+      together.withUnsafeMutableBufferPointer { cp in
+        let c = cp.baseAddress!
+        Parallel.forRangeCallingBLAS(slices) { r in
+          for s in r {
+            gemm(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress! + s * m * k, lda: k,
+                 b: bp.baseAddress! + s * k * n, ldb: k, beta: 0, c: c + s * m * n, ldc: n)
+          }
+        }
+      }
+    } }
+    XCTAssertEqual(alone, together)
+    XCTAssertEqual(Int(ecenet_blas_get_threads()), Parallel.threads)
+  }
+
+  /// The CPU probes the release build's start-up check relies on agree with the kernel's view.
+  func testCPUFeatureProbesAgreeWithProcCpuinfo() throws {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+      throw XCTSkip("no /proc/cpuinfo flags line")
+    }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    XCTAssertEqual(ecenet_cpu_has_avx512f() == 1, flags.contains("avx512f"))
+    XCTAssertEqual(ecenet_cpu_has_avx2() == 1, flags.contains("avx2") && flags.contains("fma"))
   }
 }
