@@ -92,7 +92,7 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
       let (b, h) = (bh / heads, bh % heads)
       let p = pp + bh * lq * lk
       // S = q·kᵀ·scale
-      gemm(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
+      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
            b: kp + bh * lk * d, ldb: d, beta: 0, c: p, ldc: lk)
       for i in 0..<lq {
         let row = p + i * lk
@@ -101,7 +101,7 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
         softmaxRowInPlace(row, lk)
       }
       // O = P·v
-      gemm(transA: false, transB: false, m: lq, n: d, k: lk, a: p, lda: lk,
+      gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, a: p, lda: lk,
            b: vp + bh * lk * d, ldb: d, beta: 0, c: op + bh * lq * d, ldc: d)
     }
   }
@@ -131,12 +131,12 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
     for bh in range {
       let p = pp + bh * lq * lk, go = gp + bh * lq * d
       if let dv = dv {  // dv += Pᵀ·dO
-        gemm(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
+        gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
              beta: 1, c: dv.data + bh * lk * d, ldc: d)
       }
       guard needS else { continue }
       // dP = dO·vᵀ
-      gemm(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
+      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
            beta: 0, c: dP, ldc: lk)
       for i in 0..<lq {
         let pr = p + i * lk, dr = dP + i * lk
@@ -145,11 +145,11 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
         for j in 0..<lk { pr[j] *= dr[j] - dot }  // the P row becomes the dS row
       }
       if let dq = dq {  // dq += dS·k·scale
-        gemm(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: p, lda: lk,
+        gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: p, lda: lk,
              b: kp + bh * lk * d, ldb: d, beta: 1, c: dq.data + bh * lq * d, ldc: d)
       }
       if let dk = dk {  // dk += dSᵀ·q·scale
-        gemm(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: p, lda: lk,
+        gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: p, lda: lk,
              b: qp + bh * lq * d, ldb: d, beta: 1, c: dk.data + bh * lk * d, ldc: d)
       }
     }
