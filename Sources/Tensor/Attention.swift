@@ -140,8 +140,7 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
            beta: 0, c: dP, ldc: lk)
       for i in 0..<lq {
         let pr = p + i * lk, dr = dP + i * lk
-        var dot: Float = 0
-        for j in 0..<lk { dot += dr[j] * pr[j] }
+        let dot = rowDot(dr, pr, lk)
         for j in 0..<lk { pr[j] *= dr[j] - dot }  // the P row becomes the dS row
       }
       if let dq = dq {  // dq += dS·k·scale

@@ -300,19 +300,36 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   let wt = tapMajorWeights(weight, g)
   let xp = x.data, yp = y.data, wp = wt.data, bp = bias?.data
   Parallel.forRange(g.batch * Ho, grain: max(1, 8192 / max(1, Wo * C * g.taps))) { r in
-    for line in r {
-      let b = line / Ho, oy = line % Ho
-      for ox in 0..<Wo {
-        let o = yp + (line * Wo + ox) * C
-        if let bp = bp { o.update(from: bp, count: C) } else { o.update(repeating: 0, count: C) }
-        for ky in 0..<kh {
-          let iy = oy * s - p + ky * d
-          if iy < 0 || iy >= H { continue }
-          for kx in 0..<kw {
-            let ix = ox * s - p + kx * d
-            if ix < 0 || ix >= W { continue }
-            let src = xp + ((b * H + iy) * W + ix) * C, wv = wp + (ky * kw + kx) * C
-            for c in 0..<C { o[c] += src[c] * wv[c] }
+    // The taps inside the image for one output pixel: (input offset, weight offset).
+    withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: g.taps) { tapBuf in
+      let tapList = tapBuf.baseAddress!
+      for line in r {
+        let b = line / Ho, oy = line % Ho
+        for ox in 0..<Wo {
+          var n = 0
+          for ky in 0..<kh {
+            let iy = oy * s - p + ky * d
+            if iy < 0 || iy >= H { continue }
+            for kx in 0..<kw {
+              let ix = ox * s - p + kx * d
+              if ix < 0 || ix >= W { continue }
+              tapList[n] = (((b * H + iy) * W + ix) * C, (ky * kw + kx) * C); n += 1
+            }
+          }
+          // 16 channels at a time in a register across all taps, stored once
+          // (the plain loop read and wrote the output once per tap).
+          let o = yp + (line * Wo + ox) * C
+          var c = 0
+          while c + 16 <= C {
+            var acc = bp.map { load16($0 + c) } ?? SIMD16<Float>()
+            for t in 0..<n { acc += load16(xp + tapList[t].0 + c) * load16(wp + tapList[t].1 + c) }
+            UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
+            c += 16
+          }
+          while c < C {
+            var acc = bp?[c] ?? 0
+            for t in 0..<n { acc += xp[tapList[t].0 + c] * wp[tapList[t].1 + c] }
+            o[c] = acc; c += 1
           }
         }
       }
@@ -331,19 +348,35 @@ func depthwiseConvBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Te
     let wt = tapMajorWeights(weight, g)
     let wp = wt.data, dp = dx.data
     Parallel.forRange(g.batch * H, grain: max(1, 8192 / max(1, W * C * taps))) { r in
-      for inLine in r {
-        let b = inLine / H, iy = inLine % H
-        for ky in 0..<kh {
-          let ty = iy + p - ky * d
-          if ty < 0 || ty % s != 0 || ty / s >= Ho { continue }
-          let gline = gp + (b * Ho + ty / s) * Wo * C
+      // As the forward: the taps that reach this input pixel, then 16 channels
+      // at a time in a register across them.
+      withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: taps) { tapBuf in
+        let tapList = tapBuf.baseAddress!
+        for inLine in r {
+          let b = inLine / H, iy = inLine % H
           for ix in 0..<W {
+            var n = 0
+            for ky in 0..<kh {
+              let ty = iy + p - ky * d
+              if ty < 0 || ty % s != 0 || ty / s >= Ho { continue }
+              for kx in 0..<kw {
+                let tx = ix + p - kx * d
+                if tx < 0 || tx % s != 0 || tx / s >= Wo { continue }
+                tapList[n] = (((b * Ho + ty / s) * Wo + tx / s) * C, (ky * kw + kx) * C); n += 1
+              }
+            }
             let o = dp + (inLine * W + ix) * C
-            for kx in 0..<kw {
-              let tx = ix + p - kx * d
-              if tx < 0 || tx % s != 0 || tx / s >= Wo { continue }
-              let src = gline + (tx / s) * C, wv = wp + (ky * kw + kx) * C
-              for c in 0..<C { o[c] += src[c] * wv[c] }
+            var c = 0
+            while c + 16 <= C {
+              var acc = load16(o + c)
+              for t in 0..<n { acc += load16(gp + tapList[t].0 + c) * load16(wp + tapList[t].1 + c) }
+              UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
+              c += 16
+            }
+            while c < C {
+              var acc = o[c]
+              for t in 0..<n { acc += gp[tapList[t].0 + c] * wp[tapList[t].1 + c] }
+              o[c] = acc; c += 1
             }
           }
         }

@@ -59,6 +59,7 @@ final class ConvTests: XCTestCase {
     ConvCase(b: 1, h: 11, w: 9, cin: 3, cout: 4, k: 7, stride: 2, padding: 3),// ResNet stem
     ConvCase(cin: 5, cout: 5, k: 3, padding: 1, groups: 5),                   // depthwise 3×3
     ConvCase(cin: 5, cout: 5, k: 3, stride: 2, padding: 2, dilation: 2, groups: 5, bias: false),
+    ConvCase(cin: 21, cout: 21, k: 3, padding: 1, groups: 21),                // depthwise: 16-channel vector block + tail
     ConvCase(cin: 4, cout: 6, k: 3, padding: 1, groups: 2),                   // general groups
     ConvCase(cin: 3, cout: 6, k: 3, stride: 2, padding: 1, groups: 3),       // depth multiplier 2 (im2col)
   ]
