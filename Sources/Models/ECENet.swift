@@ -6,10 +6,16 @@ import Tensor
 
 public struct ModelOutput {
   public let head: HeadOutput
-  /// head.logits bilinearly upsampled to the input size.   [B, H, W, N]
-  public let logitsUp: Var
   /// The backbone's four feature maps.
   public let features: [Var]
+  /// The input's height and width.
+  public let inputHeight, inputWidth: Int
+
+  /// head.logits bilinearly upsampled to the input size   [B, H, W, N],
+  /// computed on each use: training never needs it (its loss upsamples line
+  /// by line, upsampledCrossEntropy), and at 640² with 150 classes it is
+  /// 246 MB per image.
+  public var logitsUp: Var { resizeBilinear(head.logits, height: inputHeight, width: inputWidth) }
 }
 
 public final class ECENet {
@@ -39,7 +45,6 @@ public final class ECENet {
     precondition(image.shape.count == 4 && image.shape[3] == 3, "ECENet: image \(image.shape), expected [B, H, W, 3]")
     let feats = backbone(image, ctx)
     let out = head(feats, ctx)
-    let up = resizeBilinear(out.logits, height: image.shape[1], width: image.shape[2])
-    return ModelOutput(head: out, logitsUp: up, features: feats)
+    return ModelOutput(head: out, features: feats, inputHeight: image.shape[1], inputWidth: image.shape[2])
   }
 }

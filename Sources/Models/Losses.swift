@@ -89,13 +89,16 @@ public func ecenetLosses(_ out: ModelOutput, labels: LabelBatch, config: ModelCo
                          normalizers: LossNormalizers? = nil) -> LossTerms {
   let n = config.numClasses, lc = config.loss
   let (bsz, h, w) = (labels.batch, labels.height, labels.width)
-  precondition(out.logitsUp.shape == [bsz, h, w, n], "losses: logits \(out.logitsUp.shape) vs labels [\(bsz), \(h), \(w)] and \(n) classes")
+  precondition(out.head.logits.shape[0] == bsz && out.head.logits.shape[3] == n
+                 && out.inputHeight == h && out.inputWidth == w,
+               "losses: logits \(out.head.logits.shape) for a \(out.inputHeight)×\(out.inputWidth) input vs labels [\(bsz), \(h), \(w)] and \(n) classes")
   let norm = normalizers ?? LossNormalizers.local(labels, numClasses: n, loss: lc)
   let present = labels.presence(numClasses: n, ignoreIndex: lc.ignoreIndex)
 
-  // L_seg: pixel CE of the upsampled logits, mean over valid pixels.
-  let seg = crossEntropy(logits: out.logitsUp, labels: labels.values, ignoreIndex: lc.ignoreIndex,
-                         normalizer: max(norm.validPixels, 1))
+  // L_seg: pixel CE of the logits upsampled to label size (fused: the upsampled
+  // tensor is never stored), mean over valid pixels.
+  let seg = upsampledCrossEntropy(logits: out.head.logits, height: h, width: w, labels: labels.values,
+                                  ignoreIndex: lc.ignoreIndex, normalizer: max(norm.validPixels, 1))
 
   // L_cls: slot n's target is n if present, else "absent" (N) with weight eos_coef.
   let targets = (0..<(bsz * n)).map { present[$0] ? Int32($0 % n) : Int32(n) }

@@ -82,6 +82,112 @@ public func crossEntropy(logits: Var, labels: [Int32], ignoreIndex: Int32 = 255,
   }
 }
 
+// MARK: Cross-entropy of bilinearly upsampled logits
+
+// The segmentation loss of every mmseg decode head is CE of the logits
+// upsampled to the label size: at ADE20K 640² with 150 classes that tensor, and
+// its gradient, are 246 MB each per image, written and read several times.
+// The fused op keeps neither: the forward upsamples one output line at a time
+// into a scratch line and reduces it to its per-pixel log-sum-exp; the backward
+// recomputes each output line's softmax gradient when the low-resolution lines
+// that read it need it (a small cache holds the lines shared by neighbours)
+// and gathers it straight into the low-resolution gradient. Values and
+// gradients equal crossEntropy(resizeBilinear(x)) exactly: the same line
+// kernel, the same per-pixel formulas, the same gather order.
+
+/// crossEntropy(logits: resizeBilinear(logits, height, width), labels, …)
+/// without materialising the upsampled logits. logits [B, h, w, K];
+/// labels [B·height·width]; no class weights (the segmentation loss has none).
+public func upsampledCrossEntropy(logits: Var, height: Int, width: Int, labels: [Int32],
+                                  ignoreIndex: Int32 = 255, normalizer: Double? = nil) -> Var {
+  precondition(logits.shape.count == 4, "upsampledCrossEntropy: logits \(logits.shape) must be [B, h, w, K]")
+  let (B, H, W, K) = (logits.shape[0], logits.shape[1], logits.shape[2], logits.shape[3])
+  precondition(labels.count == B * height * width,
+               "upsampledCrossEntropy: \(labels.count) labels for \(B)×\(height)×\(width) pixels")
+  for l in labels where l != ignoreIndex {
+    precondition(l >= 0 && Int(l) < K, "upsampledCrossEntropy: label \(l) outside 0..<\(K) (ignore index \(ignoreIndex))")
+  }
+  let ty = bilinearTaps(input: H, output: height), tx = bilinearTaps(input: W, output: width)
+  let xv = logits.value, xp = xv.data
+  let lse = Tensor(uninitialized: [B * height * width])
+  let lp = lse.data
+  let total = labels.withUnsafeBufferPointer { lb in
+    blockedColumnSums(rows: B * height, width: 1) { lines, acc in
+      let zBuf = Tensor(uninitialized: [width * K])  // this block's upsampled line
+      let z = zBuf.data
+      for line in lines {
+        let b = line / height
+        bilinearLine(out: z, image: xp + b * H * W * K, width: W, channels: K, tapY: ty[line % height], tapsX: tx)
+        for ox in 0..<width {
+          let pix = line * width + ox, zi = z + ox * K
+          let m = rowMax(zi, K)
+          var s: Float = 0
+          for k in 0..<K { s += fastExp(zi[k] - m) }
+          let l = m + logf(s)
+          lp[pix] = l
+          let label = lb[pix]
+          if label != ignoreIndex { acc[0] += Double(l - zi[Int(label)]) }
+        }
+      }
+    }[0]
+  }
+  let divisor = normalizer ?? crossEntropyWeightSum(labels: labels, ignoreIndex: ignoreIndex)
+  let shape = xv.shape
+  return makeResult(Tensor(scalar: Float(total / divisor)), inputs: [logits]) { g in
+    upsampledCrossEntropyBackward(dx: logits.gradBuffer(), scale: Float(Double(g.scalar) / divisor), lse: lse,
+                                  logits: xv, inputShape: shape, tapsY: ty, tapsX: tx, labels: labels,
+                                  ignoreIndex: ignoreIndex)
+  }
+}
+
+/// dx += adjoint of the upsampling applied to dz = scale·(softmax(z) − onehot(label)) per
+/// output pixel (0 when ignored), gathered per low-resolution line as separableAdjointBackward.
+func upsampledCrossEntropyBackward(dx: Tensor, scale: Float, lse: Tensor, logits x: Tensor, inputShape: [Int],
+                                   tapsY: [LinearTap], tapsX: [LinearTap], labels: [Int32], ignoreIndex: Int32) {
+  let (B, H, W, K) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+  let (Ho, Wo) = (tapsY.count, tapsX.count)
+  let ay = inverseTaps(tapsY, input: H), ax = inverseTaps(tapsX, input: W)
+  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
+  var maxReads = 1
+  for i in 0..<H { maxReads = max(maxReads, ys[i + 1] - ys[i]) }
+  // Consecutive low-resolution lines share output lines; a cache of twice the
+  // most lines one of them reads keeps every shared line computed once per task.
+  let slots = 2 * maxReads + 2
+  let dp = dx.data, xp = x.data, lp = lse.data
+  labels.withUnsafeBufferPointer { lb in
+    Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * K))) { r in
+      let cache = Tensor(uninitialized: [slots * Wo * K])
+      var tag = [Int](repeating: -1, count: slots)  // output line (b·Ho + oy) held by each slot
+      for line in r {
+        let b = line / H, iy = line % H
+        for ky in ys[iy]..<ys[iy + 1] {
+          let outLine = b * Ho + yo[ky], slot = outLine % slots, grow = cache.data + slot * Wo * K
+          if tag[slot] != outLine {
+            tag[slot] = outLine
+            bilinearLine(out: grow, image: xp + b * H * W * K, width: W, channels: K, tapY: tapsY[yo[ky]], tapsX: tapsX)
+            for ox in 0..<Wo {
+              let pix = outLine * Wo + ox, zi = grow + ox * K, label = lb[pix]
+              if label == ignoreIndex { zi.update(repeating: 0, count: K); continue }
+              let l = lp[pix]
+              for k in 0..<K { zi[k] = scale * fastExp(zi[k] - l) }
+              zi[Int(label)] -= scale
+            }
+          }
+          let wy = yw[ky]
+          for ix in 0..<W {
+            let o = dp + (line * W + ix) * K
+            for kx in xs[ix]..<xs[ix + 1] {
+              let w = wy * xw[kx], src = grow + xo[kx] * K
+              for c in 0..<K { o[c] += w * src[c] }
+            }
+          }
+        }
+      }
+    }
+  }
+  withExtendedLifetime((ay, ax)) {}
+}
+
 // MARK: Sigmoid focal loss
 
 /// torchvision.ops.sigmoid_focal_loss, reduction "none":

@@ -110,14 +110,26 @@ func bilinearForward(out y: Tensor, x: Tensor, tapsY: [LinearTap], tapsX: [Linea
   let xp = x.data, yp = y.data
   Parallel.forRange(y.shape[0] * Ho, grain: max(1, 4096 / max(1, Wo * C))) { r in
     for line in r {
-      let b = line / Ho, t = tapsY[line % Ho]
-      let r0 = xp + (b * H + t.i0) * W * C, r1 = xp + (b * H + t.i1) * W * C
-      for ox in 0..<Wo {
-        let u = tapsX[ox], o = yp + (line * Wo + ox) * C
-        let a00 = r0 + u.i0 * C, a01 = r0 + u.i1 * C, a10 = r1 + u.i0 * C, a11 = r1 + u.i1 * C
-        for c in 0..<C {
-          o[c] = t.w0 * (u.w0 * a00[c] + u.w1 * a01[c]) + t.w1 * (u.w0 * a10[c] + u.w1 * a11[c])
-        }
+      let b = line / Ho
+      bilinearLine(out: yp + line * Wo * C, image: xp + b * H * W * C, width: W, channels: C,
+                   tapY: tapsY[line % Ho], tapsX: tapsX)
+    }
+  }
+}
+
+/// One output line of bilinearForward: out[ox, c] for every ox, from the input
+/// image `image` [H, W, C] (the fused upsample-and-loss kernels share it, so
+/// they see exactly the values resizeBilinear would have made).
+@inline(__always)
+func bilinearLine(out o: UnsafeMutablePointer<Float>, image: UnsafePointer<Float>, width W: Int, channels C: Int,
+                  tapY t: LinearTap, tapsX: [LinearTap]) {
+  let r0 = image + t.i0 * W * C, r1 = image + t.i1 * W * C
+  tapsX.withUnsafeBufferPointer { tx in
+    for ox in 0..<tx.count {
+      let u = tx[ox], oi = o + ox * C
+      let a00 = r0 + u.i0 * C, a01 = r0 + u.i1 * C, a10 = r1 + u.i0 * C, a11 = r1 + u.i1 * C
+      for c in 0..<C {
+        oi[c] = t.w0 * (u.w0 * a00[c] + u.w1 * a01[c]) + t.w1 * (u.w0 * a10[c] + u.w1 * a11[c])
       }
     }
   }
