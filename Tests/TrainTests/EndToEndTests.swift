@@ -17,6 +17,12 @@
 // 5e-5 (train50.json, `conditioning`); this trainer is at 5e-5 too. Steps
 // 1-10 are checked at 1e-5: drift has not started yet, so they pin down the
 // update itself (AdamW, groups, schedule, normalisers) tightly.
+// The final weights integrate all 50 updates and drift further: one-ulp
+// perturbed float32 moves them by up to 9e-3 (BN running mean; `conditioning.
+// float32_1ulp.final` per tensor), so each is held to twice its own recorded
+// float32 drift, with 1e-3 as the floor. A summation-
+// order change in any kernel (our conv and reductions have changed order
+// before) moves them within that envelope; a wrong gradient moves them far out.
 //
 // Not here: several ranks (DistributedTrainingTests), the loader, checkpoints.
 import Data
@@ -77,6 +83,19 @@ final class EndToEndTests: XCTestCase {
     var diff = 0.0, scale = 0.0
     for (x, y) in zip(a, b) { diff = max(diff, Double(abs(x - y))); scale = max(scale, Double(abs(y))) }
     return diff / max(scale, 1e-30)
+  }
+
+  /// conditioning.float32_1ulp.final of train50.json: per final tensor, how far
+  /// one-ulp perturbed float32 weights moved it in the reference.
+  func finalWeightDrift() throws -> [String: Double] {
+    let data = try Data(contentsOf: trainGoldenDirectory.appendingPathComponent("train50.json"))
+    let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    let cond = (json?["conditioning"] as? [String: Any])?["float32_1ulp"] as? [String: Any]
+    guard let final = cond?["final"] as? [String: Double], !final.isEmpty else {
+      XCTFail("train50.json has no conditioning.float32_1ulp.final (rerun scripts/reference/export_train_goldens.py)")
+      return [:]
+    }
+    return final
   }
 
   func testFiftyStepsMatchPyTorchAdamWAndSchedule() throws {
@@ -143,8 +162,10 @@ final class EndToEndTests: XCTestCase {
     // The run did something: the loss fell well below where it started.
     XCTAssertLessThan(curve.last!, 0.7 * curve.first!, "loss \(curve.first!) -> \(curve.last!)")
 
-    // Final weights of the parameters the golden keeps (and BN running statistics).
+    // Final weights of the parameters the golden keeps (and BN running statistics),
+    // each within twice the float32 drift the exporter measured for it.
     let current = Dictionary(uniqueKeysWithValues: store.namedTensors.map { ($0.name, $0.tensor) })
+    let conditioning = try finalWeightDrift()
     var worstFinal = (name: "", err: 0.0)
     for key in golden.keys where key.hasPrefix("final.") {
       let name = String(key.dropFirst(6))
@@ -155,7 +176,9 @@ final class EndToEndTests: XCTestCase {
       let moved = relativeError(initial[name]!, want)
       XCTAssertGreaterThan(moved, 1e-2, "\(name) barely moved (\(moved)): the comparison would prove nothing")
       if err > worstFinal.err { worstFinal = (name, err) }
-      XCTAssertLessThanOrEqual(err, 1e-3, "final \(name): relative error \(err)")
+      guard let drift = conditioning[name] else { XCTFail("\(name): no float32 drift in train50.json"); continue }
+      let tolerance = max(1e-3, 2 * drift)
+      XCTAssertLessThanOrEqual(err, tolerance, "final \(name): relative error \(err) (float32 drift \(drift))")
     }
     let summary = keys.map { k in String(format: "%@ %.2e@%d", k.1, worst[k.1]!.err, worst[k.1]!.step) }
       + [String(format: "grad_norm %.2e@%d", worst["grad_norm"]!.err, worst["grad_norm"]!.step)]

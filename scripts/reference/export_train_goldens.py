@@ -159,11 +159,12 @@ def train(model, cfg, batches, dtype=torch.float32, dump_step1="", verbose=False
     return curve, norms, lrs
 
 
-def conditioning(cfg, params0, batches, curve, norms):
+def conditioning(cfg, params0, batches, curve, norms, final):
     """How far float32 rounding alone moves this trajectory: the same run in
     float64, and in float32 from weights perturbed by about one ulp (relative
     6e-8, fixed seed); max over the 50 steps of |other - golden| / |golden|
-    per term. A Swift tolerance is only meaningful well above these."""
+    per term, and per final tensor (`final`). A Swift tolerance is only
+    meaningful well above these."""
     out = {}
     for name, dtype, ulp in (("float64", torch.float64, 0.0), ("float32_1ulp", torch.float32, 6e-8)):
         m = R.ECENet(cfg).train()
@@ -177,6 +178,10 @@ def conditioning(cfg, params0, batches, curve, norms):
         rel = lambda a, b: max(abs(x - y) / abs(y) for x, y in zip(a, b))
         out[name] = {t: rel(c[t], curve[t]) for t in TERMS}
         out[name]["grad_norm"] = rel(n, norms)
+        # The final weights as the Swift test measures them: max |Δ| / max |golden| per tensor.
+        st = m.state_dict()
+        out[name]["final"] = {k: ((st[k].double() - final[k].double()).abs().max() / final[k].double().abs().max()
+                                  .clamp_min(1e-30)).item() for k in FINAL_KEYS}
     return out
 
 
@@ -198,9 +203,11 @@ def main():
     decay, no_decay = param_groups(model)
     curve, norms, lrs = train(model, cfg, batches, dump_step1=args.dump_step1, verbose=True)
     assert all(abs(a - mmcv_poly_lr(i)) <= 1e-12 * BASE_LR for i, a in enumerate(lrs)), "LambdaLR != mmcv formula"
-    cond = conditioning(cfg, params0, batches, curve, norms)
+    final = {k: f32(v) for k, v in model.state_dict().items() if k in FINAL_KEYS}
+    cond = conditioning(cfg, params0, batches, curve, norms, final)
     for name, d in cond.items():
-        print(f"conditioning, {name} vs golden: " + ", ".join(f"{k} {v:.1e}" for k, v in d.items()))
+        print(f"conditioning, {name} vs golden: " + ", ".join(f"{k} {v:.1e}" for k, v in d.items() if k != "final")
+              + f", final weights max {max(d['final'].values()):.1e}")
     terms = TERMS
 
     T = {"param." + k: v for k, v in params0.items()}
