@@ -1,0 +1,116 @@
+// bf16 GEMM with fp32 accumulation: the "bf16 compute" path of `gemm`.
+// Letters: M, N, K the GEMM sizes (op(A) is M×K, op(B) K×N, C M×N).
+//
+// Numerics match PyTorch's bf16 autocast of fp32 tensors: every entry of
+// op(A) and op(B) is rounded to bf16 (round to nearest even), the products
+// (exact in fp32) are summed in fp32, C stays fp32. It is not a bf16-storage
+// GEMM (inputs and output are Float) and not a reduced-precision accumulator.
+//
+// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`).
+// Swift owns the threads and the memory: op(B) is packed once into pooled
+// scratch (its 32-column panels split over the threads), then the rows of C
+// are split over `Parallel.forRange`, each task with its own A scratch.
+// On CPUs without AVX512_BF16 the same numerics come from rounding copies of
+// A and B to bf16 values and calling `gemm` (OpenBLAS); `bf16GEMMAvailable`
+// says which path runs so a caller can log it. The two differ only in fp32
+// summation order and in denormals (the bf16 instructions flush them to 0).
+import CShims
+
+/// True when `gemmBF16` runs the AVX512_BF16 kernel (else the rounded-copy OpenBLAS fallback).
+public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
+
+enum BF16GEMM {
+  /// Tests set this to run the fallback on a machine that has the instructions.
+  static var forceFallback = false
+  static var useKernel: Bool { bf16GEMMAvailable && !forceFallback }
+  static let nr = Int(ecenet_bf16_gemm_nr())
+  static let mr = Int(ecenet_bf16_gemm_mr())
+  static let scratchFloats = (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 15) / 16 * 4
+}
+
+/// Rounds to the nearest bf16 value (ties to even), returned as a Float; NaN stays
+/// (a quiet) NaN, ±inf stays ±inf, and values past bf16's largest finite round to ±inf.
+/// Matches torch's `x.to(torch.bfloat16).float()` and `vcvtne2ps2bf16` (except that
+/// the instruction flushes denormals to zero).
+@inlinable
+public func roundedToBF16(_ x: Float) -> Float {
+  let u = x.bitPattern
+  if x.isNaN { return Float(bitPattern: (u | 0x0040_0000) & 0xFFFF_0000) }
+  // Adding 0x7FFF plus the lowest kept bit carries into bit 16 exactly when the
+  // dropped half is above the midpoint, or at it with an odd kept part.
+  return Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000)
+}
+
+/// C = alpha·op(A)·op(B) + beta·C with op(A), op(B) rounded to bf16 and fp32
+/// accumulation (torch.matmul under `torch.autocast("cpu", dtype=torch.bfloat16)`,
+/// output kept fp32). Row-major, cblas semantics and the signature of `gemm`;
+/// beta == 0 never reads C.
+public func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  precondition(m >= 0 && n >= 0 && k >= 0, "gemmBF16: negative size m \(m) n \(n) k \(k)")
+  precondition(lda >= max(1, transA ? m : k), "gemmBF16: lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k))")
+  precondition(ldb >= max(1, transB ? k : n), "gemmBF16: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n))")
+  precondition(ldc >= max(1, n), "gemmBF16: ldc \(ldc) < n \(n)")
+  if m == 0 || n == 0 { return }
+  if k == 0 || alpha == 0 {  // C = beta·C; beta 0 writes zeros without reading
+    for i in 0..<m {
+      let row = c + i * ldc
+      if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+    }
+    return
+  }
+  if BF16GEMM.useKernel {
+    gemmBF16Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  } else {
+    gemmBF16Fallback(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  }
+}
+
+/// The AVX512_BF16 path: pack op(B) (panels over the threads), then rows of C over the threads.
+func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  let nr = BF16GEMM.nr, mr = BF16GEMM.mr
+  let packed = Tensor(uninitialized: [(Int(ecenet_bf16_gemm_packed_b_bytes(k, n)) + 3) / 4])
+  let pb = UnsafeMutableRawPointer(packed.data)
+  let panels = (n + nr - 1) / nr
+  // A panel is 32·K conversions; below ~32k per chunk a thread hand-off costs more than it saves.
+  Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
+    ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
+  }
+  // Rows go to tasks in whole MR strips (no extra edge tiles); tiny products stay on one thread.
+  let strips = (m + mr - 1) / mr
+  let tasks = m * n * k < 1 << 18 ? 1 : min(Parallel.threads, strips)
+  let scratch = Tensor(uninitialized: [tasks * BF16GEMM.scratchFloats])
+  let sp = scratch.data
+  Parallel.forRange(tasks) { r in
+    for t in r {
+      let m0 = min(m, strips * t / tasks * mr), m1 = min(m, strips * (t + 1) / tasks * mr)
+      ecenet_bf16_gemm_compute_rows(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1,
+                                    UnsafeMutableRawPointer(sp + t * BF16GEMM.scratchFloats))
+    }
+  }
+  withExtendedLifetime((packed, scratch)) {}
+}
+
+/// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.
+func gemmBF16Fallback(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  func roundedCopy(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) -> Tensor {
+    let t = Tensor(uninitialized: [rows, cols])
+    let dst = t.data
+    Parallel.forRange(rows, grain: max(1, 16384 / cols)) { r in
+      for i in r { for j in 0..<cols { dst[i * cols + j] = roundedToBF16(src[i * ld + j]) } }
+    }
+    return t
+  }
+  // A is stored M×K (K×M when transposed), B K×N (N×K); the copies keep that orientation.
+  let ra = transA ? roundedCopy(a, rows: k, cols: m, ld: lda) : roundedCopy(a, rows: m, cols: k, ld: lda)
+  let rb = transB ? roundedCopy(b, rows: n, cols: k, ld: ldb) : roundedCopy(b, rows: k, cols: n, ld: ldb)
+  gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data, lda: ra.shape[1],
+       b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+}
