@@ -5,9 +5,10 @@
 //   packed op(B): [N/NR panels][K2 pairs][NR columns][2]   (zero padded)
 //   A block:      MC rows × KC pairs of bf16 pairs, 32-bit words, either
 //                 [row][KC] (op(A) rows were contiguous: A not transposed) or
-//                 [pair][MC] (op(A) columns were contiguous: A transposed), so
-//                 both packings are straight vector copies; the microkernel
-//                 takes the two strides as compile-time constants.
+//                 [MR strip][KC][MR] (op(A) columns were contiguous: A
+//                 transposed), so both packings are straight vector copies;
+//                 the microkernel takes the two strides as compile-time
+//                 constants.
 //   microkernel:  MR = 14 rows × NR = 32 columns = 28 zmm accumulators, plus
 //                 2 zmm of B and one broadcast A pair: 31 of the 32 zmm.
 // Loops: row blocks of MC (A block in L2) → K blocks of KC pairs (the B
@@ -27,8 +28,12 @@
 
 #define NR 32
 #define MR 14
+#ifndef KC
 #define KC 256   // k pairs per K block: B micro-panel 256 × 128 B = 32 KiB (L1 48 KiB)
+#endif
+#ifndef MC
 #define MC 168   // rows per A block (12 strips): 168 × 256 × 4 B = 168 KiB (L2 1 MiB)
+#endif
 
 long ecenet_bf16_gemm_nr(void) { return NR; }
 long ecenet_bf16_gemm_mr(void) { return MR; }
@@ -153,23 +158,27 @@ INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0
   for (long r = mc; r < mpad; r++) memset(blk + r * KC, 0, (size_t)kcp * sizeof(uint32_t));
 }
 
-// A is K×M (transA): pairs of op(A)'s row i are column i of A's rows k, k+1,
-// so 32 rows of op(A) come out of two 32-float loads → blk[pair][MC].
+// A is K×M (transA): the pairs of op(A)'s row i are column i of A's rows
+// k, k+1. Rows i0+r for one k pair come from two contiguous loads, so this
+// packing writes blk[strip][pair][MR]: each strip's A stream is sequential
+// (the same strip bases as pack_a_n, since MR·KC words = MR rows of KC).
 INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
                      uint32_t *blk) {
-  const long mpad = (mc + MR - 1) / MR * MR;
-  const __m512i zero = _mm512_setzero_si512();
+  // One cvtne2ps gives row k0's 16 values in words 0..15, row k1's in 16..31;
+  // this puts each row's (k0, k1) pair in one 32-bit word.
+  const __m512i pairIdx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                           23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const long strips = (mc + MR - 1) / MR;
   for (long qq = 0; qq < kcp; qq++) {
     const long k0 = 2 * (q0 + qq);
     const float *row0 = a + k0 * lda + i0, *row1 = row0 + lda;
-    uint32_t *dst = blk + qq * MC;
-    for (long t = 0; t < mpad; t += 32) {
-      __m512i r0 = cvt32(row0 + t, mc - t);
-      __m512i r1 = k0 + 1 < k ? cvt32(row1 + t, mc - t) : zero;
-      __m512i lo, hi;
-      interleave_pairs(r0, r1, &lo, &hi);
-      _mm512_mask_storeu_epi32(dst + t, mask16(mpad - t), lo);
-      _mm512_mask_storeu_epi32(dst + t + 16, mask16(mpad - t - 16), hi);
+    const int odd = k0 + 1 >= k;  // K odd, last pair: the second value is the zero pad
+    for (long st = 0; st < strips; st++) {
+      const __mmask16 mk = mask16(mc - st * MR < MR ? mc - st * MR : MR);
+      const __m512 x0 = _mm512_maskz_loadu_ps(mk, row0 + st * MR);
+      const __m512 x1 = odd ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk, row1 + st * MR);
+      const __m512i v = _mm512_permutexvar_epi16(pairIdx, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+      _mm512_mask_storeu_epi32(blk + st * MR * KC + qq * MR, mask16(MR), v);
     }
   }
 }
@@ -238,7 +247,7 @@ static TARGET __attribute__((noinline)) void kernel_rows(long kp, const uint32_t
 static TARGET __attribute__((noinline)) void kernel_pairs(long kp, const uint32_t *a, const uint16_t *b,
                                                            float *c, long ldc, int mr, int nr,
                                                            float alpha, float beta) {
-  kernel(kp, a, 1, MC, b, c, ldc, mr, nr, alpha, beta);
+  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
 }
 
 static void scale_rows(long n, float beta, float *c, long ldc, long m0, long m1) {
@@ -273,7 +282,7 @@ TARGET void ecenet_bf16_gemm_compute_rows(int transA, long m, long n, long k, fl
         for (long s = 0; s < mc; s += MR) {
           const int mr = mc - s < MR ? (int)(mc - s) : MR;
           float *cp = c + (i0 + s) * ldc + jp * NR;
-          if (transA) kernel_pairs(kcp, blk + s, bp, cp, ldc, mr, nr, alpha, be);
+          if (transA) kernel_pairs(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
           else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
         }
       }
