@@ -250,23 +250,26 @@ static TARGET __attribute__((noinline)) void kernel_pairs(long kp, const uint32_
   kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
 }
 
-static void scale_rows(long n, float beta, float *c, long ldc, long m0, long m1) {
+static void scale_block(float beta, float *c, long ldc, long m0, long m1, long n0, long n1) {
   for (long i = m0; i < m1; i++) {
     float *cr = c + i * ldc;
-    if (beta == 0) memset(cr, 0, (size_t)n * sizeof(float));
-    else for (long j = 0; j < n; j++) cr[j] *= beta;
+    if (beta == 0) memset(cr + n0, 0, (size_t)(n1 - n0) * sizeof(float));
+    else for (long j = n0; j < n1; j++) cr[j] *= beta;
   }
 }
 
-TARGET void ecenet_bf16_gemm_compute_rows(int transA, long m, long n, long k, float alpha,
-                                          const float *a, long lda, const void *packed_b,
-                                          float beta, float *c, long ldc, long m0, long m1,
-                                          void *scratch) {
+TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
+                                     const float *a, long lda, const void *packed_b,
+                                     float beta, float *c, long ldc, long m0, long m1,
+                                     long n0, long n1, void *scratch) {
   if (m1 > m) m1 = m;
   if (m0 < 0) m0 = 0;
-  if (m1 <= m0 || n <= 0) return;
-  if (k <= 0 || alpha == 0) { scale_rows(n, beta, c, ldc, m0, m1); return; }
-  const long k2 = (k + 1) / 2, panels = (n + NR - 1) / NR;
+  if (n1 > n) n1 = n;
+  if (n0 < 0) n0 = 0;
+  n0 = n0 / NR * NR;
+  if (m1 <= m0 || n1 <= n0) return;
+  if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
+  const long k2 = (k + 1) / 2;
   const uint16_t *pb = (const uint16_t *)packed_b;
   uint32_t *blk = (uint32_t *)scratch;
   for (long i0 = m0; i0 < m1; i0 += MC) {
@@ -276,12 +279,12 @@ TARGET void ecenet_bf16_gemm_compute_rows(int transA, long m, long n, long k, fl
       const float be = q0 == 0 ? beta : 1.0f;
       if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
       else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
-      for (long jp = 0; jp < panels; jp++) {
-        const uint16_t *bp = pb + (jp * k2 + q0) * NR * 2;
-        const int nr = n - jp * NR < NR ? (int)(n - jp * NR) : NR;
+      for (long j0 = n0; j0 < n1; j0 += NR) {
+        const uint16_t *bp = pb + (j0 / NR * k2 + q0) * NR * 2;
+        const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
         for (long s = 0; s < mc; s += MR) {
           const int mr = mc - s < MR ? (int)(mc - s) : MR;
-          float *cp = c + (i0 + s) * ldc + jp * NR;
+          float *cp = c + (i0 + s) * ldc + j0;
           if (transA) kernel_pairs(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
           else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
         }
@@ -297,11 +300,11 @@ void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ld
                              long n0, long n1, void *packed) {
   (void)transB; (void)k; (void)n; (void)b; (void)ldb; (void)n0; (void)n1; (void)packed;
 }
-void ecenet_bf16_gemm_compute_rows(int transA, long m, long n, long k, float alpha,
-                                   const float *a, long lda, const void *packed_b,
-                                   float beta, float *c, long ldc, long m0, long m1,
-                                   void *scratch) {
+void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
+                              const float *a, long lda, const void *packed_b,
+                              float beta, float *c, long ldc, long m0, long m1,
+                              long n0, long n1, void *scratch) {
   (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)packed_b;
-  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)scratch;
+  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)scratch;
 }
 #endif

@@ -9,7 +9,8 @@
 // Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`).
 // Swift owns the threads and the memory: op(B) is packed once into pooled
 // scratch (its 32-column panels split over the threads), then the rows of C
-// are split over `Parallel.forRange`, each task with its own A scratch.
+// (or, for small M, its columns) are split over `Parallel.forRange`, each task
+// with its own A scratch.
 // On CPUs without AVX512_BF16 the same numerics come from rounding copies of
 // A and B to bf16 values and calling `gemm` (OpenBLAS); `bf16GEMMAvailable`
 // says which path runs so a caller can log it. The two differ only in fp32
@@ -69,7 +70,7 @@ public func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: 
   }
 }
 
-/// The AVX512_BF16 path: pack op(B) (panels over the threads), then rows of C over the threads.
+/// The AVX512_BF16 path: pack op(B) (panels over the threads), then blocks of C over the threads.
 func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -81,16 +82,23 @@ func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: F
   Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
     ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
   }
-  // Rows go to tasks in whole MR strips (no extra edge tiles); tiny products stay on one thread.
+  // C is split over the tasks by whole MR-row strips; when there are fewer strips than
+  // threads (small M), by 32-column panels instead (each task then packs the same A rows).
+  // Products under 2¹⁸ multiply-adds stay on one thread. Every split sums each element in
+  // the same order, so the thread count never changes the result.
   let strips = (m + mr - 1) / mr
-  let tasks = m * n * k < 1 << 18 ? 1 : min(Parallel.threads, strips)
+  let threads = m * n * k < 1 << 18 ? 1 : Parallel.threads
+  let byRows = strips >= threads || strips >= panels
+  let tasks = max(1, min(threads, byRows ? strips : panels))
   let scratch = Tensor(uninitialized: [tasks * BF16GEMM.scratchFloats])
   let sp = scratch.data
   Parallel.forRange(tasks) { r in
     for t in r {
-      let m0 = min(m, strips * t / tasks * mr), m1 = min(m, strips * (t + 1) / tasks * mr)
-      ecenet_bf16_gemm_compute_rows(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1,
-                                    UnsafeMutableRawPointer(sp + t * BF16GEMM.scratchFloats))
+      let (m0, m1, n0, n1) = byRows
+        ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
+        : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
+      ecenet_bf16_gemm_compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
+                               UnsafeMutableRawPointer(sp + t * BF16GEMM.scratchFloats))
     }
   }
   withExtendedLifetime((packed, scratch)) {}

@@ -185,21 +185,26 @@ final class GemmBF16Tests: XCTestCase {
     XCTAssertGreaterThan(outside, ref.count / 2, "fp32 products would pass the bf16 tolerance")
   }
 
-  /// Rows are split over the threads in whole tiles and each element is summed
-  /// in the same order, so every thread count gives bit-identical C.
+  /// C is split over the threads in whole tiles (rows, or columns when M is
+  /// small) and each element is summed in the same order, so every thread
+  /// count gives bit-identical C.
   func testThreadCountsGiveIdenticalResults() {
-    let t = Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5)
-    let o = makeOperands(t, seed: 3)
-    let saved = Parallel.threads
-    defer { Parallel.threads = saved }
-    Parallel.threads = 1
-    let one = runGemm(t, o, fallback: false)
-    for threads in [2, 3, 5] {
-      Parallel.threads = threads
-      let many = runGemm(t, o, fallback: false)
-      XCTAssertEqual(many.map(\.bitPattern), one.map(\.bitPattern), "threads \(threads)")
+    for t in [Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5),
+              Case(transA: false, transB: false, m: 5, n: 300, k: 203, alpha: 1, beta: 0),
+              Case(transA: true, transB: false, m: 20, n: 70, k: 999, alpha: 1, beta: 1)] {
+      let o = makeOperands(t, seed: 3)
+      let saved = Parallel.threads
+      defer { Parallel.threads = saved }
+      Parallel.threads = 1
+      let one = runGemm(t, o, fallback: false)
+      for threads in [2, 3, 5] {
+        Parallel.threads = threads
+        let many = runGemm(t, o, fallback: false)
+        XCTAssertEqual(many.map(\.bitPattern), one.map(\.bitPattern), "\(t) threads \(threads)")
+      }
+      Parallel.threads = 3
+      check(t, seed: 3)
     }
-    check(t, seed: 3)
   }
 
   /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).

@@ -6,10 +6,11 @@
 //
 // Not a BLAS: no threads and no allocation here. The caller packs op(B) once
 // (`pack_b`, whole or by 32-column panels, possibly from several threads),
-// then computes disjoint row ranges of C (`compute_rows`, one per thread, each
-// with its own A scratch). Every entry point must only be called when
-// `ecenet_cpu_has_avx512_bf16()` returns 1; on other CPUs and on non-x86
-// builds they do nothing.
+// then computes disjoint blocks of C (`compute`: row ranges, or column
+// ranges when M is small; one per thread, each with its own A scratch).
+// `pack_b` and `compute` may only be called when `ecenet_cpu_has_avx512_bf16()`
+// returns 1 (elsewhere on x86 they would fault with an illegal instruction;
+// on non-x86 builds they are empty).
 //
 // Letters: M, N, K the GEMM sizes; K2 = ceil(K/2) the number of k pairs.
 #ifndef ECENET_BF16_GEMM_H
@@ -27,7 +28,7 @@ int ecenet_cpu_has_avx512_bf16(void);
 
 // Columns per packed panel of op(B) (column ranges of `pack_b` start on a
 // multiple of it) and rows per microkernel tile (row ranges of
-// `compute_rows` that start on a multiple of it waste no edge tiles).
+// `compute` that start on a multiple of it waste no edge tiles).
 long ecenet_bf16_gemm_nr(void);
 long ecenet_bf16_gemm_mr(void);
 
@@ -41,17 +42,20 @@ size_t ecenet_bf16_gemm_packed_b_bytes(long k, long n);
 void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ldb,
                              long n0, long n1, void *packed);
 
-// Bytes of A scratch one `compute_rows` call needs (64-byte aligned).
+// Bytes of A scratch one `compute` call needs (64-byte aligned).
 size_t ecenet_bf16_gemm_a_scratch_bytes(void);
 
-// Rows [m0, m1) of C = alpha·op(A)·op(B) + beta·C from the packed op(B).
+// The block rows [m0, m1) × columns [n0, n1) of C = alpha·op(A)·op(B) + beta·C
+// from the packed op(B) (n0 a multiple of 32; ranges are clipped to M, N).
 // op(A) is M×K (A is M×K with row stride lda, or K×M when transA). With
 // beta == 0, C is only written (it may hold NaN). `scratch` holds
-// `a_scratch_bytes` bytes, 64-byte aligned, private to this call.
-void ecenet_bf16_gemm_compute_rows(int transA, long m, long n, long k, float alpha,
-                                   const float *a, long lda, const void *packed_b,
-                                   float beta, float *c, long ldc, long m0, long m1,
-                                   void *scratch);
+// `a_scratch_bytes` bytes, 64-byte aligned, private to this call. Each
+// element's sum runs in the same order whatever the ranges, so any split of C
+// over threads gives bit-identical results.
+void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
+                              const float *a, long lda, const void *packed_b,
+                              float beta, float *c, long ldc, long m0, long m1,
+                              long n0, long n1, void *scratch);
 
 #ifdef __cplusplus
 }
