@@ -207,6 +207,58 @@ final class GemmBF16Tests: XCTestCase {
     }
   }
 
+  /// The kernel's scratch (packed B, A blocks) comes from the pool and may hold
+  /// NaN from earlier use. Odd K pads each last pair with 0 on both sides; a pad
+  /// left as garbage would turn 0·NaN into NaN in real elements.
+  func testOddKPaddingIsZeroEvenOverNaNScratch() {
+    for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
+      let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
+      let sizes = [(Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, BF16GEMM.scratchFloats]
+      do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
+        let poison = sizes.map { Tensor.filled([$0], .nan) }
+        withExtendedLifetime(poison) {}
+      }
+      check(t)
+    }
+  }
+
+  /// NaN in A reaches only its row of C, inf in B only its column: the zero
+  /// padding of edge tiles never mixes with real data.
+  func testNaNAndInfStayInTheirRowAndColumn() {
+    for (transA, transB) in [(false, false), (true, true)] {
+      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
+      var o = makeOperands(t, seed: 5)
+      let (badRow, badCol, p) = (16, 33, 8)  // the last (odd) k, in the second tile and panel
+      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
+      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
+      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
+      let got = runGemm(t, o, fallback: false)
+      for i in 0..<t.m {
+        for j in 0..<t.n {
+          let g = got[i * o.ldc + j]
+          if i == badRow {
+            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN")
+          } else if j == badCol {
+            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf")
+          } else {
+            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
+                                     "C[\(i), \(j)]")
+          }
+        }
+      }
+    }
+  }
+
+  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
+  func testSteadyStateMakesNoNewAllocations() {
+    let t = Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0)
+    let o = makeOperands(t, seed: 2)
+    _ = runGemm(t, o, fallback: false)
+    let before = BufferPool.shared.mallocCount
+    _ = runGemm(t, o, fallback: false)
+    XCTAssertEqual(BufferPool.shared.mallocCount, before)
+  }
+
   /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).
   func testAvailabilityMatchesCPUInfo() throws {
     guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
