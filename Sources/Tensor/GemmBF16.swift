@@ -1,10 +1,12 @@
 // bf16 GEMM with fp32 accumulation: the "bf16 compute" path of `gemm`.
 // Letters: M, N, K the GEMM sizes (op(A) is M×K, op(B) K×N, C M×N).
 //
-// Numerics match PyTorch's bf16 autocast of fp32 tensors: every entry of
+// Numerics of PyTorch's bf16 autocast for the GEMM itself: every entry of
 // op(A) and op(B) is rounded to bf16 (round to nearest even), the products
-// (exact in fp32) are summed in fp32, C stays fp32. It is not a bf16-storage
-// GEMM (inputs and output are Float) and not a reduced-precision accumulator.
+// (exact in fp32) are summed in fp32. Unlike autocast, C stays fp32 (torch
+// returns the product rounded to a bf16 tensor; `roundedToBF16` on C gives
+// that). Not a bf16-storage GEMM (inputs and output are Float) and not a
+// reduced-precision accumulator.
 //
 // Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`).
 // Swift owns the threads and the memory: op(B) is packed once into pooled
@@ -26,7 +28,8 @@ enum BF16GEMM {
   static var useKernel: Bool { bf16GEMMAvailable && !forceFallback }
   static let nr = Int(ecenet_bf16_gemm_nr())
   static let mr = Int(ecenet_bf16_gemm_mr())
-  static let scratchFloats = (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 15) / 16 * 4
+  /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
+  static let scratchFloats = (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 63) / 64 * 16
 }
 
 /// Rounds to the nearest bf16 value (ties to even), returned as a Float; NaN stays
@@ -43,9 +46,9 @@ public func roundedToBF16(_ x: Float) -> Float {
 }
 
 /// C = alpha·op(A)·op(B) + beta·C with op(A), op(B) rounded to bf16 and fp32
-/// accumulation (torch.matmul under `torch.autocast("cpu", dtype=torch.bfloat16)`,
-/// output kept fp32). Row-major, cblas semantics and the signature of `gemm`;
-/// beta == 0 never reads C.
+/// accumulation: torch.matmul under `torch.autocast("cpu", dtype=torch.bfloat16)`
+/// before torch rounds its result to bf16 (C stays fp32). Row-major, cblas
+/// semantics and the signature of `gemm`; beta == 0 never reads C.
 public func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {

@@ -1,8 +1,8 @@
 // bf16 GEMM with fp32 accumulation (AVX512_BF16 `vdpbf16ps`), the kernel
 // behind Tensor's `gemmBF16`: C = alpha·op(A)·op(B) + beta·C, row-major,
 // cblas semantics, where the entries of op(A) and op(B) are first rounded to
-// bf16 (round to nearest even) and the products summed in fp32 — PyTorch's
-// bf16 autocast numerics with fp32 inputs and output.
+// bf16 (round to nearest even) and the products summed in fp32 — the GEMM of
+// PyTorch's bf16 autocast, with fp32 inputs and an fp32 (unrounded) output.
 //
 // Not a BLAS: no threads and no allocation here. The caller packs op(B) once
 // (`pack_b`, whole or by 32-column panels, possibly from several threads),
