@@ -88,10 +88,11 @@ func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: F
   }
   // C is split over the tasks by whole MR-row strips; when there are fewer strips than
   // threads (small M), by 32-column panels instead (each task then packs the same A rows).
-  // Products under 2¹⁸ multiply-adds stay on one thread. Every split sums each element in
-  // the same order, so the thread count never changes the result.
+  // Products under 2²¹ multiply-adds (≈10 µs on one thread) stay on one thread: measured
+  // here, two threads were no faster at 2²¹ and half as fast at 2¹⁹. Every split sums each
+  // element in the same order, so the thread count never changes the result.
   let strips = (m + mr - 1) / mr
-  let threads = m * n * k < 1 << 18 ? 1 : Parallel.threads
+  let threads = m * n * k < 1 << 21 ? 1 : Parallel.threads
   let byRows = strips >= threads || strips >= panels
   let tasks = max(1, min(threads, byRows ? strips : panels))
   let scratch = Tensor(uninitialized: [tasks * BF16GEMM.scratchFloats])

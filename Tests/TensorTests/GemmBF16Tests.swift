@@ -187,11 +187,12 @@ final class GemmBF16Tests: XCTestCase {
 
   /// C is split over the threads in whole tiles (rows, or columns when M is
   /// small) and each element is summed in the same order, so every thread
-  /// count gives bit-identical C.
+  /// count gives bit-identical C. (Sizes above the 2²¹ multiply-adds below
+  /// which the kernel stays on one thread.)
   func testThreadCountsGiveIdenticalResults() {
     for t in [Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5),
-              Case(transA: false, transB: false, m: 5, n: 300, k: 203, alpha: 1, beta: 0),
-              Case(transA: true, transB: false, m: 20, n: 70, k: 999, alpha: 1, beta: 1)] {
+              Case(transA: false, transB: false, m: 5, n: 700, k: 777, alpha: 1, beta: 0),
+              Case(transA: true, transB: false, m: 20, n: 70, k: 1999, alpha: 1, beta: 1)] {
       let o = makeOperands(t, seed: 3)
       let saved = Parallel.threads
       defer { Parallel.threads = saved }
