@@ -271,6 +271,18 @@ final class GemmBF16Tests: XCTestCase {
     XCTAssertEqual(bf16GEMMAvailable, expected)
   }
 
+  /// The one documented difference between the paths: the bf16 instructions
+  /// treat denormal inputs as 0 and flush denormal sums, while the fallback
+  /// keeps them (roundedToBF16 and OpenBLAS are IEEE).
+  func testKernelFlushesDenormalsTheFallbackKeepsThem() throws {
+    guard bf16GEMMAvailable else { throw XCTSkip("no AVX512_BF16 on this CPU") }
+    let tiny = Float(bitPattern: 0x0008_0000)  // a denormal that is exactly a bf16 value
+    let t = Case(m: 1, n: 1, k: 1, alpha: 1, beta: 0, padA: 0, padB: 0, padC: 0)
+    let o = Operands(a: [tiny], b: [1], c0: [.nan], lda: 1, ldb: 1, ldc: 1)
+    XCTAssertEqual(runGemm(t, o, fallback: true), [tiny])
+    XCTAssertEqual(runGemm(t, o, fallback: false), [0])
+  }
+
   // MARK: roundedToBF16
 
   func testRoundedToBF16TiesToEvenAndExponentCarry() {
