@@ -7,16 +7,29 @@ import PackageDescription
 // -Ounchecked removes bounds checks in the inner loops (the kernels are tested
 // against reference loops in debug builds, which keep the checks).
 //
-// The default build targets baseline x86-64 so one binary runs on any cluster
-// node. `ECENET_TARGET_CPU=znver4` (or skylake-avx512, haswell, native…) at
-// build time lets the compiler vectorise our elementwise kernels for that CPU
-// (≥ 2× on GELU/LayerNorm loops measured here; BENCHMARKS.md). OpenBLAS picks
-// its own kernels at run time either way.
+// They are compiled for the CPU that builds them (`-target-cpu native`: with
+// AVX-512 the vectorised elementwise loops run ≥ 2× faster than the x86-64
+// baseline; BENCHMARKS.md). A binary meant for other machines sets
+// `ECENET_TARGET_CPU` at build time: `x86-64` runs on any x86 CPU, `haswell`
+// needs AVX2+FMA, `skylake-avx512` / `znver4` AVX-512 (docs/cluster.md). A
+// native build records the widest vector extension it assumed, and the
+// executable refuses to start on a CPU without it, with a message, rather than
+// dying of SIGILL in its first kernel. OpenBLAS picks its own kernels at run time.
 import Foundation
-let targetCPU = ProcessInfo.processInfo.environment["ECENET_TARGET_CPU"].map { ["-target-cpu", $0] } ?? []
+let targetCPU = ProcessInfo.processInfo.environment["ECENET_TARGET_CPU"] ?? "native"
 let kernelFlags: [SwiftSetting] = [
-  .unsafeFlags(["-Ounchecked", "-wmo"] + targetCPU, .when(configuration: .release)),
+  .unsafeFlags(["-Ounchecked", "-wmo", "-target-cpu", targetCPU], .when(configuration: .release)),
 ]
+/// The build machine's CPU flags (Linux /proc/cpuinfo; empty elsewhere).
+func buildHostCPUFlags() -> Set<String> {
+  guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+        let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+  return Set(line.split(separator: " ").map(String.init))
+}
+let hostFlags = targetCPU == "native" ? buildHostCPUFlags() : []
+let requiredCPU: [SwiftSetting] =
+  hostFlags.contains("avx512f") ? [.define("ECENET_REQUIRES_AVX512F", .when(configuration: .release))]
+  : hostFlags.contains("avx2") ? [.define("ECENET_REQUIRES_AVX2", .when(configuration: .release))] : []
 
 let package = Package(
   name: "ecenet-dist",
@@ -53,7 +66,8 @@ let package = Package(
     .executableTarget(
       name: "ecenet-dist",
       dependencies: ["Train", "Models", "Data", "Dist", "NN", "Tensor", "CShims",
-                     .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                     .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: requiredCPU),
     .testTarget(name: "TensorTests", dependencies: ["Tensor", "CShims"], resources: [.copy("Golden")]),
     // Golden files are read through #filePath, not bundled.
     .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"], exclude: ["Golden"]),

@@ -266,12 +266,11 @@ public func softmaxBackward(dx: Tensor, dy: Tensor, y: Tensor, outer: Int, n: In
     Parallel.forRange(outer, grain: max(1, (1 << 14) / max(1, n))) { r in
       for row in r {
         let gi = gp + row * n, yi = yp + row * n, di = dp + row * n
-        var s: Float = 0
         if log {
-          for k in 0..<n { s += gi[k] }
+          let s = rowSum(gi, n)
           for k in 0..<n { di[k] += gi[k] - fastExp(yi[k]) * s }
         } else {
-          for k in 0..<n { s += gi[k] * yi[k] }
+          let s = rowDot(gi, yi, n)
           for k in 0..<n { di[k] += yi[k] * (gi[k] - s) }
         }
       }

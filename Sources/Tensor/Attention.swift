@@ -69,26 +69,14 @@ public func windowReverse(_ x: Var, window: Int, height: Int, width: Int) -> Var
 
 // MARK: Scaled dot-product attention
 
-// Threading. The (b, head) slices are small GEMMs (Swin: 144×144×32), so there
-// are two ways to use the cores: OpenBLAS gemm called slice after slice with
-// the elementwise softmax work split over Parallel.forRange in between (here),
-// or one forRange task per slice running a hand-written single-threaded GEMM
-// (OpenBLAS must not run inside forRange). Measured on a Swin-B-like case
-// (B' = 50 windows of 144 tokens, 4 heads, d 32, AMD EPYC, CPU-ms of one
-// thread for forward+backward): BLAS slices 44 ms (49 ms without the
-// chunking below; forward alone 26 ms); a 4×8 register-tiled
-// Swift GEMM per slice 74 ms, because our Swift builds target baseline x86-64
-// (SSE2) while OpenBLAS uses AVX-512 (single-thread 110 vs 36 GFLOP/s on
-// 144×144×32). Built with -target-cpu skylake-avx512 that GEMM reached
-// 90 GFLOP/s and the per-slice path 52 ms, so revisit (commit 89bfdea) if the
-// build flags change or ranks run many threads each. Of what remains, most is
-// expf in the softmax.
-// Slices go in chunks of about a megabyte of scores so that the softmax pass
-// finds them in cache right after the GEMM wrote them.
-
-/// Slices per chunk: ~256K scores, at least one.
-@inline(__always)
-func attentionChunk(_ lq: Int, _ lk: Int) -> Int { max(1, (1 << 18) / max(1, lq * lk)) }
+// Threading. Each (b, head) slice is a few small GEMMs (Swin: 144×144×32) and
+// a softmax over its scores. Slices run in parallel, one task per range of
+// slices, with OpenBLAS single-threaded on the task's own thread
+// (Parallel.forRangeCallingBLAS); a slice's softmax runs right after the GEMM
+// that wrote its scores, while they are in that core's cache. The earlier
+// design (commit 89bfdea and before) called OpenBLAS slice after slice and let
+// it split each small GEMM over the threads, with the softmax in a separate
+// parallel pass: 2.5× slower forward on the bench's Swin shapes (BENCHMARKS.md).
 
 /// probs[B', heads, Lq, Lk] = softmax(q·kᵀ·scale + bias + mask), out = probs·v.
 /// q [B', heads, Lq, d], k/v [B', heads, Lk, d], bias [heads, Lq, Lk],
@@ -99,25 +87,21 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
   let lk = k.shape[2], nW = mask?.shape[0] ?? 1, slices = bp * heads
   let (qp, kp, vp, pp, op) = (q.data, k.data, v.data, probs.data, out.data)
   let biasP = bias?.data, maskP = mask?.data
-  let chunk = attentionChunk(lq, lk)
-  for lo in stride(from: 0, to: slices, by: chunk) {
-    let hi = min(slices, lo + chunk)
-    for bh in lo..<hi {  // S = q·kᵀ·scale
-      gemm(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
-           b: kp + bh * lk * d, ldb: d, beta: 0, c: pp + bh * lq * lk, ldc: lk)
-    }
-    Parallel.forRange((hi - lo) * lq, grain: max(1, 4096 / max(1, lk))) { rows in
-      for r in rows {
-        let bh = lo + r / lq, i = r % lq
-        let (b, h) = (bh / heads, bh % heads)
-        let row = pp + (bh * lq + i) * lk
+  Parallel.forRangeCallingBLAS(slices) { range in
+    for bh in range {
+      let (b, h) = (bh / heads, bh % heads)
+      let p = pp + bh * lq * lk
+      // S = q·kᵀ·scale
+      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
+           b: kp + bh * lk * d, ldb: d, beta: 0, c: p, ldc: lk)
+      for i in 0..<lq {
+        let row = p + i * lk
         if let bb = biasP { let br = bb + (h * lq + i) * lk; for j in 0..<lk { row[j] += br[j] } }
         if let mm = maskP { let mr = mm + ((b % nW) * lq + i) * lk; for j in 0..<lk { row[j] += mr[j] } }
         softmaxRowInPlace(row, lk)
       }
-    }
-    for bh in lo..<hi {  // O = P·v
-      gemm(transA: false, transB: false, m: lq, n: d, k: lk, a: pp + bh * lq * lk, lda: lk,
+      // O = P·v
+      gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, a: p, lda: lk,
            b: vp + bh * lk * d, ldb: d, beta: 0, c: op + bh * lq * d, ldc: d)
     }
   }
@@ -140,40 +124,31 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
   let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
   let lk = k.shape[2], slices = bp * heads
   let (qp, kp, vp, pp, gp) = (q.data, k.data, v.data, probs.data, dOut.data)
-  let chunk = attentionChunk(lq, lk)
   let needS = dq != nil || dk != nil || dBias != nil
-  let dPBuf = needS ? Tensor(uninitialized: [min(chunk, slices) * lq * lk]) : Tensor(uninitialized: [0])
-  let dP = dPBuf.data
-  for lo in stride(from: 0, to: slices, by: chunk) {
-    let hi = min(slices, lo + chunk)
-    for bh in lo..<hi {
+  Parallel.forRangeCallingBLAS(slices) { range in
+    let dPBuf = Tensor(uninitialized: [needS ? lq * lk : 0])  // this task's dP scratch
+    let dP = dPBuf.data
+    for bh in range {
       let p = pp + bh * lq * lk, go = gp + bh * lq * d
       if let dv = dv {  // dv += Pᵀ·dO
-        gemm(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
+        gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
              beta: 1, c: dv.data + bh * lk * d, ldc: d)
       }
-      if needS {  // dP = dO·vᵀ
-        gemm(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
-             beta: 0, c: dP + (bh - lo) * lq * lk, ldc: lk)
-      }
-    }
-    guard needS else { continue }
-    Parallel.forRange((hi - lo) * lq, grain: max(1, 4096 / max(1, lk))) { rows in
-      for r in rows {
-        let pr = pp + (lo * lq + r) * lk, dr = dP + r * lk
-        var dot: Float = 0
-        for j in 0..<lk { dot += dr[j] * pr[j] }
+      guard needS else { continue }
+      // dP = dO·vᵀ
+      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
+           beta: 0, c: dP, ldc: lk)
+      for i in 0..<lq {
+        let pr = p + i * lk, dr = dP + i * lk
+        let dot = rowDot(dr, pr, lk)
         for j in 0..<lk { pr[j] *= dr[j] - dot }  // the P row becomes the dS row
       }
-    }
-    for bh in lo..<hi {
-      let ds = pp + bh * lq * lk
       if let dq = dq {  // dq += dS·k·scale
-        gemm(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: ds, lda: lk,
+        gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: p, lda: lk,
              b: kp + bh * lk * d, ldb: d, beta: 1, c: dq.data + bh * lq * d, ldc: d)
       }
       if let dk = dk {  // dk += dSᵀ·q·scale
-        gemm(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: ds, lda: lk,
+        gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: p, lda: lk,
              b: qp + bh * lq * d, ldb: d, beta: 1, c: dk.data + bh * lk * d, ldc: d)
       }
     }

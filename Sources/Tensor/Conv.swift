@@ -12,6 +12,14 @@
 //    field into a row of a pooled column buffer in (ci, ky, kx) order, which is
 //    PyTorch's weight order, so weight [Cout, K] is B-transposed in one sgemm.
 //    Done over chunks of output lines so the buffer stays bounded (≈32 MB).
+//  - shifted (stride 1, G = 1, k×k): no columns at all. With x zero-padded
+//    once into xp [B, H+2p, W+2p, Cin] and rows numbered over the padded width,
+//    tap (ky, kx) of every output pixel is the same padded-row matrix shifted
+//    by (ky·d·(W+2p) + kx·d) rows, so the conv is taps GEMMs [rows, Cin]·W_tapᵀ
+//    accumulated into one [rows, Cout] buffer, whose 2p junk columns per row
+//    are dropped (4% extra work at 48², 1.5% at 128²). im2col instead copies
+//    each input element taps times with a channel stride of taps: 0.86 of
+//    sgemm on the FR fuse conv, against ≈ 0.95 for this (BENCHMARKS.md).
 //  - depthwise (G == Cin == Cout): a direct loop; a GEMM with K = taps would be
 //    all overhead. The inner loop runs over contiguous channels, so it
 //    vectorises, and it touches x once per tap instead of building columns.
@@ -51,12 +59,13 @@ public struct Conv2dGeometry: Equatable, Sendable {
 }
 
 public enum Conv2dAlgorithm: Sendable {
-  case pointwise, im2col, depthwise
+  case pointwise, im2col, depthwise, shifted
 
   /// The fastest algorithm that applies.
   public static func choose(for g: Conv2dGeometry) -> Conv2dAlgorithm {
     if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 && g.groups == 1 { return .pointwise }
     if g.groups > 1 && g.groups == g.inChannels && g.groups == g.outChannels { return .depthwise }
+    if g.stride == 1 && g.groups == 1 { return .shifted }
     return .im2col
   }
 
@@ -68,6 +77,8 @@ public enum Conv2dAlgorithm: Sendable {
     case .depthwise:
       precondition(g.groups == g.inChannels && g.groups == g.outChannels,
                    "conv2d: depthwise algorithm needs groups == Cin == Cout, got \(g)")
+    case .shifted:
+      precondition(g.stride == 1 && g.groups == 1, "conv2d: shifted algorithm needs stride 1 and groups 1, got \(g)")
     case .im2col: break
     }
   }
@@ -109,6 +120,7 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
                   weight: weight.reshaped([g.outChannels, g.inChannels]), bias: bias)
   case .im2col: im2colConvForward(out: y, x: x, weight: weight, bias: bias, g)
   case .depthwise: depthwiseConvForward(out: y, x: x, weight: weight, bias: bias, g)
+  case .shifted: shiftedConvForward(out: y, x: x, weight: weight, bias: bias, g)
   }
 }
 
@@ -126,6 +138,9 @@ public func conv2dBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Te
     if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
   case .depthwise:
     depthwiseConvBackward(dx: dx, dWeight: dWeight, dBias: dBias, dy: dy, x: x, weight: weight, g)
+  case .shifted:
+    shiftedConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
+    if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
   }
 }
 
@@ -283,6 +298,124 @@ func addColumnSums(into out: UnsafeMutablePointer<Float>, of m: UnsafePointer<Fl
   for c in 0..<chunks { let acc = pp + c * columns; for j in 0..<columns { out[j] += acc[j] } }
 }
 
+// MARK: Shifted GEMMs (stride 1, groups 1)
+
+/// The padded-row frame of the shifted algorithm: images of Hp×Wp padded
+/// pixels stacked; output pixel (b, oy, ox) is padded row b·Hp·Wp + oy·Wp + ox,
+/// and tap (ky, kx) reads padded row (that + ky·d·Wp + kx·d). `rows` stops at
+/// the last real output pixel, so no tap reads past the last padded image.
+struct ShiftedFrame {
+  let hp, wp, rows: Int
+  init(_ g: Conv2dGeometry) {
+    hp = g.height + 2 * g.padding; wp = g.width + 2 * g.padding
+    rows = (g.batch - 1) * hp * wp + (g.outHeight - 1) * wp + g.outWidth
+  }
+  func shift(_ g: Conv2dGeometry, tap t: Int) -> Int {
+    (t / g.kernelW) * g.dilation * wp + (t % g.kernelW) * g.dilation
+  }
+}
+
+/// Copies between x [B, H, W, C] and the interior of padded [B, Hp, Wp, C]
+/// (`toPadded`: zero borders, copy in; otherwise add the interior into x).
+func padCopy(_ x: UnsafeMutablePointer<Float>, _ padded: UnsafeMutablePointer<Float>, _ g: Conv2dGeometry,
+             _ f: ShiftedFrame, toPadded: Bool) {
+  let (H, W, C, p) = (g.height, g.width, g.inChannels, g.padding)
+  Parallel.forRange(g.batch * f.hp, grain: max(1, 16384 / max(1, f.wp * C))) { r in
+    for pl in r {
+      let b = pl / f.hp, py = pl % f.hp, row = padded + pl * f.wp * C
+      let interior = py >= p && py < p + H
+      if toPadded {
+        guard interior else { row.update(repeating: 0, count: f.wp * C); continue }
+        row.update(repeating: 0, count: p * C)
+        (row + (p + W) * C).update(repeating: 0, count: p * C)
+        (row + p * C).update(from: x + (b * H + py - p) * W * C, count: W * C)
+      } else if interior {
+        let dst = x + (b * H + py - p) * W * C, src = row + p * C
+        for i in 0..<(W * C) { dst[i] += src[i] }
+      }
+    }
+  }
+}
+
+/// weight [Cout, Cin, kh, kw] → [taps, Cout, Cin] (one [Cout, Cin] matrix per tap).
+func tapMatrices(_ w: Tensor, _ g: Conv2dGeometry) -> Tensor {
+  let (Co, Ci, taps) = (g.outChannels, g.inChannels, g.taps)
+  let t = Tensor(uninitialized: [taps, Co, Ci])
+  let src = w.data, dst = t.data
+  Parallel.forRange(Co, grain: 8) { r in
+    for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(k * Co + co) * Ci + ci] = src[(co * Ci + ci) * taps + k] } } }
+  }
+  return t
+}
+
+func shiftedConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) {
+  let f = ShiftedFrame(g)
+  let (Ci, Co, Ho, Wo) = (g.inChannels, g.outChannels, g.outHeight, g.outWidth)
+  let xpad = Tensor(uninitialized: [g.batch * f.hp * f.wp * Ci])
+  padCopy(x.data, xpad.data, g, f, toPadded: true)
+  let wt = tapMatrices(weight, g)
+  let acc = Tensor(uninitialized: [f.rows * Co])
+  for t in 0..<g.taps {  // acc (+)= xp shifted · W_tapᵀ
+    gemm(transA: false, transB: true, m: f.rows, n: Co, k: Ci, a: xpad.data + f.shift(g, tap: t) * Ci, lda: Ci,
+         b: wt.data + t * Co * Ci, ldb: Ci, beta: t == 0 ? 0 : 1, c: acc.data, ldc: Co)
+  }
+  let yp = y.data, ap = acc.data, bp = bias?.data
+  Parallel.forRange(g.batch * Ho, grain: max(1, 16384 / max(1, Wo * Co))) { r in
+    for line in r {
+      let b = line / Ho, oy = line % Ho
+      let src = ap + (b * f.hp * f.wp + oy * f.wp) * Co, dst = yp + line * Wo * Co
+      if let bp = bp {
+        for ox in 0..<Wo { for c in 0..<Co { dst[ox * Co + c] = src[ox * Co + c] + bp[c] } }
+      } else {
+        dst.update(from: src, count: Wo * Co)
+      }
+    }
+  }
+}
+
+/// dW_tap += dyPᵀ·(xp shifted); dxp[shifted] += dyP·W_tap; with dyP = dy in the
+/// padded-row frame, zero in the junk columns (so they add nothing to either).
+func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, weight: Tensor, _ g: Conv2dGeometry) {
+  if dx == nil && dWeight == nil { return }
+  let f = ShiftedFrame(g)
+  let (Ci, Co, Ho, Wo, taps) = (g.inChannels, g.outChannels, g.outHeight, g.outWidth, g.taps)
+  let dyP = Tensor(uninitialized: [f.rows * Co])
+  let dyp = dyP.data, gp = dy.data
+  Parallel.forRange(f.rows / f.wp + 1, grain: max(1, 16384 / max(1, f.wp * Co))) { r in
+    for pl in r {  // padded row pl of the frame: image pl / hp, output line pl % hp (junk when ≥ Ho)
+      let lo = pl * f.wp, hi = min(f.rows, lo + f.wp)
+      if lo >= hi { continue }
+      let dst = dyp + lo * Co, b = pl / f.hp, oy = pl % f.hp
+      let valid = oy < Ho ? min(Wo, hi - lo) : 0
+      if valid > 0 { dst.update(from: gp + (b * Ho + oy) * Wo * Co, count: valid * Co) }
+      (dst + valid * Co).update(repeating: 0, count: (hi - lo - valid) * Co)
+    }
+  }
+  let xpad = Tensor(uninitialized: [g.batch * f.hp * f.wp * Ci])
+  if let dw = dWeight {
+    padCopy(x.data, xpad.data, g, f, toPadded: true)
+    let dwt = Tensor(uninitialized: [taps, Co, Ci])
+    for t in 0..<taps {
+      gemm(transA: true, transB: false, m: Co, n: Ci, k: f.rows, a: dyp, lda: Co,
+           b: xpad.data + f.shift(g, tap: t) * Ci, ldb: Ci, beta: 0, c: dwt.data + t * Co * Ci, ldc: Ci)
+    }
+    let src = dwt.data, dst = dw.data
+    Parallel.forRange(Co, grain: 8) { r in
+      for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Co + co) * Ci + ci] } } }
+    }
+  }
+  if let dx = dx {
+    let wt = tapMatrices(weight, g)
+    let dxp = xpad.data  // reused as the padded dx
+    dxp.update(repeating: 0, count: xpad.count)
+    for t in 0..<taps {  // one tap after another: their row ranges overlap
+      gemm(transA: false, transB: false, m: f.rows, n: Ci, k: Co, a: dyp, lda: Co,
+           b: wt.data + t * Co * Ci, ldb: Ci, beta: 1, c: dxp + f.shift(g, tap: t) * Ci, ldc: Ci)
+    }
+    padCopy(dx.data, dxp, g, f, toPadded: false)
+  }
+}
+
 // MARK: Depth-wise
 
 /// weight [C, 1, kh, kw] → [taps, C], so a tap's weights are contiguous across channels.
@@ -300,19 +433,36 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   let wt = tapMajorWeights(weight, g)
   let xp = x.data, yp = y.data, wp = wt.data, bp = bias?.data
   Parallel.forRange(g.batch * Ho, grain: max(1, 8192 / max(1, Wo * C * g.taps))) { r in
-    for line in r {
-      let b = line / Ho, oy = line % Ho
-      for ox in 0..<Wo {
-        let o = yp + (line * Wo + ox) * C
-        if let bp = bp { o.update(from: bp, count: C) } else { o.update(repeating: 0, count: C) }
-        for ky in 0..<kh {
-          let iy = oy * s - p + ky * d
-          if iy < 0 || iy >= H { continue }
-          for kx in 0..<kw {
-            let ix = ox * s - p + kx * d
-            if ix < 0 || ix >= W { continue }
-            let src = xp + ((b * H + iy) * W + ix) * C, wv = wp + (ky * kw + kx) * C
-            for c in 0..<C { o[c] += src[c] * wv[c] }
+    // The taps inside the image for one output pixel: (input offset, weight offset).
+    withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: g.taps) { tapBuf in
+      let tapList = tapBuf.baseAddress!
+      for line in r {
+        let b = line / Ho, oy = line % Ho
+        for ox in 0..<Wo {
+          var n = 0
+          for ky in 0..<kh {
+            let iy = oy * s - p + ky * d
+            if iy < 0 || iy >= H { continue }
+            for kx in 0..<kw {
+              let ix = ox * s - p + kx * d
+              if ix < 0 || ix >= W { continue }
+              tapList[n] = (((b * H + iy) * W + ix) * C, (ky * kw + kx) * C); n += 1
+            }
+          }
+          // 16 channels at a time in a register across all taps, stored once
+          // (the plain loop read and wrote the output once per tap).
+          let o = yp + (line * Wo + ox) * C
+          var c = 0
+          while c + 16 <= C {
+            var acc = bp.map { load16($0 + c) } ?? SIMD16<Float>()
+            for t in 0..<n { acc += load16(xp + tapList[t].0 + c) * load16(wp + tapList[t].1 + c) }
+            UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
+            c += 16
+          }
+          while c < C {
+            var acc = bp?[c] ?? 0
+            for t in 0..<n { acc += xp[tapList[t].0 + c] * wp[tapList[t].1 + c] }
+            o[c] = acc; c += 1
           }
         }
       }
@@ -331,19 +481,35 @@ func depthwiseConvBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Te
     let wt = tapMajorWeights(weight, g)
     let wp = wt.data, dp = dx.data
     Parallel.forRange(g.batch * H, grain: max(1, 8192 / max(1, W * C * taps))) { r in
-      for inLine in r {
-        let b = inLine / H, iy = inLine % H
-        for ky in 0..<kh {
-          let ty = iy + p - ky * d
-          if ty < 0 || ty % s != 0 || ty / s >= Ho { continue }
-          let gline = gp + (b * Ho + ty / s) * Wo * C
+      // As the forward: the taps that reach this input pixel, then 16 channels
+      // at a time in a register across them.
+      withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: taps) { tapBuf in
+        let tapList = tapBuf.baseAddress!
+        for inLine in r {
+          let b = inLine / H, iy = inLine % H
           for ix in 0..<W {
+            var n = 0
+            for ky in 0..<kh {
+              let ty = iy + p - ky * d
+              if ty < 0 || ty % s != 0 || ty / s >= Ho { continue }
+              for kx in 0..<kw {
+                let tx = ix + p - kx * d
+                if tx < 0 || tx % s != 0 || tx / s >= Wo { continue }
+                tapList[n] = (((b * Ho + ty / s) * Wo + tx / s) * C, (ky * kw + kx) * C); n += 1
+              }
+            }
             let o = dp + (inLine * W + ix) * C
-            for kx in 0..<kw {
-              let tx = ix + p - kx * d
-              if tx < 0 || tx % s != 0 || tx / s >= Wo { continue }
-              let src = gline + (tx / s) * C, wv = wp + (ky * kw + kx) * C
-              for c in 0..<C { o[c] += src[c] * wv[c] }
+            var c = 0
+            while c + 16 <= C {
+              var acc = load16(o + c)
+              for t in 0..<n { acc += load16(gp + tapList[t].0 + c) * load16(wp + tapList[t].1 + c) }
+              UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
+              c += 16
+            }
+            while c < C {
+              var acc = o[c]
+              for t in 0..<n { acc += gp[tapList[t].0 + c] * wp[tapList[t].1 + c] }
+              o[c] = acc; c += 1
             }
           }
         }

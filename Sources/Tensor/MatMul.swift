@@ -5,11 +5,45 @@
 // sgemm with B transposed, over all leading dimensions of x as rows.
 import CShims
 
-/// C = alpha·op(A)·op(B) + beta·C, row-major, through OpenBLAS.
-@inline(__always)
+/// C = alpha·op(A)·op(B) + beta·C, row-major, through OpenBLAS. Large GEMMs
+/// are split over our threads by rows of C (or by columns when C is wider than
+/// tall), each block one single-threaded sgemm (see Parallel.gemmThreading).
+/// Must not be called from inside `Parallel.forRange`; use `gemmOnThisThread` there.
 public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  // Below about a quarter MFLOP the fork/join costs more than it saves.
+  let threads = Parallel.threads
+  if threads == 1 || Parallel.gemmThreading == .openBLAS || m * n * k < gemmSplitMinimum {
+    gemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    return
+  }
+  // Blocks of 16 rows/columns keep the split points on the kernels' tile edges.
+  let byRows = m >= n, extent = byRows ? m : n, tile = 16
+  Parallel.forRange((extent + tile - 1) / tile, grain: 2) { r in
+    let lo = r.lowerBound * tile, hi = min(extent, r.upperBound * tile)
+    if byRows {  // rows lo..<hi of C come from rows lo..<hi of op(A)
+      gemmOnThisThread(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+                       a: a + (transA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: c + lo * ldc, ldc: ldc)
+    } else {     // columns lo..<hi of C come from columns lo..<hi of op(B)
+      gemmOnThisThread(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
+                       a: a, lda: lda, b: b + (transB ? lo * ldb : lo), ldb: ldb,
+                       beta: beta, c: c + lo, ldc: ldc)
+    }
+  }
+}
+
+/// m·n·k below which `gemm` does not split (OpenBLAS's own threshold is similar).
+let gemmSplitMinimum = 1 << 18
+
+/// One sgemm on the calling thread (OpenBLAS single-threaded under the default
+/// Parallel.gemmThreading); safe inside `Parallel.forRangeCallingBLAS`.
+@inline(__always)
+public func gemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
   if m == 0 || n == 0 { return }
   if k == 0 {
     for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }

@@ -65,28 +65,55 @@ func channelAffine(out: UnsafeMutablePointer<Float>, accumulate: Bool, x: Unsafe
   }
 }
 
-/// Σ p[0..<n], four accumulators (the latency of a single float add chain
-/// would otherwise bound the loop).
+// Row reductions. A float sum in one accumulator is a dependency chain that
+// LLVM must keep in order (no fast-math), so it neither vectorises nor
+// pipelines; sixteen independent lanes (one SIMD16, a zmm register with
+// AVX-512) let it do both. The lanes are added pairwise at the end.
+
 @inline(__always)
-func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-  var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-  var i = 0
-  while i + 4 <= n { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; i += 4 }
-  while i < n { s0 += p[i]; i += 1 }
-  return (s0 + s1) + (s2 + s3)
+func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
 }
 
-/// Σ (p[i] − m)², four accumulators.
+/// Σ of 16 lanes, pairwise.
+@inline(__always)
+func laneSum(_ v: SIMD16<Float>) -> Float {
+  let a = v.lowHalf + v.highHalf, b = a.lowHalf + a.highHalf, c = b.lowHalf + b.highHalf
+  return c[0] + c[1]
+}
+
+/// Σ p[0..<n].
+@inline(__always)
+func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+  var acc = SIMD16<Float>()
+  var i = 0
+  while i + 16 <= n { acc += load16(p + i); i += 16 }
+  var s: Float = 0
+  while i < n { s += p[i]; i += 1 }
+  return laneSum(acc) + s
+}
+
+/// Σ (p[i] − m)².
 @inline(__always)
 func rowSquaredDeviation(_ p: UnsafePointer<Float>, _ n: Int, _ m: Float) -> Float {
-  var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+  var acc = SIMD16<Float>()
+  let mv = SIMD16<Float>(repeating: m)
   var i = 0
-  while i + 4 <= n {
-    let a = p[i] - m, b = p[i + 1] - m, c = p[i + 2] - m, d = p[i + 3] - m
-    s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d; i += 4
-  }
-  while i < n { let a = p[i] - m; s0 += a * a; i += 1 }
-  return (s0 + s1) + (s2 + s3)
+  while i + 16 <= n { let d = load16(p + i) - mv; acc += d * d; i += 16 }
+  var s: Float = 0
+  while i < n { let d = p[i] - m; s += d * d; i += 1 }
+  return laneSum(acc) + s
+}
+
+/// Σ a[i]·b[i].
+@inline(__always)
+func rowDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+  var acc = SIMD16<Float>()
+  var i = 0
+  while i + 16 <= n { acc += load16(a + i) * load16(b + i); i += 16 }
+  var s: Float = 0
+  while i < n { s += a[i] * b[i]; i += 1 }
+  return laneSum(acc) + s
 }
 
 // MARK: LayerNorm
@@ -133,11 +160,20 @@ public func layerNormBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy:
         for c in 0..<C { let d = Double(gi[c]); acc[c] += d * Double((xi[c] - m) * s); acc[C + c] += d }
       }
       guard let dxp = dxp else { continue }
-      var a0: Float = 0, b0: Float = 0
-      if let w = wp {
-        for c in 0..<C { let g = gi[c] * w[c]; a0 += g; b0 += g * (xi[c] - m) * s }
-      } else {
-        for c in 0..<C { a0 += gi[c]; b0 += gi[c] * (xi[c] - m) * s }
+      // a = mean_C(g), b = mean_C(g·x̂) with g = dy·w, in 16 lanes (see rowSum).
+      var av = SIMD16<Float>(), bv = SIMD16<Float>()
+      let mv = SIMD16<Float>(repeating: m), sv = SIMD16<Float>(repeating: s)
+      var c = 0
+      while c + 16 <= C {
+        var g = load16(gi + c)
+        if let w = wp { g *= load16(w + c) }
+        av += g; bv += g * ((load16(xi + c) - mv) * sv)
+        c += 16
+      }
+      var a0 = laneSum(av), b0 = laneSum(bv)
+      while c < C {
+        let g = gi[c] * (wp?[c] ?? 1)
+        a0 += g; b0 += g * ((xi[c] - m) * s); c += 1
       }
       let a = a0 / Float(C), b = b0 / Float(C)
       let di = dxp + row * C

@@ -59,14 +59,18 @@ final class ConvTests: XCTestCase {
     ConvCase(b: 1, h: 11, w: 9, cin: 3, cout: 4, k: 7, stride: 2, padding: 3),// ResNet stem
     ConvCase(cin: 5, cout: 5, k: 3, padding: 1, groups: 5),                   // depthwise 3×3
     ConvCase(cin: 5, cout: 5, k: 3, stride: 2, padding: 2, dilation: 2, groups: 5, bias: false),
+    ConvCase(cin: 21, cout: 21, k: 3, padding: 1, groups: 21),                // depthwise: 16-channel vector block + tail
     ConvCase(cin: 4, cout: 6, k: 3, padding: 1, groups: 2),                   // general groups
     ConvCase(cin: 3, cout: 6, k: 3, stride: 2, padding: 1, groups: 3),       // depth multiplier 2 (im2col)
+    ConvCase(b: 3, h: 6, w: 9, cin: 5, cout: 3, k: 3),                        // valid 3×3 (no padding), 3 images
+    ConvCase(b: 2, h: 5, w: 4, cin: 2, cout: 3, k: 5, padding: 3),           // padding wider than the kernel's reach
   ]
 
   private func algorithms(for c: ConvCase) -> [Conv2dAlgorithm] {
     var a: [Conv2dAlgorithm] = [.im2col]
     if c.k == 1 && c.stride == 1 && c.padding == 0 && c.groups == 1 { a.append(.pointwise) }
     if c.groups == c.cin && c.groups == c.cout { a.append(.depthwise) }
+    if c.stride == 1 && c.groups == 1 { a.append(.shifted) }
     return a
   }
 
@@ -118,7 +122,7 @@ final class ConvTests: XCTestCase {
 
   func testBackwardAccumulatesIntoExistingGradients() {
     // x and the weight are used twice: the second backward must add, not overwrite.
-    for c in [cases[0], cases[3], cases[7]] {
+    for c in [cases[0], cases[1], cases[3], cases[7]] {  // odd mix, 3×3 same (shifted), pointwise, depthwise
       let (x, w, b) = inputs(c)
       for alg in algorithms(for: c) {
         checkGradients([x, w, b!]) { v in

@@ -65,6 +65,9 @@ long long ecenet_zstd_frame_size(const void *src, size_t len);
 void ecenet_blas_set_threads(int n);
 int ecenet_blas_get_threads(void);
 const char *ecenet_blas_corename(void);
+// 1 when this CPU (and OS) supports AVX2+FMA / AVX-512F, else 0.
+int ecenet_cpu_has_avx2(void);
+int ecenet_cpu_has_avx512f(void);
 
 #ifdef __cplusplus
 }
