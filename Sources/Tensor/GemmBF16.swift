@@ -12,7 +12,8 @@
 // Swift owns the threads and the memory: op(B) is packed once into pooled
 // scratch (its 32-column panels split over the threads), then the rows of C
 // (or, for small M, its columns) are split over `Parallel.forRange`, each task
-// with its own A scratch.
+// with its own A scratch. `gemmBF16OnThisThread` does it all on the calling
+// thread, for GEMMs issued from inside a parallel loop (as `gemmOnThisThread`).
 // On CPUs without AVX512_BF16 the same numerics come from rounding copies of
 // A and B to bf16 values and calling `gemm` (OpenBLAS); `bf16GEMMAvailable`
 // says which path runs so a caller can log it. The two differ only in fp32
@@ -48,10 +49,29 @@ public func roundedToBF16(_ x: Float) -> Float {
 /// C = alpha·op(A)·op(B) + beta·C with op(A), op(B) rounded to bf16 and fp32
 /// accumulation: torch.matmul under `torch.autocast("cpu", dtype=torch.bfloat16)`
 /// before torch rounds its result to bf16 (C stays fp32). Row-major, cblas
-/// semantics and the signature of `gemm`; beta == 0 never reads C.
+/// semantics and the signature of `gemm`; beta == 0 never reads C. Splits the
+/// work over `Parallel.threads`; like `gemm`, must not be called from inside
+/// `Parallel.forRange` (use `gemmBF16OnThisThread` there).
 public func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+           beta: beta, c: c, ldc: ldc, parallel: true)
+}
+
+/// `gemmBF16` on the calling thread only (the counterpart of `gemmOnThisThread`), for
+/// many small GEMMs inside `Parallel.forRange`/`forRangeCallingBLAS`. Bit-identical to
+/// `gemmBF16` on the kernel path (the thread split never changes a sum's order).
+public func gemmBF16OnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+           beta: beta, c: c, ldc: ldc, parallel: false)
+}
+
+func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   precondition(m >= 0 && n >= 0 && k >= 0, "gemmBF16: negative size m \(m) n \(n) k \(k)")
   // Like `gemm`, an empty C returns before any check, and A and B are only checked when read.
   if m == 0 || n == 0 { return }
@@ -67,24 +87,28 @@ public func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: 
   precondition(ldb >= (transB ? k : n), "gemmBF16: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
   if BF16GEMM.useKernel {
     gemmBF16Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
   } else {
     gemmBF16Fallback(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
   }
 }
 
 /// The AVX512_BF16 path: pack op(B) (panels over the threads), then blocks of C over the threads.
 func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   let nr = BF16GEMM.nr, mr = BF16GEMM.mr
   let packed = Tensor(uninitialized: [(Int(ecenet_bf16_gemm_packed_b_bytes(k, n)) + 3) / 4])
   let pb = UnsafeMutableRawPointer(packed.data)
   let panels = (n + nr - 1) / nr
   // A panel is 32·K conversions; below ~32k per chunk a thread hand-off costs more than it saves.
-  Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
-    ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
+  if parallel {
+    Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
+      ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
+    }
+  } else {
+    ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
   }
   // C is split over the tasks by whole MR-row strips; when there are fewer strips than
   // threads (small M), by 32-column panels instead (each task then packs the same A rows).
@@ -92,7 +116,7 @@ func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: F
   // here, two threads were no faster at 2²¹ and half as fast at 2¹⁹. Every split sums each
   // element in the same order, so the thread count never changes the result.
   let strips = (m + mr - 1) / mr
-  let threads = m * n * k < 1 << 21 ? 1 : Parallel.threads
+  let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
   let byRows = strips >= threads || strips >= panels
   let tasks = max(1, min(threads, byRows ? strips : panels))
   let scratch = Tensor(uninitialized: [tasks * BF16GEMM.scratchFloats])
@@ -112,18 +136,24 @@ func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: F
 /// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.
 func gemmBF16Fallback(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   func roundedCopy(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) -> Tensor {
     let t = Tensor(uninitialized: [rows, cols])
     let dst = t.data
-    Parallel.forRange(rows, grain: max(1, 16384 / cols)) { r in
+    let body = { (r: Range<Int>) in
       for i in r { for j in 0..<cols { dst[i * cols + j] = roundedToBF16(src[i * ld + j]) } }
     }
+    if parallel { Parallel.forRange(rows, grain: max(1, 16384 / cols), body) } else { body(0..<rows) }
     return t
   }
   // A is stored M×K (K×M when transposed), B K×N (N×K); the copies keep that orientation.
   let ra = transA ? roundedCopy(a, rows: k, cols: m, ld: lda) : roundedCopy(a, rows: m, cols: k, ld: lda)
   let rb = transB ? roundedCopy(b, rows: n, cols: k, ld: ldb) : roundedCopy(b, rows: k, cols: n, ld: ldb)
-  gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data, lda: ra.shape[1],
-       b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+  if parallel {
+    gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data, lda: ra.shape[1],
+         b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+  } else {
+    gemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data,
+                     lda: ra.shape[1], b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+  }
 }

@@ -260,6 +260,43 @@ final class GemmBF16Tests: XCTestCase {
     XCTAssertEqual(BufferPool.shared.mallocCount, before)
   }
 
+  /// gemmBF16OnThisThread from inside Parallel.forRange (attention's per-slice GEMMs):
+  /// every slice equals gemmBF16 on its own, bit for bit, on both paths.
+  func testOnThisThreadInsideParallelForRangeMatchesGemmBF16() {
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    Parallel.threads = 3
+    let t = Case(transA: false, transB: true, m: 49, n: 49, k: 33, alpha: 0.5, beta: 1)
+    let slices = 12
+    let ops = (0..<slices).map { makeOperands(t, seed: UInt64(100 + $0)) }
+    for fallback in [false, true] {
+      let saved = BF16GEMM.forceFallback
+      BF16GEMM.forceFallback = fallback
+      defer { BF16GEMM.forceFallback = saved }
+      let ldc = ops[0].ldc
+      let out = UnsafeMutablePointer<Float>.allocate(capacity: slices * t.m * ldc)
+      defer { out.deallocate() }
+      for i in 0..<slices { (out + i * t.m * ldc).update(from: ops[i].c0, count: t.m * ldc) }
+      Parallel.forRange(slices) { r in
+        for i in r {
+          ops[i].a.withUnsafeBufferPointer { pa in
+            ops[i].b.withUnsafeBufferPointer { pb in
+              gemmBF16OnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                                   a: pa.baseAddress!, lda: ops[i].lda, b: pb.baseAddress!, ldb: ops[i].ldb,
+                                   beta: t.beta, c: out + i * t.m * ldc, ldc: ldc)
+            }
+          }
+        }
+      }
+      for i in 0..<slices {
+        let got = Array(UnsafeBufferPointer(start: out + i * t.m * ldc, count: t.m * ldc))
+        XCTAssertEqual(got.map(\.bitPattern), runGemm(t, ops[i], fallback: fallback).map(\.bitPattern),
+                       "slice \(i) fallback \(fallback)")
+      }
+    }
+    check(t)
+  }
+
   /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).
   func testAvailabilityMatchesCPUInfo() throws {
     guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
