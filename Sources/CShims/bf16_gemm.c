@@ -13,8 +13,7 @@
 //                 2 zmm of B and one broadcast A pair: 31 of the 32 zmm.
 // Loops: row blocks of MC (A block in L2) → K blocks of KC pairs (the B
 // micro-panel, KC·128 bytes = 32 KiB, stays in L1 while every MR strip of the
-// A block passes over it; K is cut into equal blocks of at most KC) →
-// 32-column panels → MR strips. The first K block
+// A block passes over it) → 32-column panels → MR strips. The first K block
 // applies beta, later ones add. fp32→bf16 uses `vcvtne2ps2bf16` (round to
 // nearest even; like all AVX512_BF16 instructions it treats denormal inputs
 // as zero, and `vdpbf16ps` flushes denormal results).
@@ -285,15 +284,12 @@ TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float a
   if (m1 <= m0 || n1 <= n0) return;
   if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
   const long k2 = (k + 1) / 2;
-  // K blocks of equal size (at most KC pairs): a short last block (288 pairs as
-  // 256 + 32) would cost a pass over C and a kernel prologue for little work.
-  const long kblocks = (k2 + KC - 1) / KC, kc = (k2 + kblocks - 1) / kblocks;
   const uint16_t *pb = (const uint16_t *)packed_b;
   uint32_t *blk = (uint32_t *)scratch;
   for (long i0 = m0; i0 < m1; i0 += MC) {
     const long mc = m1 - i0 < MC ? m1 - i0 : MC;
-    for (long q0 = 0; q0 < k2; q0 += kc) {
-      const long kcp = k2 - q0 < kc ? k2 - q0 : kc;
+    for (long q0 = 0; q0 < k2; q0 += KC) {
+      const long kcp = k2 - q0 < KC ? k2 - q0 : KC;
       const float be = q0 == 0 ? beta : 1.0f;
       if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
       else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
