@@ -252,12 +252,14 @@ final class GemmBF16Tests: XCTestCase {
 
   /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
   func testSteadyStateMakesNoNewAllocations() {
-    let t = Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0)
-    let o = makeOperands(t, seed: 2)
-    _ = runGemm(t, o, fallback: false)
-    let before = BufferPool.shared.mallocCount
-    _ = runGemm(t, o, fallback: false)
-    XCTAssertEqual(BufferPool.shared.mallocCount, before)
+    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
+              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
+      let o = makeOperands(t, seed: 2)
+      _ = runGemm(t, o, fallback: false)
+      let before = BufferPool.shared.mallocCount
+      _ = runGemm(t, o, fallback: false)
+      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)")
+    }
   }
 
   /// gemmBF16OnThisThread from inside Parallel.forRange (attention's per-slice GEMMs):
