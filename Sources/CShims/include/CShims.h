@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <turbojpeg.h>
 #include <zstd.h>
+#include "bf16_gemm.h"
 
 #ifdef __cplusplus
 extern "C" {

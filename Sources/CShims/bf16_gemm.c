@@ -1,0 +1,324 @@
+// bf16 GEMM with fp32 accumulation on AVX512_BF16 (see bf16_gemm.h).
+//
+// The GotoBLAS/BLIS shape, with bf16 pairs along K because `vdpbf16ps` sums
+// the products of one 32-bit pair per lane:
+//   packed op(B): [N/NR panels][K2 pairs][NR columns][2]   (zero padded)
+//   A block:      MC rows × KC pairs of bf16 pairs, 32-bit words, either
+//                 [row][KC] (op(A) rows were contiguous: A not transposed) or
+//                 [MR strip][KC][MR] (op(A) columns were contiguous: A
+//                 transposed), so both packings are straight vector copies;
+//                 the microkernel takes the two strides as compile-time
+//                 constants.
+//   microkernel:  MR = 14 rows × NR = 32 columns = 28 zmm accumulators, plus
+//                 2 zmm of B and one broadcast A pair: 31 of the 32 zmm.
+// Loops: row blocks of MC (A block in L2) → K blocks of KC pairs (the B
+// micro-panel, KC·128 bytes = 32 KiB, stays in L1 while every MR strip of the
+// A block passes over it) → 32-column panels → MR strips. The first K block
+// applies beta, later ones add. fp32→bf16 uses `vcvtne2ps2bf16` (round to
+// nearest even; like all AVX512_BF16 instructions it treats denormal inputs
+// as zero, and `vdpbf16ps` flushes denormal results).
+//
+// Everything that needs AVX-512 carries its own target attribute, so CShims
+// still builds for baseline x86-64 and callers must check
+// `ecenet_cpu_has_avx512_bf16()` first.
+#include "bf16_gemm.h"
+
+#include <stdint.h>
+
+#define NR 32
+#define MR 14
+// KC and MC may be set with -D for tuning runs (KC 128…384 measured within
+// noise of each other on Zen 5; 256 keeps the B micro-panel in L1).
+#ifndef KC
+#define KC 256   // k pairs per K block: B micro-panel 256 × 128 B = 32 KiB (L1 48 KiB)
+#endif
+#ifndef MC
+#define MC 168   // rows per A block (12 strips): 168 × 256 × 4 B = 168 KiB (L2 1 MiB)
+#endif
+
+long ecenet_bf16_gemm_nr(void) { return NR; }
+long ecenet_bf16_gemm_mr(void) { return MR; }
+
+size_t ecenet_bf16_gemm_packed_b_bytes(long k, long n) {
+  if (k <= 0 || n <= 0) return 0;
+  return (size_t)((n + NR - 1) / NR) * (size_t)((k + 1) / 2) * NR * 2 * sizeof(uint16_t);
+}
+
+size_t ecenet_bf16_gemm_a_scratch_bytes(void) { return (size_t)MC * KC * sizeof(uint32_t); }
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <string.h>
+
+int ecenet_cpu_has_avx512_bf16(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  if (!(c & (1u << 27))) return 0;  // OSXSAVE: xgetbv is usable
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  // XCR0: SSE (1), AVX (2), opmask (5), ZMM_Hi256 (6), Hi16_ZMM (7) all saved by the OS.
+  if ((lo & 0xE6u) != 0xE6u) return 0;
+  if (__get_cpuid_max(0, 0) < 7) return 0;
+  __cpuid_count(7, 0, a, b, c, d);
+  const unsigned need = (1u << 16) | (1u << 30) | (1u << 31);  // AVX512F, BW, VL
+  if ((b & need) != need) return 0;
+  __cpuid_count(7, 1, a, b, c, d);
+  return (a >> 5) & 1;  // AVX512_BF16
+}
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+static inline __mmask16 mask16(long count) {
+  return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+}
+static inline __mmask32 mask32(long count) {
+  return count >= 32 ? (__mmask32)0xFFFFFFFFu : count <= 0 ? 0 : (__mmask32)((1u << count) - 1);
+}
+
+// 32 floats at p (the first `count` of them; the rest read as 0) → 32 bf16, RNE.
+INLINE __m512i cvt32(const float *p, long count) {
+  __m512 lo, hi;
+  if (count >= 32) {
+    lo = _mm512_loadu_ps(p);
+    hi = _mm512_loadu_ps(p + 16);
+  } else {
+    lo = _mm512_maskz_loadu_ps(mask16(count), p);
+    hi = _mm512_maskz_loadu_ps(mask16(count - 16), p + 16);
+  }
+  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+// Two rows of 32 bf16 (k and k+1 for 32 columns) → 32 pairs: words 0..31 hold
+// the pairs of columns 0..15, words 32..63 (second result) those of 16..31.
+INLINE void interleave_pairs(__m512i r0, __m512i r1, __m512i *outLo, __m512i *outHi) {
+  const __m512i idxLo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                         39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i idxHi = _mm512_set_epi16(63, 31, 62, 30, 61, 29, 60, 28, 59, 27, 58, 26, 57, 25, 56, 24,
+                                         55, 23, 54, 22, 53, 21, 52, 20, 51, 19, 50, 18, 49, 17, 48, 16);
+  *outLo = _mm512_permutex2var_epi16(r0, idxLo, r1);
+  *outHi = _mm512_permutex2var_epi16(r0, idxHi, r1);
+}
+
+// ---- packing op(B) ----
+
+TARGET void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ldb,
+                                    long n0, long n1, void *packed) {
+  if (k <= 0 || n <= 0 || n1 <= n0) return;
+  const long k2 = (k + 1) / 2;
+  uint16_t *pb = (uint16_t *)packed;
+  const long p0 = n0 / NR, p1 = (n1 + NR - 1) / NR;
+  if (!transB) {
+    // op(B) rows k, k+1 are rows of B: convert 32 columns of each, interleave.
+    // Eight panels per pass read 1 KiB runs of each row (one panel alone reads
+    // 128 B per row at a stride of ldb, which the prefetchers serve poorly).
+    const __m512i zero = _mm512_setzero_si512();
+    for (long g = p0; g < p1; g += 8) {
+      const long g1 = g + 8 < p1 ? g + 8 : p1;
+      for (long q = 0; q < k2; q++) {
+        const float *row0 = b + 2 * q * ldb, *row1 = row0 + ldb;
+        const int odd = 2 * q + 1 >= k;  // K odd, last pair: the second row is the zero pad
+        for (long jp = g; jp < g1; jp++) {
+          const long j0 = jp * NR;
+          __m512i r0 = cvt32(row0 + j0, n - j0);
+          __m512i r1 = odd ? zero : cvt32(row1 + j0, n - j0);
+          __m512i lo, hi;
+          interleave_pairs(r0, r1, &lo, &hi);
+          uint16_t *dst = pb + (jp * k2 + q) * NR * 2;
+          _mm512_storeu_si512(dst, lo);
+          _mm512_storeu_si512(dst + 32, hi);
+        }
+      }
+    }
+  } else {
+    // op(B) column j is row j of B, already pairs: convert 16 pairs of each
+    // of a panel's 32 rows, then transpose the 32 × 16 words through a small
+    // buffer (≈1% of a GEMM's time, measured).
+    uint32_t tmp[NR * 16] __attribute__((aligned(64)));
+    for (long jp = p0; jp < p1; jp++) {
+      const long j0 = jp * NR, w = n - j0 < NR ? n - j0 : NR;
+      uint32_t *dst = (uint32_t *)(pb + jp * k2 * NR * 2);
+      for (long qb = 0; qb < k2; qb += 16) {
+        const long nq = k2 - qb < 16 ? k2 - qb : 16, kk = k - 2 * qb;
+        for (long jj = 0; jj < NR; jj++) {
+          __m512i v = jj < w ? cvt32(b + (j0 + jj) * ldb + 2 * qb, kk) : _mm512_setzero_si512();
+          _mm512_store_si512(tmp + jj * 16, v);
+        }
+        for (long qq = 0; qq < nq; qq++) {
+          for (long jj = 0; jj < NR; jj++) dst[(qb + qq) * NR + jj] = tmp[jj * 16 + qq];
+        }
+      }
+    }
+  }
+}
+
+// ---- packing op(A) blocks ----
+
+// op(A) rows i0..i0+mc, pairs q0..q0+kcp → blk[row][KC]; rows up to the next
+// multiple of MR are zero.
+INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
+                     uint32_t *blk) {
+  const long kk = k - 2 * q0 < 2 * kcp ? k - 2 * q0 : 2 * kcp;  // floats in this block
+  for (long r = 0; r < mc; r++) {
+    const float *src = a + (i0 + r) * lda + 2 * q0;
+    uint16_t *dst = (uint16_t *)(blk + r * KC);
+    for (long t = 0; t < 2 * kcp; t += 32) {
+      __m512i v = cvt32(src + t, kk - t);
+      _mm512_mask_storeu_epi16(dst + t, mask32(2 * kcp - t), v);  // odd K: last word is the 0 pad
+    }
+  }
+  const long mpad = (mc + MR - 1) / MR * MR;
+  for (long r = mc; r < mpad; r++) memset(blk + r * KC, 0, (size_t)kcp * sizeof(uint32_t));
+}
+
+// A is K×M (transA): the pairs of op(A)'s row i are column i of A's rows
+// k, k+1. Rows i0+r for one k pair come from two contiguous loads, so this
+// packing writes blk[strip][pair][MR]: each strip's A stream is sequential
+// (the same strip bases as pack_a_n, since MR·KC words = MR rows of KC).
+INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
+                     uint32_t *blk) {
+  // One cvtne2ps gives row k0's 16 values in words 0..15, row k1's in 16..31;
+  // this puts each row's (k0, k1) pair in one 32-bit word.
+  const __m512i pairIdx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                           23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const long strips = (mc + MR - 1) / MR;
+  for (long qq = 0; qq < kcp; qq++) {
+    const long k0 = 2 * (q0 + qq);
+    const float *row0 = a + k0 * lda + i0, *row1 = row0 + lda;
+    const int odd = k0 + 1 >= k;  // K odd, last pair: the second value is the zero pad
+    for (long st = 0; st < strips; st++) {
+      const __mmask16 mk = mask16(mc - st * MR < MR ? mc - st * MR : MR);
+      const __m512 x0 = _mm512_maskz_loadu_ps(mk, row0 + st * MR);
+      const __m512 x1 = odd ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk, row1 + st * MR);
+      const __m512i v = _mm512_permutexvar_epi16(pairIdx, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+      _mm512_mask_storeu_epi32(blk + st * MR * KC + qq * MR, mask16(MR), v);
+    }
+  }
+}
+
+// ---- microkernel ----
+
+// C[mr × nr] (=|+=) alpha · Σ_q A[r, q] · B[q, :] over kp pairs. A pair of
+// row r, pair q sits at a[r·RS + q·QS] (words); B is one panel at pair 0.
+// beta == 0 writes C without reading it.
+INLINE void kernel(long kp, const uint32_t *a, const long RS, const long QS, const uint16_t *b,
+                   float *c, long ldc, int mr, int nr, float alpha, float beta) {
+  __m512 acc[MR][2];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (long q = 0; q < kp; q++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + q * 64);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + q * 64 + 32);
+    const uint32_t *aq = a + q * QS;
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32((int)aq[r * RS]);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  if (nr == NR) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      if (r < mr) {
+        float *cr = c + r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        if (beta != 0) {
+          x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), x0);
+          x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), x1);
+        }
+        _mm512_storeu_ps(cr, x0);
+        _mm512_storeu_ps(cr + 16, x1);
+      }
+    }
+  } else {
+    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      if (r < mr) {
+        float *cr = c + r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        if (beta != 0) {
+          x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
+          x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+      }
+    }
+  }
+}
+
+// The two A layouts, each with its strides fixed so the A broadcasts become
+// constant displacements from one pointer.
+static TARGET __attribute__((noinline)) void kernel_rows(long kp, const uint32_t *a, const uint16_t *b,
+                                                          float *c, long ldc, int mr, int nr,
+                                                          float alpha, float beta) {
+  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta);
+}
+static TARGET __attribute__((noinline)) void kernel_pairs(long kp, const uint32_t *a, const uint16_t *b,
+                                                           float *c, long ldc, int mr, int nr,
+                                                           float alpha, float beta) {
+  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
+}
+
+static void scale_block(float beta, float *c, long ldc, long m0, long m1, long n0, long n1) {
+  for (long i = m0; i < m1; i++) {
+    float *cr = c + i * ldc;
+    if (beta == 0) memset(cr + n0, 0, (size_t)(n1 - n0) * sizeof(float));
+    else for (long j = n0; j < n1; j++) cr[j] *= beta;
+  }
+}
+
+TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
+                                     const float *a, long lda, const void *packed_b,
+                                     float beta, float *c, long ldc, long m0, long m1,
+                                     long n0, long n1, void *scratch) {
+  if (m1 > m) m1 = m;
+  if (m0 < 0) m0 = 0;
+  if (n1 > n) n1 = n;
+  if (n0 < 0) n0 = 0;
+  n0 = n0 / NR * NR;
+  if (m1 <= m0 || n1 <= n0) return;
+  if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
+  const long k2 = (k + 1) / 2;
+  const uint16_t *pb = (const uint16_t *)packed_b;
+  uint32_t *blk = (uint32_t *)scratch;
+  for (long i0 = m0; i0 < m1; i0 += MC) {
+    const long mc = m1 - i0 < MC ? m1 - i0 : MC;
+    for (long q0 = 0; q0 < k2; q0 += KC) {
+      const long kcp = k2 - q0 < KC ? k2 - q0 : KC;
+      const float be = q0 == 0 ? beta : 1.0f;
+      if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
+      else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
+      for (long j0 = n0; j0 < n1; j0 += NR) {
+        const uint16_t *bp = pb + (j0 / NR * k2 + q0) * NR * 2;
+        const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
+        for (long s = 0; s < mc; s += MR) {
+          const int mr = mc - s < MR ? (int)(mc - s) : MR;
+          float *cp = c + (i0 + s) * ldc + j0;
+          if (transA) kernel_pairs(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
+          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
+        }
+      }
+    }
+  }
+}
+
+#else  // not x86-64: no kernel; callers see ecenet_cpu_has_avx512_bf16() == 0.
+
+int ecenet_cpu_has_avx512_bf16(void) { return 0; }
+void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ldb,
+                             long n0, long n1, void *packed) {
+  (void)transB; (void)k; (void)n; (void)b; (void)ldb; (void)n0; (void)n1; (void)packed;
+}
+void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
+                              const float *a, long lda, const void *packed_b,
+                              float beta, float *c, long ldc, long m0, long m1,
+                              long n0, long n1, void *scratch) {
+  (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)packed_b;
+  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)scratch;
+}
+#endif

@@ -1,0 +1,159 @@
+// bf16 GEMM with fp32 accumulation: the "bf16 compute" path of `gemm`.
+// Letters: M, N, K the GEMM sizes (op(A) is M×K, op(B) K×N, C M×N).
+//
+// Numerics of PyTorch's bf16 autocast for the GEMM itself: every entry of
+// op(A) and op(B) is rounded to bf16 (round to nearest even), the products
+// (exact in fp32) are summed in fp32. Unlike autocast, C stays fp32 (torch
+// returns the product rounded to a bf16 tensor; `roundedToBF16` on C gives
+// that). Not a bf16-storage GEMM (inputs and output are Float) and not a
+// reduced-precision accumulator.
+//
+// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`).
+// Swift owns the threads and the memory: op(B) is packed once into pooled
+// scratch (its 32-column panels split over the threads), then the rows of C
+// (or, for small M, its columns) are split over `Parallel.forRange`, each task
+// with its own A scratch. `gemmBF16OnThisThread` does it all on the calling
+// thread, for GEMMs issued from inside a parallel loop (as `gemmOnThisThread`).
+// On CPUs without AVX512_BF16 the same numerics come from rounding copies of
+// A and B to bf16 values and calling `gemm` (OpenBLAS); `bf16GEMMAvailable`
+// says which path runs so a caller can log it. The two differ only in fp32
+// summation order and in denormals (the bf16 instructions flush them to 0).
+import CShims
+
+/// True when `gemmBF16` runs the AVX512_BF16 kernel (else the rounded-copy OpenBLAS fallback).
+public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
+
+enum BF16GEMM {
+  /// Tests set this to run the fallback on a machine that has the instructions.
+  static var forceFallback = false
+  static var useKernel: Bool { bf16GEMMAvailable && !forceFallback }
+  static let nr = Int(ecenet_bf16_gemm_nr())
+  static let mr = Int(ecenet_bf16_gemm_mr())
+  /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
+  static let scratchFloats = (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 63) / 64 * 16
+}
+
+/// Rounds to the nearest bf16 value (ties to even), returned as a Float; NaN stays
+/// (a quiet) NaN, ±inf stays ±inf, and values past bf16's largest finite round to ±inf.
+/// Matches torch's `x.to(torch.bfloat16).float()` and `vcvtne2ps2bf16` (except that
+/// the instruction flushes denormals to zero).
+@inlinable
+public func roundedToBF16(_ x: Float) -> Float {
+  let u = x.bitPattern
+  if x.isNaN { return Float(bitPattern: (u | 0x0040_0000) & 0xFFFF_0000) }
+  // Adding 0x7FFF plus the lowest kept bit carries into bit 16 exactly when the
+  // dropped half is above the midpoint, or at it with an odd kept part.
+  return Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000)
+}
+
+/// C = alpha·op(A)·op(B) + beta·C with op(A), op(B) rounded to bf16 and fp32
+/// accumulation: torch.matmul under `torch.autocast("cpu", dtype=torch.bfloat16)`
+/// before torch rounds its result to bf16 (C stays fp32). Row-major, cblas
+/// semantics and the signature of `gemm`; beta == 0 never reads C. Splits the
+/// work over `Parallel.threads`; like `gemm`, must not be called from inside
+/// `Parallel.forRange` (use `gemmBF16OnThisThread` there).
+public func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+           beta: beta, c: c, ldc: ldc, parallel: true)
+}
+
+/// `gemmBF16` on the calling thread only (the counterpart of `gemmOnThisThread`), for
+/// many small GEMMs inside `Parallel.forRange`/`forRangeCallingBLAS`. Bit-identical to
+/// `gemmBF16` on the kernel path (the thread split never changes a sum's order).
+public func gemmBF16OnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+           beta: beta, c: c, ldc: ldc, parallel: false)
+}
+
+func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  precondition(m >= 0 && n >= 0 && k >= 0, "gemmBF16: negative size m \(m) n \(n) k \(k)")
+  // Like `gemm`, an empty C returns before any check, and A and B are only checked when read.
+  if m == 0 || n == 0 { return }
+  precondition(ldc >= n, "gemmBF16: ldc \(ldc) < n \(n)")
+  if k == 0 || alpha == 0 {  // C = beta·C; beta 0 writes zeros without reading
+    for i in 0..<m {
+      let row = c + i * ldc
+      if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+    }
+    return
+  }
+  precondition(lda >= (transA ? m : k), "gemmBF16: lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k), transA \(transA))")
+  precondition(ldb >= (transB ? k : n), "gemmBF16: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
+  if BF16GEMM.useKernel {
+    gemmBF16Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
+  } else {
+    gemmBF16Fallback(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
+  }
+}
+
+/// The AVX512_BF16 path: pack op(B) (panels over the threads), then blocks of C over the threads.
+func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  let nr = BF16GEMM.nr, mr = BF16GEMM.mr
+  let packed = Tensor(uninitialized: [(Int(ecenet_bf16_gemm_packed_b_bytes(k, n)) + 3) / 4])
+  let pb = UnsafeMutableRawPointer(packed.data)
+  let panels = (n + nr - 1) / nr
+  // A panel is 32·K conversions; below ~32k per chunk a thread hand-off costs more than it saves.
+  if parallel {
+    Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
+      ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
+    }
+  } else {
+    ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
+  }
+  // C is split over the tasks by whole MR-row strips; when there are fewer strips than
+  // threads (small M), by 32-column panels instead (each task then packs the same A rows).
+  // Products under 2²¹ multiply-adds (≈10 µs on one thread) stay on one thread: measured
+  // here, two threads were no faster at 2²¹ and half as fast at 2¹⁹. Every split sums each
+  // element in the same order, so the thread count never changes the result.
+  let strips = (m + mr - 1) / mr
+  let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
+  let byRows = strips >= threads || strips >= panels
+  let tasks = max(1, min(threads, byRows ? strips : panels))
+  let scratch = Tensor(uninitialized: [tasks * BF16GEMM.scratchFloats])
+  let sp = scratch.data
+  Parallel.forRange(tasks) { r in
+    for t in r {
+      let (m0, m1, n0, n1) = byRows
+        ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
+        : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
+      ecenet_bf16_gemm_compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
+                               UnsafeMutableRawPointer(sp + t * BF16GEMM.scratchFloats))
+    }
+  }
+  withExtendedLifetime((packed, scratch)) {}
+}
+
+/// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.
+func gemmBF16Fallback(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  func roundedCopy(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) -> Tensor {
+    let t = Tensor(uninitialized: [rows, cols])
+    let dst = t.data
+    let body = { (r: Range<Int>) in
+      for i in r { for j in 0..<cols { dst[i * cols + j] = roundedToBF16(src[i * ld + j]) } }
+    }
+    if parallel { Parallel.forRange(rows, grain: max(1, 16384 / cols), body) } else { body(0..<rows) }
+    return t
+  }
+  // A is stored M×K (K×M when transposed), B K×N (N×K); the copies keep that orientation.
+  let ra = transA ? roundedCopy(a, rows: k, cols: m, ld: lda) : roundedCopy(a, rows: m, cols: k, ld: lda)
+  let rb = transB ? roundedCopy(b, rows: n, cols: k, ld: ldb) : roundedCopy(b, rows: k, cols: n, ld: ldb)
+  if parallel {
+    gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data, lda: ra.shape[1],
+         b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+  } else {
+    gemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data,
+                     lda: ra.shape[1], b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+  }
+}

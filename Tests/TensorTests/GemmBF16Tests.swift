@@ -1,0 +1,374 @@
+import CShims
+import Foundation
+import XCTest
+
+@testable import Tensor
+
+/// gemmBF16 against a Double loop over bf16-rounded inputs, so the only
+/// allowed difference is the fp32 summation order (tolerance 1e-5·Σ|α·a·b| +
+/// |β·c| per element). Both the AVX512_BF16 kernel and the rounded-copy
+/// OpenBLAS fallback are checked on this machine.
+final class GemmBF16Tests: XCTestCase {
+  struct Case {
+    var transA = false, transB = false
+    var m: Int, n: Int, k: Int
+    var alpha: Float = 0.75, beta: Float = 0.5
+    var padA = 3, padB = 5, padC = 7
+  }
+
+  struct Operands {
+    var a: [Float], b: [Float], c0: [Float]
+    var lda: Int, ldb: Int, ldc: Int
+  }
+
+  /// Sentinel in C's padding columns: the kernel must never write there.
+  static let padValue: Float = -12345.5
+
+  func makeOperands(_ t: Case, seed: UInt64) -> Operands {
+    var rng = TestRNG(seed: seed)
+    let lda = max(1, t.transA ? t.m : t.k) + t.padA, ldb = max(1, t.transB ? t.k : t.n) + t.padB
+    let ldc = max(1, t.n) + t.padC
+    let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.uniform() }
+    let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.uniform() }
+    var c0 = [Float](repeating: 0, count: t.m * ldc)
+    for i in 0..<t.m {
+      for j in 0..<ldc {
+        // beta 0 must not read C: fill it with NaN then.
+        c0[i * ldc + j] = j >= t.n ? Self.padValue : t.beta == 0 ? .nan : rng.uniform()
+      }
+    }
+    return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
+  }
+
+  /// Double reference on (optionally) bf16-rounded entries; returns C and the per-element bound scale.
+  func reference(_ t: Case, _ o: Operands, round: Bool = true) -> (c: [Double], scale: [Double]) {
+    let r: (Float) -> Double = { round ? Double(roundedToBF16($0)) : Double($0) }
+    // Contiguous op(A) rows and op(B) columns so the K loop is a plain dot product.
+    var opA = [Double](repeating: 0, count: t.m * t.k), opBt = [Double](repeating: 0, count: t.n * t.k)
+    for i in 0..<t.m { for p in 0..<t.k { opA[i * t.k + p] = r(t.transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p]) } }
+    for j in 0..<t.n { for p in 0..<t.k { opBt[j * t.k + p] = r(t.transB ? o.b[j * o.ldb + p] : o.b[p * o.ldb + j]) } }
+    var c = [Double](repeating: 0, count: t.m * t.n), scale = c
+    opA.withUnsafeBufferPointer { pa in
+      opBt.withUnsafeBufferPointer { pb in
+        for i in 0..<t.m {
+          for j in 0..<t.n {
+            var s = 0.0, sa = 0.0
+            for p in 0..<t.k {
+              let x = pa[i * t.k + p] * pb[j * t.k + p]
+              s += x; sa += abs(x)
+            }
+            let old = t.beta == 0 ? 0 : Double(t.beta) * Double(o.c0[i * o.ldc + j])
+            c[i * t.n + j] = Double(t.alpha) * s + old
+            scale[i * t.n + j] = abs(Double(t.alpha)) * sa + abs(old)
+          }
+        }
+      }
+    }
+    return (c, scale)
+  }
+
+  func runGemm(_ t: Case, _ o: Operands, fallback: Bool) -> [Float] {
+    var c = o.c0
+    let saved = BF16GEMM.forceFallback
+    BF16GEMM.forceFallback = fallback
+    defer { BF16GEMM.forceFallback = saved }
+    o.a.withUnsafeBufferPointer { pa in
+      o.b.withUnsafeBufferPointer { pb in
+        c.withUnsafeMutableBufferPointer { pc in
+          gemmBF16(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                   a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
+                   beta: t.beta, c: pc.baseAddress!, ldc: o.ldc)
+        }
+      }
+    }
+    return c
+  }
+
+  /// Runs one case on the chosen path and checks every element and C's padding.
+  @discardableResult
+  func check(_ t: Case, fallback: Bool = false, seed: UInt64 = 1,
+             file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+    let o = makeOperands(t, seed: seed)
+    let got = runGemm(t, o, fallback: fallback)
+    let (ref, scale) = reference(t, o)
+    let what = "\(t) fallback \(fallback)"
+    var failures = 0
+    for i in 0..<t.m {
+      for j in 0..<o.ldc {
+        let g = got[i * o.ldc + j]
+        if j >= t.n {
+          if g.bitPattern != Self.padValue.bitPattern {
+            XCTFail("\(what): padding of C written at row \(i) col \(j): \(g)", file: file, line: line)
+            failures += 1
+          }
+          continue
+        }
+        let e = ref[i * t.n + j], tol = 1e-5 * scale[i * t.n + j] + 1e-30
+        if !(abs(Double(g) - e) <= tol) {
+          XCTFail("\(what): C[\(i), \(j)] = \(g), expected \(e) ± \(tol)", file: file, line: line)
+          failures += 1
+        }
+        if failures > 5 { return got }
+      }
+    }
+    return got
+  }
+
+  // MARK: gemmBF16
+
+  func testAllTransposesOddSizesStridesAlphaBeta() {
+    for transA in [false, true] {
+      for transB in [false, true] {
+        for beta: Float in [0, 1, 0.5] {
+          check(Case(transA: transA, transB: transB, m: 37, n: 45, k: 67, alpha: 0.75, beta: beta))
+        }
+      }
+    }
+    // Exactly one panel / one tile, and sizes one past them.
+    for (m, n, k) in [(14, 32, 2), (15, 33, 3), (28, 64, 64), (29, 65, 65)] {
+      check(Case(transA: true, transB: false, m: m, n: n, k: k, alpha: -1.5, beta: 1, padA: 0, padB: 0, padC: 0))
+      check(Case(transA: false, transB: true, m: m, n: n, k: k, alpha: 2, beta: 0, padA: 1, padB: 0, padC: 1))
+    }
+  }
+
+  func testDegenerateSizes() {
+    for (m, n, k) in [(0, 5, 5), (5, 0, 5), (5, 5, 0), (1, 1, 1), (1, 1, 0), (1, 40, 1), (17, 1, 1),
+                      (1, 1, 67), (1, 33, 5), (3, 1, 2)] {
+      for transA in [false, true] {
+        for transB in [false, true] {
+          for beta: Float in [0, 0.5] {
+            check(Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.25, beta: beta))
+          }
+        }
+      }
+    }
+    // alpha 0 is C = beta·C, and with beta 0 zeros even over NaN.
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: 0))
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: -2))
+  }
+
+  /// Larger than every cache block of the kernel (MC 168 rows, KC 256 pairs, many panels),
+  /// with beta 0 over NaN so the K blocks after the first must add, not reread garbage.
+  func testShapesLargerThanCacheBlocks() {
+    check(Case(transA: false, transB: false, m: 300, n: 700, k: 530, alpha: 1, beta: 0.5, padA: 1, padB: 2, padC: 3))
+    check(Case(transA: true, transB: true, m: 300, n: 700, k: 530, alpha: 0.5, beta: 0, padA: 0, padB: 1, padC: 0))
+  }
+
+  func testFallbackPathGivesTheSameAnswers() {
+    for transA in [false, true] {
+      for transB in [false, true] {
+        let t = Case(transA: transA, transB: transB, m: 37, n: 45, k: 67, alpha: 0.75, beta: transA ? 0 : 0.5)
+        let viaFallback = check(t, fallback: true)
+        let viaKernel = check(t, fallback: false)
+        let (_, scale) = reference(t, makeOperands(t, seed: 1))
+        for i in 0..<t.m {
+          for j in 0..<t.n {
+            let d = abs(Double(viaFallback[i * (t.n + t.padC) + j]) - Double(viaKernel[i * (t.n + t.padC) + j]))
+            XCTAssertLessThanOrEqual(d, 2e-5 * scale[i * t.n + j], "\(t) at \(i), \(j)")
+          }
+        }
+      }
+    }
+    check(Case(transA: true, transB: false, m: 200, n: 300, k: 531, alpha: 1, beta: 1), fallback: true)
+    check(Case(m: 1, n: 1, k: 0, beta: 0), fallback: true)
+  }
+
+  /// The tolerance is far below the bf16 rounding: a GEMM that skipped the
+  /// rounding (plain sgemm) must fail this comparison, so the tests can fail.
+  func testReferenceDistinguishesBF16FromFP32() {
+    let t = Case(m: 37, n: 45, k: 67, alpha: 1, beta: 0)
+    let o = makeOperands(t, seed: 1)
+    let (ref, scale) = reference(t, o)
+    let (fp32, _) = reference(t, o, round: false)
+    var outside = 0
+    for i in 0..<ref.count where abs(ref[i] - fp32[i]) > 1e-5 * scale[i] { outside += 1 }
+    XCTAssertGreaterThan(outside, ref.count / 2, "fp32 products would pass the bf16 tolerance")
+  }
+
+  /// C is split over the threads in whole tiles (rows, or columns when M is
+  /// small) and each element is summed in the same order, so every thread
+  /// count gives bit-identical C. (Sizes above the 2²¹ multiply-adds below
+  /// which the kernel stays on one thread.)
+  func testThreadCountsGiveIdenticalResults() {
+    for t in [Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5),
+              Case(transA: false, transB: false, m: 5, n: 700, k: 777, alpha: 1, beta: 0),
+              Case(transA: true, transB: false, m: 20, n: 70, k: 1999, alpha: 1, beta: 1)] {
+      let o = makeOperands(t, seed: 3)
+      let saved = Parallel.threads
+      defer { Parallel.threads = saved }
+      Parallel.threads = 1
+      let one = runGemm(t, o, fallback: false)
+      for threads in [2, 3, 5] {
+        Parallel.threads = threads
+        let many = runGemm(t, o, fallback: false)
+        XCTAssertEqual(many.map(\.bitPattern), one.map(\.bitPattern), "\(t) threads \(threads)")
+      }
+      Parallel.threads = 3
+      check(t, seed: 3)
+    }
+  }
+
+  /// The kernel's scratch (packed B, A blocks) comes from the pool and may hold
+  /// NaN from earlier use. Odd K pads each last pair with 0 on both sides; a pad
+  /// left as garbage would turn 0·NaN into NaN in real elements.
+  func testOddKPaddingIsZeroEvenOverNaNScratch() {
+    for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
+      let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
+      let sizes = [(Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, BF16GEMM.scratchFloats]
+      do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
+        let poison = sizes.map { Tensor.filled([$0], .nan) }
+        withExtendedLifetime(poison) {}
+      }
+      check(t)
+    }
+  }
+
+  /// NaN in A reaches only its row of C, inf in B only its column: the zero
+  /// padding of edge tiles never mixes with real data.
+  func testNaNAndInfStayInTheirRowAndColumn() {
+    for (transA, transB) in [(false, false), (true, true)] {
+      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
+      var o = makeOperands(t, seed: 5)
+      let (badRow, badCol, p) = (16, 33, 8)  // the last (odd) k, in the second tile and panel
+      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
+      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
+      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
+      let got = runGemm(t, o, fallback: false)
+      for i in 0..<t.m {
+        for j in 0..<t.n {
+          let g = got[i * o.ldc + j]
+          if i == badRow {
+            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN")
+          } else if j == badCol {
+            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf")
+          } else {
+            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
+                                     "C[\(i), \(j)]")
+          }
+        }
+      }
+    }
+  }
+
+  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
+  func testSteadyStateMakesNoNewAllocations() {
+    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
+              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
+      let o = makeOperands(t, seed: 2)
+      _ = runGemm(t, o, fallback: false)
+      let before = BufferPool.shared.mallocCount
+      _ = runGemm(t, o, fallback: false)
+      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)")
+    }
+  }
+
+  /// gemmBF16OnThisThread from inside Parallel.forRange (attention's per-slice GEMMs):
+  /// every slice equals gemmBF16 on its own, bit for bit, on both paths.
+  func testOnThisThreadInsideParallelForRangeMatchesGemmBF16() {
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    Parallel.threads = 3
+    let t = Case(transA: false, transB: true, m: 49, n: 49, k: 33, alpha: 0.5, beta: 1)
+    let slices = 12
+    let ops = (0..<slices).map { makeOperands(t, seed: UInt64(100 + $0)) }
+    for fallback in [false, true] {
+      let saved = BF16GEMM.forceFallback
+      BF16GEMM.forceFallback = fallback
+      defer { BF16GEMM.forceFallback = saved }
+      let ldc = ops[0].ldc
+      let out = UnsafeMutablePointer<Float>.allocate(capacity: slices * t.m * ldc)
+      defer { out.deallocate() }
+      for i in 0..<slices { (out + i * t.m * ldc).update(from: ops[i].c0, count: t.m * ldc) }
+      Parallel.forRange(slices) { r in
+        for i in r {
+          ops[i].a.withUnsafeBufferPointer { pa in
+            ops[i].b.withUnsafeBufferPointer { pb in
+              gemmBF16OnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                                   a: pa.baseAddress!, lda: ops[i].lda, b: pb.baseAddress!, ldb: ops[i].ldb,
+                                   beta: t.beta, c: out + i * t.m * ldc, ldc: ldc)
+            }
+          }
+        }
+      }
+      for i in 0..<slices {
+        let got = Array(UnsafeBufferPointer(start: out + i * t.m * ldc, count: t.m * ldc))
+        XCTAssertEqual(got.map(\.bitPattern), runGemm(t, ops[i], fallback: fallback).map(\.bitPattern),
+                       "slice \(i) fallback \(fallback)")
+      }
+    }
+    check(t)
+  }
+
+  /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).
+  func testAvailabilityMatchesCPUInfo() throws {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
+      throw XCTSkip("no /proc/cpuinfo")
+    }
+    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    let words = Set(flags.split(separator: " ").map(String.init))
+    let expected = ["avx512f", "avx512bw", "avx512vl", "avx512_bf16"].allSatisfy(words.contains)
+    XCTAssertEqual(bf16GEMMAvailable, expected)
+  }
+
+  /// The one documented difference between the paths: the bf16 instructions
+  /// treat denormal inputs as 0 and flush denormal sums, while the fallback
+  /// keeps them (roundedToBF16 and OpenBLAS are IEEE).
+  func testKernelFlushesDenormalsTheFallbackKeepsThem() throws {
+    guard bf16GEMMAvailable else { throw XCTSkip("no AVX512_BF16 on this CPU") }
+    let tiny = Float(bitPattern: 0x0008_0000)  // a denormal that is exactly a bf16 value
+    let t = Case(m: 1, n: 1, k: 1, alpha: 1, beta: 0, padA: 0, padB: 0, padC: 0)
+    let o = Operands(a: [tiny], b: [1], c0: [.nan], lda: 1, ldb: 1, ldc: 1)
+    XCTAssertEqual(runGemm(t, o, fallback: true), [tiny])
+    XCTAssertEqual(runGemm(t, o, fallback: false), [0])
+  }
+
+  // MARK: roundedToBF16
+
+  func testRoundedToBF16TiesToEvenAndExponentCarry() {
+    let ulp: Float = 0x1p-7  // bf16 spacing in [1, 2)
+    XCTAssertEqual(roundedToBF16(1), 1)
+    XCTAssertEqual(roundedToBF16(1 + ulp / 2), 1, "tie between 1 (even) and 1+ulp")
+    XCTAssertEqual(roundedToBF16(1 + 3 * ulp / 2), 1 + 2 * ulp, "tie between 1+ulp and 1+2ulp (even)")
+    XCTAssertEqual(roundedToBF16(1 + ulp / 2 + 0x1p-20), 1 + ulp, "just above the tie")
+    XCTAssertEqual(roundedToBF16(1 + ulp / 2 - 0x1p-20), 1, "just below the tie")
+    XCTAssertEqual(roundedToBF16(-(1 + ulp / 2)), -1)
+    XCTAssertEqual(roundedToBF16(-(1 + 0.75 * ulp)), -(1 + ulp))
+    // 2 − 2⁻⁹ is past the midpoint of the last bf16 below 2 and 2: rounds up into the next binade.
+    XCTAssertEqual(roundedToBF16(2 - 0x1p-9), 2)
+    XCTAssertEqual(roundedToBF16(Float(bitPattern: 0x3FFF_FFFF)).bitPattern, 0x4000_0000)
+    XCTAssertEqual(roundedToBF16(0.1).bitPattern, 0x3DCD_0000)  // 0x3DCCCCCD rounds up
+  }
+
+  func testRoundedToBF16SpecialValues() {
+    XCTAssertTrue(roundedToBF16(.nan).isNaN)
+    XCTAssertTrue(roundedToBF16(Float(bitPattern: 0x7F80_0001)).isNaN, "NaN with only low payload bits")
+    XCTAssertTrue(roundedToBF16(-.nan).isNaN)
+    XCTAssertEqual(roundedToBF16(.infinity), .infinity)
+    XCTAssertEqual(roundedToBF16(-.infinity), -.infinity)
+    XCTAssertEqual(roundedToBF16(.greatestFiniteMagnitude), .infinity, "past bf16's largest finite")
+    XCTAssertEqual(roundedToBF16(0).bitPattern, 0)
+    XCTAssertEqual(roundedToBF16(-0.0).bitPattern, (-0.0 as Float).bitPattern)
+  }
+
+  /// The hardware conversion (1×1×1 products with b = 1) rounds exactly like roundedToBF16,
+  /// ties included; random bit patterns over the normal range.
+  func testKernelRoundingMatchesRoundedToBF16() throws {
+    guard bf16GEMMAvailable else { throw XCTSkip("no AVX512_BF16 on this CPU") }
+    var rng = TestRNG(seed: 9)
+    var xs: [Float] = [1 + 0x1p-8, 1 + 3 * 0x1p-8, 2 - 0x1p-9, -(1 + 0x1p-8), 0.1, 3.0e38]
+    for _ in 0..<2000 {
+      let bits = UInt32(truncatingIfNeeded: rng.next())
+      let exp = UInt32(1 + (rng.next() % 253)) << 23  // normal numbers only (the hardware flushes denormals)
+      let x = Float(bitPattern: (bits & 0x807F_FFFF) | exp)
+      // Also force exact ties: low 16 bits 0x8000.
+      xs.append(x)
+      xs.append(Float(bitPattern: (x.bitPattern & 0xFFFF_0000) | 0x8000))
+    }
+    let one: [Float] = [1]
+    for x in xs {
+      var c: [Float] = [0]
+      gemmBF16(transA: false, transB: false, m: 1, n: 1, k: 1, a: [x], lda: 1, b: one, ldb: 1, beta: 0, c: &c, ldc: 1)
+      XCTAssertEqual(c[0].bitPattern, roundedToBF16(x).bitPattern, "x = \(x) (0x\(String(x.bitPattern, radix: 16)))")
+    }
+  }
+}
