@@ -15,7 +15,7 @@
 // with its own A scratch. `gemmBF16OnThisThread` does it all on the calling
 // thread, for GEMMs issued from inside a parallel loop (as `gemmOnThisThread`).
 // On CPUs without AVX512_BF16 the same numerics come from rounding copies of
-// A and B to bf16 values and calling `gemm` (OpenBLAS); `bf16GEMMAvailable`
+// A and B to bf16 values and calling `sgemm` (OpenBLAS); `bf16GEMMAvailable`
 // says which path runs so a caller can log it. The two differ only in fp32
 // summation order and in denormals (the bf16 instructions flush them to 0).
 import CShims
@@ -150,10 +150,10 @@ func gemmBF16Fallback(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha:
   let ra = transA ? roundedCopy(a, rows: k, cols: m, ld: lda) : roundedCopy(a, rows: m, cols: k, ld: lda)
   let rb = transB ? roundedCopy(b, rows: n, cols: k, ld: ldb) : roundedCopy(b, rows: k, cols: n, ld: ldb)
   if parallel {
-    gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data, lda: ra.shape[1],
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data, lda: ra.shape[1],
          b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
   } else {
-    gemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data,
+    sgemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data,
                      lda: ra.shape[1], b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
   }
 }

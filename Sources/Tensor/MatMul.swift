@@ -5,17 +5,56 @@
 // sgemm with B transposed, over all leading dimensions of x as rows.
 import CShims
 
-/// C = alpha·op(A)·op(B) + beta·C, row-major, through OpenBLAS. Large GEMMs
-/// are split over our threads by rows of C (or by columns when C is wider than
-/// tall), each block one single-threaded sgemm (see Parallel.gemmThreading).
-/// Must not be called from inside `Parallel.forRange`; use `gemmOnThisThread` there.
+/// What every `gemm` of the engine computes in, for this process (the config's
+/// `train.precision`). `.bf16`: op(A) and op(B) rounded to bfloat16, products
+/// summed in fp32, fp32 out (GemmBF16.swift) — the GEMM numerics of PyTorch's
+/// CPU bf16 autocast for linear, matmul and conv, with fp32 everywhere else
+/// (weights, optimizer state, norms, softmax, losses, activations stored).
+public enum GEMMPrecision: String, Sendable {
+  case fp32, bf16
+  /// Set once, before training or evaluation starts (not while GEMMs run).
+  nonisolated(unsafe) public static var current: GEMMPrecision = .fp32
+}
+
+/// C = alpha·op(A)·op(B) + beta·C, row-major, in `GEMMPrecision.current`:
+/// `sgemm` or `gemmBF16`. Must not be called from inside `Parallel.forRange`;
+/// use `gemmOnThisThread` there.
+@inline(__always)
 public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  switch GEMMPrecision.current {
+  case .fp32: sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  case .bf16: gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  }
+}
+
+/// `gemm` on the calling thread; safe inside `Parallel.forRange`.
+@inline(__always)
+public func gemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  switch GEMMPrecision.current {
+  case .fp32: sgemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  case .bf16: gemmBF16OnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  }
+}
+
+/// fp32 C = alpha·op(A)·op(B) + beta·C through OpenBLAS. Large GEMMs are split
+/// over our threads by rows of C (or by columns when C is wider than tall),
+/// each block one single-threaded sgemm (see Parallel.gemmThreading).
+/// Must not be called from inside `Parallel.forRange`; use `sgemmOnThisThread` there.
+public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
   // Below about a quarter MFLOP the fork/join costs more than it saves.
   let threads = Parallel.threads
   if threads == 1 || Parallel.gemmThreading == .openBLAS || m * n * k < gemmSplitMinimum {
-    gemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+    sgemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     return
   }
@@ -24,11 +63,11 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
   Parallel.forRange((extent + tile - 1) / tile, grain: 2) { r in
     let lo = r.lowerBound * tile, hi = min(extent, r.upperBound * tile)
     if byRows {  // rows lo..<hi of C come from rows lo..<hi of op(A)
-      gemmOnThisThread(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+      sgemmOnThisThread(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
                        a: a + (transA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
                        beta: beta, c: c + lo * ldc, ldc: ldc)
     } else {     // columns lo..<hi of C come from columns lo..<hi of op(B)
-      gemmOnThisThread(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
+      sgemmOnThisThread(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
                        a: a, lda: lda, b: b + (transB ? lo * ldb : lo), ldb: ldb,
                        beta: beta, c: c + lo, ldc: ldc)
     }
@@ -38,10 +77,10 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
 /// m·n·k below which `gemm` does not split (OpenBLAS's own threshold is similar).
 let gemmSplitMinimum = 1 << 18
 
-/// One sgemm on the calling thread (OpenBLAS single-threaded under the default
-/// Parallel.gemmThreading); safe inside `Parallel.forRangeCallingBLAS`.
+/// One fp32 sgemm on the calling thread (OpenBLAS single-threaded under the
+/// default Parallel.gemmThreading); safe inside `Parallel.forRangeCallingBLAS`.
 @inline(__always)
-public func gemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+public func sgemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
   if m == 0 || n == 0 { return }

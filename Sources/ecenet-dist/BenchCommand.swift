@@ -136,7 +136,7 @@ final class GemmBuffers {
     defer { Parallel.gemmThreading = saved }
     let lda = s.transA ? s.m : s.k, ldb = s.transB ? s.k : s.n
     for i in 0..<s.batch {
-      gemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.data + i * s.m * s.k, lda: lda,
+      sgemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.data + i * s.m * s.k, lda: lda,
            b: b.data + i * s.k * s.n, ldb: ldb, beta: s.accumulate ? 1 : 0, c: c.data + i * s.m * s.n, ldc: s.n)
     }
   }

@@ -75,7 +75,7 @@ final class BLASTests: XCTestCase {
       a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
         alone.withUnsafeMutableBufferPointer { cp in
           for s in 0..<slices {
-            gemmOnThisThread(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress! + s * m * k, lda: k,
+            sgemmOnThisThread(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress! + s * m * k, lda: k,
                              b: bp.baseAddress! + s * k * n, ldb: k, beta: 0, c: cp.baseAddress! + s * m * n, ldc: n)
           }
         }
@@ -83,7 +83,7 @@ final class BLASTests: XCTestCase {
           let c = cp.baseAddress!
           Parallel.forRangeCallingBLAS(slices) { r in
             for s in r {
-              gemmOnThisThread(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress! + s * m * k, lda: k,
+              sgemmOnThisThread(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress! + s * m * k, lda: k,
                                b: bp.baseAddress! + s * k * n, ldb: k, beta: 0, c: c + s * m * n, ldc: n)
             }
           }
@@ -98,11 +98,11 @@ final class BLASTests: XCTestCase {
           var whole = c0, split = c0
           a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
             whole.withUnsafeMutableBufferPointer { cp in
-              gemmOnThisThread(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: ap.baseAddress!, lda: lda,
+              sgemmOnThisThread(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: ap.baseAddress!, lda: lda,
                                b: bp.baseAddress!, ldb: ldb, beta: 0.5, c: cp.baseAddress!, ldc: ldc)
             }
             split.withUnsafeMutableBufferPointer { cp in
-              gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: ap.baseAddress!, lda: lda,
+              sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: ap.baseAddress!, lda: lda,
                    b: bp.baseAddress!, ldb: ldb, beta: 0.5, c: cp.baseAddress!, ldc: ldc)
             }
           } }

@@ -299,6 +299,39 @@ final class GemmBF16Tests: XCTestCase {
     check(t)
   }
 
+  /// GEMMPrecision.current routes every `gemm` / `gemmOnThisThread` of the
+  /// engine: under .bf16 they give gemmBF16's bits, under .fp32 sgemm's, and
+  /// the two differ (so the routing is visible).
+  func testGEMMPrecisionRoutesGemmAndGemmOnThisThread() {
+    let t = Case(transA: true, transB: false, m: 61, n: 70, k: 90, alpha: 1, beta: 0)
+    let o = makeOperands(t, seed: 77)
+    let saved = GEMMPrecision.current
+    defer { GEMMPrecision.current = saved }
+    func run(_ onThisThread: Bool) -> [UInt32] {
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        if onThisThread {
+          gemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                           a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+                           c: pc.baseAddress!, ldc: o.ldc)
+        } else {
+          gemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+               a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+               c: pc.baseAddress!, ldc: o.ldc)
+        }
+      } } }
+      return c.map(\.bitPattern)
+    }
+    let bf16 = runGemm(t, o, fallback: false).map(\.bitPattern)
+    GEMMPrecision.current = .bf16
+    XCTAssertEqual(run(false), bf16)
+    XCTAssertEqual(run(true), bf16)
+    GEMMPrecision.current = .fp32
+    let fp32 = run(false)
+    XCTAssertNotEqual(fp32, bf16, "fp32 and bf16 GEMMs of random data must differ")
+    XCTAssertEqual(run(true), fp32)
+  }
+
   /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).
   func testAvailabilityMatchesCPUInfo() throws {
     guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
