@@ -3,6 +3,7 @@
 // in mmsegmentation configs. `ConfigLoader` rejects unknown keys.
 import Data
 import Models
+import Tensor
 
 public struct TrainConfig: Codable, Equatable {
   /// The network (see Models/Config.swift): backbone preset, classes, head width, norm, losses.
@@ -102,11 +103,17 @@ public struct LoopConfig: Codable, Equatable {
   public var nonFinite = "stop"
   /// Compute threads per rank; 0 = ECENET_THREADS or the cores this rank may use.
   public var threads = 0
+  /// What the GEMMs (linear, conv, attention matmuls; forward and backward)
+  /// compute in: `fp32`, or `bf16` (inputs rounded to bfloat16, fp32
+  /// accumulation and fp32 everywhere else: weights, optimizer, norms, losses;
+  /// PyTorch's bf16 autocast without its bf16 activations). Applies to
+  /// evaluation too. Fast on CPUs with AVX512_BF16; elsewhere emulated (slower).
+  public var precision = "fp32"
 
   enum CodingKeys: String, CodingKey {
     case globalBatch = "global_batch", perRankBatch = "per_rank_batch", seed, logEvery = "log_every"
     case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every"
-    case nonFinite = "non_finite", threads
+    case nonFinite = "non_finite", threads, precision
   }
 }
 
@@ -141,6 +148,9 @@ extension TrainConfig {
     guard train.globalBatch > 0 else { throw bad("train.global_batch", "must be positive") }
     guard schedule.iterations > 0 else { throw bad("schedule.iterations", "must be positive") }
     guard ["stop", "skip"].contains(train.nonFinite) else { throw bad("train.non_finite", "stop or skip, got '\(train.nonFinite)'") }
+    guard GEMMPrecision(rawValue: train.precision) != nil else {
+      throw bad("train.precision", "fp32 or bf16, got '\(train.precision)'")
+    }
     guard ["whole", "slide"].contains(evaluation.mode) else { throw bad("evaluation.mode", "whole or slide, got '\(evaluation.mode)'") }
     guard optimizer.betas.count == 2 else { throw bad("optimizer.betas", "two numbers") }
     try model.validate()
@@ -165,5 +175,20 @@ extension TrainConfig {
   /// The YAML of this resolved config (saved in the work dir and in checkpoints).
   public func yaml() -> String {
     (try? ConfigLoader.toYAML(self)) ?? "# (config could not be rendered)"
+  }
+}
+
+extension TrainConfig {
+  /// Sets the process's GEMM precision from `train.precision` (validated).
+  public func applyPrecision() {
+    GEMMPrecision.current = GEMMPrecision(rawValue: train.precision) ?? .fp32
+  }
+
+  /// One line for the log when the GEMMs do not run in plain fp32; nil otherwise.
+  public var precisionNote: String? {
+    guard train.precision == "bf16" else { return nil }
+    return bf16GEMMAvailable
+      ? "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+      : "precision: train.precision=bf16 on a CPU without AVX512_BF16: GEMM inputs are rounded to bf16 and multiplied by the fp32 sgemm (bf16 numerics, slower than fp32); use train.precision=fp32 for speed here"
   }
 }

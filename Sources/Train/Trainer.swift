@@ -52,6 +52,7 @@ public final class Trainer {
     self.config = config
     self.world = world
     self.workDir = workDir
+    config.applyPrecision()
     let (perRank, accumulation) = try config.batchSplit(worldSize: world.worldSize)
     if world.rank == 0 {
       try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
@@ -233,6 +234,7 @@ public final class Trainer {
       log("note: OPENBLAS_CORETYPE=\(pin) pins OpenBLAS to its \(String(cString: ecenet_blas_corename())) kernels; unset it (and OPENBLAS_L2_SIZE) if your OpenBLAS is recent, for up to 2x faster GEMMs")
     }
     log("train: \(world.worldSize) rank(s) × \(batches.perRank) image(s) × \(batches.accumulation) accumulation step(s) = global batch \(config.train.globalBatch); \(total) iterations; \(model.store.parameterCount) parameters; \(Parallel.threads) thread(s) per rank")
+    if let note = config.precisionNote { log(note) }
     while iteration < total {
       let t0 = Date()
       let r = try step()

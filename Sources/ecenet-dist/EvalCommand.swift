@@ -34,6 +34,7 @@ struct Eval: ParsableCommand {
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: nil)
     let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
+    config.applyPrecision()
     RunSetup.inWorld { world in
       let model = ECENet(config: config.model, seed: config.train.seed, collective: world)
       model.store.finalize()

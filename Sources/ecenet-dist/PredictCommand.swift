@@ -61,6 +61,7 @@ struct Predict: ParsableCommand {
     let showProgress = FileManager.default.fileExists(atPath: input!, isDirectory: &isDir) && isDir.boolValue
     let outDir = out!
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
+    config.applyPrecision()
     RunSetup.inWorld { world in
       // No collective: inference never synchronises, so ranks may hold unequal shares.
       let model = ECENet(config: config.model, seed: config.train.seed, collective: nil)
