@@ -3,14 +3,15 @@
 # venv (.venv) when missing, writes JSON under bench-out/ and prints tables.
 #
 #   scripts/bench.sh ops [--threads N] [--reps N]   ops vs PyTorch vs sgemm, two OpenBLAS kernels
-#   scripts/bench.sh step [--threads N]              training step vs PyTorch: Swin-T 512² b2, Swin-B 640² b1
+#   scripts/bench.sh step [--threads N]              training step vs PyTorch: Swin-T 512² b2, Swin-B 640² b1,
+#                                                    fp32, and bf16 (train.precision=bf16 vs PyTorch bf16 autocast)
 #   scripts/bench.sh scaling [--ranks "1 2 4"]       weak scaling of `train` (tiny synthetic) under mpirun
 #   scripts/bench.sh memory                          peak RSS per process, ours vs PyTorch (from step runs)
 #   scripts/bench.sh data [options]                  loader throughput vs the trainer (docs/bench-data.md)
 #   scripts/bench.sh --quick                         reduced run (< 5 min); ends with the one-line summary
 #
-# Environment: BENCH_SWIFT_FLAGS extra `swift build` flags (e.g.
-# "-Xswiftc -target-cpu -Xswiftc x86-64-v3"); BENCH_PYTHON a python with torch
+# Environment: BENCH_SWIFT_FLAGS extra `swift build` flags; ECENET_TARGET_CPU the
+# kernels' target CPU (default native; Package.swift); BENCH_PYTHON a python with torch
 # (default .venv/bin/python, created by scripts/reference/setup_venv.sh).
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: the ops mode runs once as the
 # environment sets them and once with both unset (when the environment pins
@@ -142,6 +143,22 @@ step_one() {
   fi
 }
 
+# step_bf16 <label> <preset> <crop> <batch> <steps>: ours with train.precision=bf16 (OpenBLAS auto
+# core) and PyTorch under bf16 autocast, into $OUT/step_<label>_{bf16,torchbf16}.json
+step_bf16() {
+  local label=$1 preset=$2 crop=$3 batch=$4 steps=$5
+  echo "bench: step $label: ours, GEMMs in bf16" >&2
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" bench step --json --preset "$preset" --crop "$crop" \
+    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" --precision bf16 > "$OUT/step_${label}_bf16.json"
+  if [[ -n "$PY" ]]; then
+    echo "bench: step $label: PyTorch, bf16 autocast" >&2
+    OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
+      --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 --bf16 > "$OUT/step_${label}_torchbf16.json"
+  else
+    echo '{}' > "$OUT/step_${label}_torchbf16.json"
+  fi
+}
+
 # Table of step results; prints "R" (unset-ours / torch, min step) of the first label on the last line.
 step_table() {
   python3 - "$OUT" "$@" <<'PY'
@@ -162,6 +179,14 @@ for l in labels:
     print(f"{'':<10} Haswell-pinned: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
           f"{e['sgemm_2048_gflops']:.0f}; auto: core {u['openblas_corename']}, pool mallocs/step {u['mallocs_per_step']}, page faults/step {u['minor_faults_per_step']}; medians ours {u['step_s_median']:.3f} s, "
           f"torch {t.get('step_s_median', float('nan')):.3f} s; fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
+    import os
+    if os.path.exists(f"{out}/step_{l}_bf16.json"):
+        b = json.load(open(f"{out}/step_{l}_bf16.json")); tb = json.load(open(f"{out}/step_{l}_torchbf16.json"))
+        tbs = tb.get("step_s_min")
+        print(f"{'':<10} bf16: ours {b['step_s_min']:.3f} s ({'AVX512_BF16 kernel' if b.get('bf16_kernel') else 'emulated'}), "
+              f"PyTorch autocast {tbs if tbs else float('nan'):.3f} s, ratio {b['step_s_min'] / tbs if tbs else float('nan'):.2f}; "
+              f"{b['gflops']:.1f} GFLOP/s; RSS {b['peak_rss_mb']:.0f} MiB vs {tb.get('peak_rss_mb', float('nan')):.0f}; "
+              f"medians {b['step_s_median']:.3f} / {tb.get('step_s_median', float('nan')):.3f} s")
 print("ratio = ours (OpenBLAS auto core) min step / PyTorch min step; GFLOP/s = 2 × fvcore forward FLOPs × batch × 3 / step")
 print(f"R {first if first else 'NA'}")
 PY
@@ -178,6 +203,8 @@ mode_step() {
   ensure_torch
   step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}"
   step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}"
+  step_bf16 swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}"
+  step_bf16 swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}"
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS"
   step_table swin-t-512 swin-b-640 | grep -v '^R '
 }

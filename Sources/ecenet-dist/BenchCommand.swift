@@ -34,6 +34,7 @@ struct Bench: ParsableCommand {
       2048³ sgemm measured in the same run, peak memory and pool misses per step.
 
         ecenet-dist bench step --preset swin-t --crop 512 --batch 2 --steps 3
+        ecenet-dist bench step --preset swin-b --crop 640 --batch 1 --precision bf16
       data: loader throughput at the ADE20K 640² recipe against the trainer (BenchData.swift).
       """)
   @Argument(help: "What to measure: ops | step | data.") var what: String = "step"
@@ -48,6 +49,7 @@ struct Bench: ParsableCommand {
   @Option(help: "step: number of classes.") var classes = 150
   @Option(help: "step: timed steps.") var steps = 3
   @Option(help: "step: untimed warm-up steps (the first fills the buffer pool).") var warmup = 1
+  @Option(help: "step: GEMM precision, fp32 or bf16 (train.precision).") var precision = "fp32"
 
   func validate() throws {
     if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -65,7 +67,8 @@ struct Bench: ParsableCommand {
       if !ok { throw ExitCode(1) }
     case "step":
       if let t = threads { Parallel.threads = t }
-      try StepBench(preset: preset, crop: crop, batch: batch, classes: classes, steps: steps, warmup: warmup, reps: reps)
+      try StepBench(preset: preset, crop: crop, batch: batch, classes: classes, steps: steps, warmup: warmup, reps: reps,
+                    precision: precision)
         .run(json: json)
     case "data": try runDataBench(threads: threads, reps: reps, quick: quick, json: json)  // BenchData.swift
     default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step or data")
@@ -457,6 +460,7 @@ struct OpsBench {
 /// sgemm uses the true FLOPs, so it is a like-for-like utilisation.
 struct StepBench {
   let preset: String, crop: Int, batch: Int, classes: Int, steps: Int, warmup: Int, reps: Int
+  let precision: String
 
   static func procStatus(_ key: String) -> Double? {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
@@ -509,6 +513,7 @@ struct StepBench {
     cfg.train.threads = Parallel.threads
     cfg.schedule.iterations = 1000
     cfg.schedule.warmupIterations = 0
+    cfg.train.precision = precision
     try cfg.validate()
     let dir = NSTemporaryDirectory() + "ecenet-bench-step-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -536,7 +541,8 @@ struct StepBench {
     let tMin = sorted[0], tMed = sorted[sorted.count / 2]
     let gflops = stepFlops / tMin / 1e9
     let out: [String: Any] = [
-      "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes,
+      "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes, "precision": precision,
+      "bf16_kernel": bf16GEMMAvailable,
       "threads": Parallel.threads, "steps": steps, "warmup": warmup,
       "openblas_corename": String(cString: ecenet_blas_corename()),
       "openblas_coretype_env": env["OPENBLAS_CORETYPE"] ?? "(unset)",
@@ -557,8 +563,8 @@ struct StepBench {
       let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
       print(String(decoding: data, as: UTF8.self))
     } else {
-      print(String(format: "bench step: %@ %d² batch %d, %d classes, %d thread(s), OpenBLAS %@ (OPENBLAS_CORETYPE=%@)",
-                   preset, crop, batch, classes, Parallel.threads, out["openblas_corename"] as! String,
+      print(String(format: "bench step: %@ %d² batch %d, %d classes, %d thread(s), GEMMs in %@, OpenBLAS %@ (OPENBLAS_CORETYPE=%@)",
+                   preset, crop, batch, classes, Parallel.threads, precision, out["openblas_corename"] as! String,
                    out["openblas_coretype_env"] as! String))
       print(String(format: "step: min %.3f s, median %.3f s over %d (after %d warm-up); all: %@", tMin, tMed, steps, warmup,
                    times.map { String(format: "%.3f", $0) }.joined(separator: " ")))
