@@ -125,7 +125,7 @@ public func ecenetLosses(_ out: ModelOutput, labels: LabelBatch, config: ModelCo
       for j in 0..<(h * w) { row[j] = labels.values[b * h * w + j] == cl ? 1 : 0 }  // ignored → 0
     }
     let masks = max(norm.masks, 1)
-    focal = sigmoidFocalLoss(logits: x, targets: t, alpha: lc.focalAlpha, gamma: lc.focalGamma).sum()
+    focal = sigmoidFocalLossSum(logits: x, targets: t, alpha: lc.focalAlpha, gamma: lc.focalGamma)
       * Float(1 / (Double(h * w) * masks))                        // mean per mask, Σ masks, / masks
     dice = diceLoss(logits: x, targets: t).sum() * Float(1 / masks)
   }

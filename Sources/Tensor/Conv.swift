@@ -426,6 +426,27 @@ func tapMajorWeights(_ w: Tensor, _ g: Conv2dGeometry) -> Tensor {
   return t
 }
 
+/// out[c] = start[c] (0 when nil) + Σ_t x[taps[t].0 + c]·w[taps[t].1 + c] for c < C, the
+/// taps in order: 16 channels at a time held in a register across all taps and
+/// stored once (a plain per-tap loop reads and writes the output once per tap).
+/// `start` may be `out` itself (accumulate).
+@inline(__always)
+func tapSum(out o: UnsafeMutablePointer<Float>, start: UnsafePointer<Float>?, channels C: Int,
+            taps: UnsafePointer<(Int, Int)>, count n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>) {
+  var c = 0
+  while c + 16 <= C {
+    var acc = start.map { load16($0 + c) } ?? SIMD16<Float>()
+    for t in 0..<n { acc += load16(x + taps[t].0 + c) * load16(w + taps[t].1 + c) }
+    UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
+    c += 16
+  }
+  while c < C {
+    var acc = start?[c] ?? 0
+    for t in 0..<n { acc += x[taps[t].0 + c] * w[taps[t].1 + c] }
+    o[c] = acc; c += 1
+  }
+}
+
 /// y[b, oy, ox, c] = bias[c] + Σ_{ky,kx} x[b, oy·s − p + ky·d, ox·s − p + kx·d, c] · w[c, 0, ky, kx]
 func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) {
   let (H, W, C, Ho, Wo) = (g.height, g.width, g.inChannels, g.outHeight, g.outWidth)
@@ -449,21 +470,7 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
               tapList[n] = (((b * H + iy) * W + ix) * C, (ky * kw + kx) * C); n += 1
             }
           }
-          // 16 channels at a time in a register across all taps, stored once
-          // (the plain loop read and wrote the output once per tap).
-          let o = yp + (line * Wo + ox) * C
-          var c = 0
-          while c + 16 <= C {
-            var acc = bp.map { load16($0 + c) } ?? SIMD16<Float>()
-            for t in 0..<n { acc += load16(xp + tapList[t].0 + c) * load16(wp + tapList[t].1 + c) }
-            UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
-            c += 16
-          }
-          while c < C {
-            var acc = bp?[c] ?? 0
-            for t in 0..<n { acc += xp[tapList[t].0 + c] * wp[tapList[t].1 + c] }
-            o[c] = acc; c += 1
-          }
+          tapSum(out: yp + (line * Wo + ox) * C, start: bp, channels: C, taps: tapList, count: n, x: xp, w: wp)
         }
       }
     }
@@ -481,8 +488,7 @@ func depthwiseConvBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Te
     let wt = tapMajorWeights(weight, g)
     let wp = wt.data, dp = dx.data
     Parallel.forRange(g.batch * H, grain: max(1, 8192 / max(1, W * C * taps))) { r in
-      // As the forward: the taps that reach this input pixel, then 16 channels
-      // at a time in a register across them.
+      // As the forward: the taps that reach this input pixel, then tapSum.
       withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: taps) { tapBuf in
         let tapList = tapBuf.baseAddress!
         for inLine in r {
@@ -499,18 +505,7 @@ func depthwiseConvBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Te
               }
             }
             let o = dp + (inLine * W + ix) * C
-            var c = 0
-            while c + 16 <= C {
-              var acc = load16(o + c)
-              for t in 0..<n { acc += load16(gp + tapList[t].0 + c) * load16(wp + tapList[t].1 + c) }
-              UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
-              c += 16
-            }
-            while c < C {
-              var acc = o[c]
-              for t in 0..<n { acc += gp[tapList[t].0 + c] * wp[tapList[t].1 + c] }
-              o[c] = acc; c += 1
-            }
+            tapSum(out: o, start: UnsafePointer(o), channels: C, taps: tapList, count: n, x: gp, w: wp)
           }
         }
       }

@@ -17,6 +17,15 @@ public func crossEntropyWeightSum(labels: [Int32], ignoreIndex: Int32 = 255, cla
   return s
 }
 
+/// log Σ_k exp(x[k]) over one row, shifted by its max.
+@inline(__always)
+func logSumExp(_ x: UnsafePointer<Float>, _ K: Int) -> Float {
+  let m = rowMax(x, K)
+  var s: Float = 0
+  for k in 0..<K { s += fastExp(x[k] - m) }
+  return m + logf(s)
+}
+
 /// lse[m] = log Σ_K exp(x[m, k]) and loss = Σ_m w[label]·(lse − x[label]) over non-ignored rows.
 func crossEntropyForward(lse: UnsafeMutablePointer<Float>, logits x: UnsafePointer<Float>, labels: [Int32],
                          ignoreIndex: Int32, classWeights: [Float]?, rows: Int, K: Int) -> Double {
@@ -24,10 +33,7 @@ func crossEntropyForward(lse: UnsafeMutablePointer<Float>, logits x: UnsafePoint
     blockedColumnSums(rows: rows, width: 1) { r, acc in
       for row in r {
         let xi = x + row * K
-        let m = rowMax(xi, K)
-        var s: Float = 0
-        for k in 0..<K { s += fastExp(xi[k] - m) }
-        let l = m + logf(s)
+        let l = logSumExp(xi, K)
         lse[row] = l
         let label = lb[row]
         if label == ignoreIndex { continue }
@@ -120,10 +126,7 @@ public func upsampledCrossEntropy(logits: Var, height: Int, width: Int, labels: 
         bilinearLine(out: z, image: xp + b * H * W * K, width: W, channels: K, tapY: ty[line % height], tapsX: tx)
         for ox in 0..<width {
           let pix = line * width + ox, zi = z + ox * K
-          let m = rowMax(zi, K)
-          var s: Float = 0
-          for k in 0..<K { s += fastExp(zi[k] - m) }
-          let l = m + logf(s)
+          let l = logSumExp(zi, K)
           lp[pix] = l
           let label = lb[pix]
           if label != ignoreIndex { acc[0] += Double(l - zi[Int(label)]) }
@@ -221,22 +224,71 @@ public func sigmoidFocalLoss(logits: Var, targets: Tensor, alpha: Float = 0.25, 
     }
   }
   return makeResult(y, inputs: [logits]) { g in
-    // d/dx = α_t·[(p − t)·q^γ + ce·γ·q^(γ−1)·dq/dx],  dq/dx = p(1−p)(1 − 2t).
-    let d = logits.gradBuffer().data, gp = g.data, xp = xv.data, tp = targets.data  // keeps both alive
-    Parallel.forRange(n, grain: pointwiseGrain) { r in
+    focalBackward(dx: logits.gradBuffer().data, g: PerElementGradient(p: g.data), x: xv.data, t: targets.data,
+                  count: n, alpha: alpha, gamma: gamma)
+    withExtendedLifetime((xv, targets)) {}
+  }
+}
+
+/// Σ of sigmoidFocalLoss over every element, as one scalar op: the same
+/// gradient as `sigmoidFocalLoss(...).sum()`, bit for bit, without storing the
+/// per-element losses or the all-equal gradient the sum hands back (each the
+/// size of the logits: 246 MB per tensor for ECENet's 150 masks at 640²).
+public func sigmoidFocalLossSum(logits: Var, targets: Tensor, alpha: Float = 0.25, gamma: Float = 2) -> Var {
+  precondition(targets.count == logits.count, "sigmoidFocalLossSum: targets \(targets.shape) for logits \(logits.shape)")
+  let xv = logits.value, n = xv.count
+  let xp = xv.data, tp = targets.data
+  let chunk = 4096, square = gamma == 2
+  let total = blockedColumnSums(rows: (n + chunk - 1) / chunk, width: 1) { chunks, acc in
+    let buf = Tensor(uninitialized: [chunk])  // this block's per-element losses
+    let yp = buf.data
+    for c in chunks {
+      let lo = c * chunk, m = min(chunk, n - lo)
       if square {
-        for i in r {  // γ = 2: q^γ = q·q, γ·q^(γ−1) = 2q
-          let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha), q = f.q
-          d[i] += gp[i] * f.at * ((f.p - t) * (q * q) + f.ce * 2 * q * f.p * f.q0 * (1 - 2 * t))
-        }
+        for i in 0..<m { let f = focalTerms(xp[lo + i], tp[lo + i], alpha: alpha); yp[i] = f.at * f.ce * (f.q * f.q) }
       } else {
-        for i in r {
-          let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha)
-          let q = f.q, qg = powf(q, gamma)
-          // q^(γ−1)·p(1−p) → 0 as q → 0 for γ > 0; write it as q^γ/q only when q > 0.
-          let focal: Float = q > 0 && gamma != 0 ? f.ce * gamma * (qg / q) * f.p * f.q0 * (1 - 2 * t) : 0
-          d[i] += gp[i] * f.at * ((f.p - t) * qg + focal)
-        }
+        for i in 0..<m { let f = focalTerms(xp[lo + i], tp[lo + i], alpha: alpha); yp[i] = f.at * f.ce * powf(f.q, gamma) }
+      }
+      acc[0] += Double(rowSum(yp, m))
+    }
+  }[0]
+  return makeResult(Tensor(scalar: Float(total)), inputs: [logits]) { g in
+    focalBackward(dx: logits.gradBuffer().data, g: UniformGradient(value: g.scalar), x: xv.data, t: targets.data,
+                  count: n, alpha: alpha, gamma: gamma)
+    withExtendedLifetime((xv, targets)) {}
+  }
+}
+
+/// d(loss)/d(output element i): one per element, or one for all (a summed loss).
+protocol ElementGradient { subscript(_ i: Int) -> Float { get } }
+struct PerElementGradient: ElementGradient {
+  let p: UnsafePointer<Float>
+  @inline(__always) subscript(_ i: Int) -> Float { p[i] }
+}
+struct UniformGradient: ElementGradient {
+  let value: Float
+  @inline(__always) subscript(_ i: Int) -> Float { value }
+}
+
+/// dx[i] += g[i]·d focal(x[i], t[i])/dx  (specialised per gradient kind, so both loops vectorise):
+/// d/dx = α_t·[(p − t)·q^γ + ce·γ·q^(γ−1)·dq/dx],  dq/dx = p(1−p)(1 − 2t).
+@inline(__always)
+func focalBackward<G: ElementGradient>(dx d: UnsafeMutablePointer<Float>, g gp: G, x xp: UnsafePointer<Float>,
+                                       t tp: UnsafePointer<Float>, count n: Int, alpha: Float, gamma: Float) {
+  let square = gamma == 2
+  Parallel.forRange(n, grain: pointwiseGrain) { r in
+    if square {
+      for i in r {  // γ = 2: q^γ = q·q, γ·q^(γ−1) = 2q
+        let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha), q = f.q
+        d[i] += gp[i] * f.at * ((f.p - t) * (q * q) + f.ce * 2 * q * f.p * f.q0 * (1 - 2 * t))
+      }
+    } else {
+      for i in r {
+        let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha)
+        let q = f.q, qg = powf(q, gamma)
+        // q^(γ−1)·p(1−p) → 0 as q → 0 for γ > 0; write it as q^γ/q only when q > 0.
+        let focal: Float = q > 0 && gamma != 0 ? f.ce * gamma * (qg / q) * f.p * f.q0 * (1 - 2 * t) : 0
+        d[i] += gp[i] * f.at * ((f.p - t) * qg + focal)
       }
     }
   }

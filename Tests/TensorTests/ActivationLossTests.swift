@@ -162,6 +162,27 @@ final class ActivationLossTests: XCTestCase {
     XCTAssertEqual(l.value.data[2], 0.75 * 60, accuracy: 1e-3, "confidently wrong: α_t·ce·1")
   }
 
+  /// The fused sum equals sigmoidFocalLoss(...).sum(): value to float rounding,
+  /// gradient bit for bit (the same per-element formula times the same
+  /// incoming gradient), over more than one 4096-element chunk, γ = 2 and not.
+  func testSigmoidFocalLossSumEqualsTheSumOfTheElementwiseLoss() {
+    let n = 9000
+    let x = rng.tensor([3, n / 3], -5, 5)
+    let t = Tensor(shape: [3, n / 3], values: (0..<n).map { _ in Float(rng.next() % 2) })
+    for (alpha, gamma) in [(Float(0.25), Float(2)), (0.6, 1.5)] {
+      let a = Var(x.copy(), requiresGrad: true), b = Var(x.copy(), requiresGrad: true)
+      let fused = withGradients { sigmoidFocalLossSum(logits: a, targets: t, alpha: alpha, gamma: gamma) * 0.37 }
+      fused.backward()
+      let plain = withGradients { sigmoidFocalLoss(logits: b, targets: t, alpha: alpha, gamma: gamma).sum() * 0.37 }
+      plain.backward()
+      XCTAssertEqual(fused.value.scalar, plain.value.scalar, accuracy: 1e-5 * abs(plain.value.scalar), "γ=\(gamma)")
+      XCTAssertEqual(a.grad!.toArray(), b.grad!.toArray(), "γ=\(gamma) gradient")
+    }
+    checkGradients([rng.tensor([2, 7], -3, 3)]) { v in
+      sigmoidFocalLossSum(logits: v[0], targets: Tensor(shape: [2, 7], values: (0..<14).map { Float($0 % 2) }))
+    }
+  }
+
   // MARK: Dice loss
 
   func testDiceLossForwardAndGradients() {
