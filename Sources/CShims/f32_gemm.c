@@ -30,6 +30,9 @@
 #ifndef MC
 #define MC 168   // rows per A block (12 strips): 168 × 256 × 4 B = 168 KiB (L2 1 MiB)
 #endif
+#ifndef C_IN_L2
+#define C_IN_L2 (128L * 1024)  // floats of C (512 KiB) that still leave L2 room for A and B blocks
+#endif
 
 long ecenet_f32_gemm_nr(void) { return NR; }
 long ecenet_f32_gemm_mr(void) { return MR; }
@@ -169,6 +172,14 @@ INLINE void kernel(long kc, const float *a, const long RS, const long QS, const 
   __m512 acc[MR][2];
 #pragma clang loop unroll(full)
   for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+#ifndef NO_CPF
+  // The tile of C is written once, after the K loop: fetching its lines now
+  // hides their miss (C is usually far larger than the caches).
+  for (int r = 0; r < mr; r++) {
+    _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
+#endif
   for (long q = 0; q < kc; q++) {
     const __m512 b0 = _mm512_loadu_ps(b + q * NR);
     const __m512 b1 = _mm512_loadu_ps(b + q * NR + 16);
@@ -247,9 +258,17 @@ TARGET void ecenet_f32_gemm_compute(int transA, long m, long n, long k, float al
   if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
   const float *pb = (const float *)packed_b;
   float *blk = (float *)scratch;
-  for (long i0 = m0; i0 < m1; i0 += MC) {
-    const long mc = m1 - i0 < MC ? m1 - i0 : MC;
-    for (long p0 = 0; p0 < k; p0 += KC) {
+  // Row blocks outside K blocks keep each C block in cache across its K
+  // blocks; when this call's whole C block fits in L2 anyway (small M·N, long
+  // K: weight gradients), K blocks outside row blocks instead keep the K
+  // block of packed B in L2 for all the row blocks rather than rereading all
+  // of B from memory once per row block. Each element's K blocks are summed
+  // in the same order either way.
+  const int kOuter = k > KC && (m1 - m0) * (n1 - n0) <= C_IN_L2;
+  for (long outer = kOuter ? 0 : m0; outer < (kOuter ? k : m1); outer += kOuter ? KC : MC) {
+    for (long inner = kOuter ? m0 : 0; inner < (kOuter ? m1 : k); inner += kOuter ? MC : KC) {
+      const long i0 = kOuter ? inner : outer, p0 = kOuter ? outer : inner;
+      const long mc = m1 - i0 < MC ? m1 - i0 : MC;
       const long kc = k - p0 < KC ? k - p0 : KC;
       const float be = p0 == 0 ? beta : 1.0f;
       if (transA) pack_a_t(a, lda, i0, mc, p0, kc, blk);
