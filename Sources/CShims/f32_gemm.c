@@ -30,12 +30,23 @@
 #ifndef MC
 #define MC 168   // rows per A block (12 strips): 168 × 256 × 4 B = 168 KiB (L2 1 MiB)
 #endif
+#ifndef APF
+#define APF 4    // rows ahead that the A packing prefetches (A arrives in short runs)
+#endif
 #ifndef C_IN_L2
 #define C_IN_L2 (128L * 1024)  // floats of C (512 KiB) that still leave L2 room for A and B blocks
 #endif
 
 long ecenet_f32_gemm_nr(void) { return NR; }
 long ecenet_f32_gemm_mr(void) { return MR; }
+
+int ecenet_f32_gemm_optimized(void) {
+#ifdef __OPTIMIZE__
+  return 1;
+#else
+  return 0;
+#endif
+}
 
 size_t ecenet_f32_gemm_packed_b_bytes(long k, long n) {
   if (k <= 0 || n <= 0) return 0;
@@ -139,6 +150,10 @@ TARGET void ecenet_f32_gemm_pack_b(int transB, long k, long n, const float *b, l
 INLINE void pack_a_n(const float *a, long lda, long i0, long mc, long p0, long kc, float *blk) {
   for (long r = 0; r < mc; r++) {
     const float *src = a + (i0 + r) * lda + p0;
+#if APF > 0
+    if (r + APF < mc)
+      for (long x = 0; x < kc; x += 16) _mm_prefetch((const char *)(src + APF * lda + x), _MM_HINT_T0);
+#endif
     float *dst = blk + r * KC;
     long t = 0;
     for (; t + 16 <= kc; t += 16) _mm512_storeu_ps(dst + t, _mm512_loadu_ps(src + t));
@@ -155,6 +170,11 @@ INLINE void pack_a_t(const float *a, long lda, long i0, long mc, long p0, long k
   const long strips = (mc + MR - 1) / MR;
   for (long qq = 0; qq < kc; qq++) {
     const float *row = a + (p0 + qq) * lda + i0;
+#if APF > 0
+    // A comes from memory in short runs (mc floats every lda): fetch a few rows ahead.
+    if (qq + APF < kc)
+      for (long x = 0; x < mc; x += 16) _mm_prefetch((const char *)(row + APF * lda + x), _MM_HINT_T0);
+#endif
     for (long st = 0; st < strips; st++) {
       const __mmask16 mk = mask16(mc - st * MR < MR ? mc - st * MR : MR);
       _mm512_mask_storeu_ps(blk + st * MR * KC + qq * MR, mask16(MR), _mm512_maskz_loadu_ps(mk, row + st * MR));

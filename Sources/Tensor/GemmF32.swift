@@ -16,11 +16,25 @@
 // own A scratch. `gemmF32KernelOnThisThread` does it all on the calling
 // thread, for GEMMs issued from inside a parallel loop.
 import CShims
+import Foundation
 
 /// True when this CPU (and OS) runs the AVX-512F kernel; `gemmF32Kernel` may only be called then.
 public let f32GEMMKernelAvailable: Bool = ecenet_cpu_has_avx512f() != 0
 
 enum F32GEMM {
+  /// Whether `sgemm` / `sgemmOnThisThread` may use the kernel (on the shapes of
+  /// `sgemmUsesF32Kernel`, and only under `Parallel.gemmThreading == .ours`): AVX-512F
+  /// and CShims compiled with optimization (a debug build's -O0 kernel is ~40× slower
+  /// than OpenBLAS). `ECENET_SGEMM_KERNEL=0` / `=1` forces it off / on (on still needs
+  /// AVX-512F; for A/B benchmarks and debug-build test runs). Tests may set it.
+  nonisolated(unsafe) static var routeSgemm: Bool = {
+    guard f32GEMMKernelAvailable else { return false }
+    switch ProcessInfo.processInfo.environment["ECENET_SGEMM_KERNEL"] {
+    case "0": return false
+    case "1": return true
+    default: return ecenet_f32_gemm_optimized() != 0
+    }
+  }()
   static let nr = Int(ecenet_f32_gemm_nr())
   static let mr = Int(ecenet_f32_gemm_mr())
   /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
@@ -76,13 +90,15 @@ func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Fl
   } else {
     ecenet_f32_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
   }
-  // C is split over the tasks by whole MR-row strips; when there are fewer strips than
-  // threads (small M), by 32-column panels instead (each task then packs the same A rows).
+  // C is split over the tasks by whole MR-row strips, or by 32-column panels when C is
+  // wider than tall (as `sgemm`) or has fewer strips than threads; a task reads all of
+  // op(B) when split by rows, all of op(A) by columns, so the split keeps the larger
+  // operand divided (fc2's weight gradient, M 128 N 512 K 25600: 0.88 → 1.0 of OpenBLAS).
   // Products under 2²¹ multiply-adds stay on one thread (as gemmBF16). Every split sums
   // each element in the same order, so the thread count never changes the result.
   let strips = (m + mr - 1) / mr
   let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
-  let byRows = strips >= threads || strips >= panels
+  let byRows = (strips >= threads && (m >= n || panels < threads)) || strips >= panels
   let tasks = max(1, min(threads, byRows ? strips : panels))
   let scratch = Tensor(uninitialized: [tasks * F32GEMM.scratchFloats])
   let sp = scratch.data

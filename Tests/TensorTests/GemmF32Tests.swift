@@ -300,6 +300,88 @@ final class GemmF32Tests: XCTestCase {
     }
   }
 
+  // MARK: sgemm routing
+
+  /// `sgemm` / `sgemmOnThisThread` on a shape of `sgemmUsesF32Kernel` (M ≥ 256, ≥ 2²²
+  /// multiply-adds) give the kernel's bits when routing is on and OpenBLAS's when it is
+  /// off or under `.openBLAS` threading; other shapes always OpenBLAS's. The two differ,
+  /// so the routing is visible.
+  func testSgemmRoutesByShape() {
+    let savedRoute = F32GEMM.routeSgemm, savedThreading = Parallel.gemmThreading
+    defer { F32GEMM.routeSgemm = savedRoute; Parallel.gemmThreading = savedThreading }
+    func viaSgemm(_ t: Case, _ o: Operands, onThisThread: Bool) -> [UInt32] {
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        if onThisThread {
+          sgemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                            a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+                            c: pc.baseAddress!, ldc: o.ldc)
+        } else {
+          sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+                c: pc.baseAddress!, ldc: o.ldc)
+        }
+      } } }
+      return c.map(\.bitPattern)
+    }
+    func viaBLAS(_ t: Case, _ o: Operands) -> [UInt32] {
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in
+        cblas_sgemm(CblasRowMajor, t.transA ? CblasTrans : CblasNoTrans, t.transB ? CblasTrans : CblasNoTrans,
+                    Int32(t.m), Int32(t.n), Int32(t.k), t.alpha, pa.baseAddress!, Int32(o.lda),
+                    pb.baseAddress!, Int32(o.ldb), t.beta, &c, Int32(o.ldc))
+      } }
+      return c.map(\.bitPattern)
+    }
+    Parallel.gemmThreading = .ours
+    // K over both libraries' K blocks, so their sums round differently (below one K block
+    // both add the products in k order with one FMA each, giving identical bits).
+    let routed = Case(transA: false, transB: true, m: 256, n: 40, k: 1000, alpha: 1, beta: 0.5)
+    XCTAssertTrue({ F32GEMM.routeSgemm = true; return sgemmUsesF32Kernel(m: routed.m, n: routed.n, k: routed.k) }())
+    let o = makeOperands(routed, seed: 21)
+    let kernel = runGemm(routed, o)
+    verify(routed, o, kernel)
+    let kernelBits = kernel.map(\.bitPattern), blasBits = viaBLAS(routed, o)
+    XCTAssertTrue(kernelBits != blasBits, "kernel and OpenBLAS must differ somewhere for the test to see the route")
+    for onThisThread in [false, true] {
+      F32GEMM.routeSgemm = true
+      Parallel.gemmThreading = .ours
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) == kernelBits, "routed, onThisThread \(onThisThread)")
+      Parallel.gemmThreading = .openBLAS
+      // (OpenBLAS threads itself then, which may change its blocking: compare with it in that mode.)
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) == viaBLAS(routed, o),
+                    ".openBLAS threading, onThisThread \(onThisThread)")
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) != kernelBits, ".openBLAS threading")
+      Parallel.gemmThreading = .ours
+      F32GEMM.routeSgemm = false
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) == blasBits, "routing off, onThisThread \(onThisThread)")
+    }
+    // Under the size or row thresholds: OpenBLAS even with routing on.
+    F32GEMM.routeSgemm = true
+    for t in [Case(transA: false, transB: true, m: 255, n: 40, k: 1000, alpha: 1, beta: 0.5),
+              Case(transA: true, transB: false, m: 300, n: 13, k: 1000, alpha: 1, beta: 0.5)] {
+      XCTAssertFalse(sgemmUsesF32Kernel(m: t.m, n: t.n, k: t.k), "\(t)")
+      let o = makeOperands(t, seed: 22)
+      let blas = viaBLAS(t, o)
+      XCTAssertTrue(runGemm(t, o).map(\.bitPattern) != blas, "\(t): kernel and OpenBLAS must differ")
+      XCTAssertTrue(viaSgemm(t, o, onThisThread: true) == blas, "\(t)")
+      XCTAssertTrue(viaSgemm(t, o, onThisThread: false) == blas, "\(t)")
+    }
+  }
+
+  /// Routing is on by default exactly when the kernel runs and was compiled optimized
+  /// (unless ECENET_SGEMM_KERNEL overrides it); a debug build compiles C unoptimized.
+  func testRoutingDefaultFollowsTheBuild() throws {
+    guard ProcessInfo.processInfo.environment["ECENET_SGEMM_KERNEL"] == nil else {
+      throw XCTSkip("ECENET_SGEMM_KERNEL set")
+    }
+    // Every test that changes routeSgemm restores it, so this reads the default.
+    XCTAssertEqual(F32GEMM.routeSgemm, f32GEMMKernelAvailable && ecenet_f32_gemm_optimized() != 0)
+    #if DEBUG
+    XCTAssertEqual(ecenet_f32_gemm_optimized(), 0, "debug build with optimized C")
+    #endif
+  }
+
   /// The runtime check agrees with the kernel's own view of the CPU (Linux).
   func testAvailabilityMatchesCPUInfo() throws {
     guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {

@@ -26,6 +26,11 @@ extern "C" {
 long ecenet_f32_gemm_nr(void);
 long ecenet_f32_gemm_mr(void);
 
+// 1 when this file was compiled with optimization (__OPTIMIZE__). Unoptimized
+// (SwiftPM debug builds compile C at -O0) the kernel is ~40× slower than
+// OpenBLAS, so `sgemm` only routes to it when this is 1.
+int ecenet_f32_gemm_optimized(void);
+
 // Bytes of the packed op(B): ceil(N/32) panels of K rows × 32 floats.
 size_t ecenet_f32_gemm_packed_b_bytes(long k, long n);
 
