@@ -93,7 +93,7 @@ func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Fl
   // C is split over the tasks by whole MR-row strips, or by 32-column panels when C is
   // wider than tall (as `sgemm`) or has fewer strips than threads; a task reads all of
   // op(B) when split by rows, all of op(A) by columns, so the split keeps the larger
-  // operand divided (fc2's weight gradient, M 128 N 512 K 25600: 0.88 → 1.0 of OpenBLAS).
+  // operand divided (the M 128 N 512 K 25600 weight gradient gained ≈ 5%).
   // Products under 2²¹ multiply-adds stay on one thread (as gemmBF16). Every split sums
   // each element in the same order, so the thread count never changes the result.
   let strips = (m + mr - 1) / mr

@@ -1,8 +1,10 @@
 // GEMM, batched GEMM and Linear (matches torch.matmul / F.linear).
 // Letters: M, N, K the GEMM sizes; B the batch of a batched GEMM.
-// The GEMM goes to OpenBLAS's cblas_sgemm (row-major). Linear keeps PyTorch's
-// weight layout [out, in] so checkpoints load unchanged: y = x·Wᵀ + b is one
-// sgemm with B transposed, over all leading dimensions of x as rows.
+// The GEMM goes to OpenBLAS's cblas_sgemm (row-major), or on large shapes with
+// AVX-512 to our fp32 kernel (GemmF32.swift; rule and figures at
+// sgemmUsesF32Kernel). Linear keeps PyTorch's weight layout [out, in] so
+// checkpoints load unchanged: y = x·Wᵀ + b is one sgemm with B transposed, over
+// all leading dimensions of x as rows.
 import CShims
 
 /// What every `gemm` of the engine computes in, for this process (the config's
@@ -102,14 +104,15 @@ public func sgemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int
 /// Which fp32 GEMMs `sgemm` / `sgemmOnThisThread` give to our AVX-512 kernel: those of
 /// at least 2²² multiply-adds with M ≥ 256, when `F32GEMM.routeSgemm` (AVX-512F, an
 /// optimized CShims build) under `Parallel.gemmThreading == .ours` (under `.openBLAS`
-/// sgemm is the OpenBLAS baseline). Measured on the 2-vCPU
-/// Zen 5 (one process, 2 threads, best of 8, sgemm = our split of OpenBLAS 0.3.21),
-/// kernel/OpenBLAS time ratio: 1×1 conv 25600×256×128 NT 1.13, Swin fc1 25600×512×128
-/// NT 1.14, fc1 dx 25600×128×512 NN 1.12, its weight gradient 512×128×25600 TN 1.05,
-/// 1024³ NN 1.03, stage-2…4 Swin linears (M 400…6400, K 256…4096) 0.99…1.09. OpenBLAS
-/// keeps the small GEMMs, where its unpacked small-matrix kernels win (attention
-/// slices 144×144×32 NT 0.96, 144×32×144 NN 0.79, 49×32×49 NN 0.64 single-threaded),
-/// and short-M long-K ones (M 128, N 512, K 25600 TN: 0.91).
+/// sgemm is the OpenBLAS baseline). Measured on the 2-vCPU Zen 5, quiet machine, one
+/// release-built process, 2 threads, best of 10, GFLOP/s kernel vs sgemm (our split of
+/// OpenBLAS 0.3.21): 1×1 conv 25600×256×128 NT 206 vs 180, Swin fc1 25600×512×128 NT
+/// 211 vs 186, fc1 dx 25600×128×512 NN 198 vs 173, its weight gradient 512×128×25600
+/// TN 177 vs 173, 1024³ NN 213 vs 208, Swin stage 2…4 linears and their gradients
+/// (M 400…6400, K 256…4096) 0.99…1.10× OpenBLAS's speed. OpenBLAS keeps the small
+/// GEMMs, where its unpacked small-matrix kernels win (single-threaded attention
+/// slices 144×144×32 NT 0.95×, 144×32×144 NN 0.79×, 49×32×49 NN 0.64×), and short-M
+/// long-K ones (128×512×25600 TN 0.92×).
 @inline(__always)
 func sgemmUsesF32Kernel(m: Int, n: Int, k: Int) -> Bool {
   F32GEMM.routeSgemm && Parallel.gemmThreading == .ours && m >= 256 && m * n * k >= 1 << 22
