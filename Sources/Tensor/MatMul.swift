@@ -1,8 +1,10 @@
 // GEMM, batched GEMM and Linear (matches torch.matmul / F.linear).
 // Letters: M, N, K the GEMM sizes; B the batch of a batched GEMM.
-// The GEMM goes to OpenBLAS's cblas_sgemm (row-major). Linear keeps PyTorch's
-// weight layout [out, in] so checkpoints load unchanged: y = x·Wᵀ + b is one
-// sgemm with B transposed, over all leading dimensions of x as rows.
+// The GEMM goes to OpenBLAS's cblas_sgemm (row-major), or on large shapes with
+// AVX-512 to our fp32 kernel (GemmF32.swift; rule and figures at
+// sgemmUsesF32Kernel). Linear keeps PyTorch's weight layout [out, in] so
+// checkpoints load unchanged: y = x·Wᵀ + b is one sgemm with B transposed, over
+// all leading dimensions of x as rows.
 import CShims
 
 /// What every `gemm` of the engine computes in, for this process (the config's
@@ -44,18 +46,24 @@ public func gemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
   }
 }
 
-/// fp32 C = alpha·op(A)·op(B) + beta·C through OpenBLAS. Large GEMMs are split
-/// over our threads by rows of C (or by columns when C is wider than tall),
-/// each block one single-threaded sgemm (see Parallel.gemmThreading).
+/// fp32 C = alpha·op(A)·op(B) + beta·C: our AVX-512 kernel (GemmF32.swift) on the
+/// shapes where it measured faster (`sgemmUsesF32Kernel`), else OpenBLAS. Large
+/// OpenBLAS GEMMs are split over our threads by rows of C (or by columns when C is
+/// wider than tall), each block one single-threaded sgemm (see Parallel.gemmThreading).
 /// Must not be called from inside `Parallel.forRange`; use `sgemmOnThisThread` there.
 public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  if sgemmUsesF32Kernel(m: m, n: n, k: k) {
+    gemmF32Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: true)
+    return
+  }
   // Below about a quarter MFLOP the fork/join costs more than it saves.
   let threads = Parallel.threads
   if threads == 1 || Parallel.gemmThreading == .openBLAS || m * n * k < gemmSplitMinimum {
-    sgemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    openBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     return
   }
   // Blocks of 16 rows/columns keep the split points on the kernels' tile edges.
@@ -63,13 +71,13 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
   Parallel.forRange((extent + tile - 1) / tile, grain: 2) { r in
     let lo = r.lowerBound * tile, hi = min(extent, r.upperBound * tile)
     if byRows {  // rows lo..<hi of C come from rows lo..<hi of op(A)
-      sgemmOnThisThread(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
-                       a: a + (transA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
-                       beta: beta, c: c + lo * ldc, ldc: ldc)
+      openBLASSgemm(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+                    a: a + (transA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
+                    beta: beta, c: c + lo * ldc, ldc: ldc)
     } else {     // columns lo..<hi of C come from columns lo..<hi of op(B)
-      sgemmOnThisThread(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
-                       a: a, lda: lda, b: b + (transB ? lo * ldb : lo), ldb: ldb,
-                       beta: beta, c: c + lo, ldc: ldc)
+      openBLASSgemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
+                    a: a, lda: lda, b: b + (transB ? lo * ldb : lo), ldb: ldb,
+                    beta: beta, c: c + lo, ldc: ldc)
     }
   }
 }
@@ -77,12 +85,44 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 /// m·n·k below which `gemm` does not split (OpenBLAS's own threshold is similar).
 let gemmSplitMinimum = 1 << 18
 
-/// One fp32 sgemm on the calling thread (OpenBLAS single-threaded under the
-/// default Parallel.gemmThreading); safe inside `Parallel.forRangeCallingBLAS`.
+/// One fp32 sgemm on the calling thread (our kernel where `sgemmUsesF32Kernel`, else
+/// OpenBLAS single-threaded under the default Parallel.gemmThreading); safe inside
+/// `Parallel.forRangeCallingBLAS`.
 @inline(__always)
 public func sgemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  if sgemmUsesF32Kernel(m: m, n: n, k: k) {
+    gemmF32Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: false)
+    return
+  }
+  openBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+}
+
+/// Which fp32 GEMMs `sgemm` / `sgemmOnThisThread` give to our AVX-512 kernel: those of
+/// at least 2²² multiply-adds with M ≥ 256, when `F32GEMM.routeSgemm` (AVX-512F, an
+/// optimized CShims build) under `Parallel.gemmThreading == .ours` (under `.openBLAS`
+/// sgemm is the OpenBLAS baseline). Measured on the 2-vCPU Zen 5, quiet machine, one
+/// release-built process, 2 threads, best of 10, GFLOP/s kernel vs sgemm (our split of
+/// OpenBLAS 0.3.21): 1×1 conv 25600×256×128 NT 206 vs 180, Swin fc1 25600×512×128 NT
+/// 211 vs 186, fc1 dx 25600×128×512 NN 198 vs 173, its weight gradient 512×128×25600
+/// TN 177 vs 173, 1024³ NN 213 vs 208, Swin stage 2…4 linears and their gradients
+/// (M 400…6400, K 256…4096) 0.99…1.10× OpenBLAS's speed. OpenBLAS keeps the small
+/// GEMMs, where its unpacked small-matrix kernels win (single-threaded attention
+/// slices 144×144×32 NT 0.95×, 144×32×144 NN 0.79×, 49×32×49 NN 0.64×), and short-M
+/// long-K ones (128×512×25600 TN 0.92×).
+@inline(__always)
+func sgemmUsesF32Kernel(m: Int, n: Int, k: Int) -> Bool {
+  F32GEMM.routeSgemm && Parallel.gemmThreading == .ours && m >= 256 && m * n * k >= 1 << 22
+}
+
+/// cblas_sgemm, row-major, on the calling thread (single-threaded under `.ours`).
+@inline(__always)
+func openBLASSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
   if m == 0 || n == 0 { return }
   if k == 0 {
     for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }

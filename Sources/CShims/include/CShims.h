@@ -12,6 +12,7 @@
 #include <turbojpeg.h>
 #include <zstd.h>
 #include "bf16_gemm.h"
+#include "f32_gemm.h"
 
 #ifdef __cplusplus
 extern "C" {

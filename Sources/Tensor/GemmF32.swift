@@ -1,0 +1,116 @@
+// fp32 GEMM on our own AVX-512F kernel: the fast path of `sgemm` on the
+// shapes where it measured faster than OpenBLAS (see `sgemmUsesF32Kernel` in
+// MatMul.swift). Letters: M, N, K the GEMM sizes (op(A) is M×K, op(B) K×N,
+// C M×N).
+//
+// Same sums as cblas_sgemm in a different fp32 order (each element's K sum
+// runs in k order, one fused multiply-add per k). Not a replacement for
+// OpenBLAS everywhere: callers check `f32GEMMKernelAvailable` and the routing
+// rule in MatMul.swift picks the shapes.
+//
+// Kernel: CShims/f32_gemm.c (packed 32-column B panels, 14×32 register tile),
+// the fp32 twin of the bf16 kernel (GemmBF16.swift), with the same threading:
+// Swift owns the threads and the memory. op(B) is packed once into pooled
+// scratch (its panels split over the threads), then the rows of C (or, for
+// small M, its columns) are split over `Parallel.forRange`, each task with its
+// own A scratch. `gemmF32KernelOnThisThread` does it all on the calling
+// thread, for GEMMs issued from inside a parallel loop.
+import CShims
+import Foundation
+
+/// True when this CPU (and OS) runs the AVX-512F kernel; `gemmF32Kernel` may only be called then.
+public let f32GEMMKernelAvailable: Bool = ecenet_cpu_has_avx512f() != 0
+
+enum F32GEMM {
+  /// Whether `sgemm` / `sgemmOnThisThread` may use the kernel (on the shapes of
+  /// `sgemmUsesF32Kernel`, and only under `Parallel.gemmThreading == .ours`): AVX-512F
+  /// and CShims compiled with optimization (a debug build's -O0 kernel is ~40× slower
+  /// than OpenBLAS). `ECENET_SGEMM_KERNEL=0` / `=1` forces it off / on (on still needs
+  /// AVX-512F; for A/B benchmarks and debug-build test runs). Tests may set it.
+  nonisolated(unsafe) static var routeSgemm: Bool = {
+    guard f32GEMMKernelAvailable else { return false }
+    switch ProcessInfo.processInfo.environment["ECENET_SGEMM_KERNEL"] {
+    case "0": return false
+    case "1": return true
+    default: return ecenet_f32_gemm_optimized() != 0
+    }
+  }()
+  static let nr = Int(ecenet_f32_gemm_nr())
+  static let mr = Int(ecenet_f32_gemm_mr())
+  /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
+  static let scratchFloats = (Int(ecenet_f32_gemm_a_scratch_bytes()) + 63) / 64 * 16
+}
+
+/// C = alpha·op(A)·op(B) + beta·C in fp32 on the AVX-512F kernel: cblas_sgemm's
+/// semantics (row-major) and `gemm`'s signature; beta == 0 never reads C. Splits the
+/// work over `Parallel.threads`; must not be called from inside `Parallel.forRange`
+/// (use `gemmF32KernelOnThisThread` there). Requires `f32GEMMKernelAvailable`.
+public func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                          beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  gemmF32Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                beta: beta, c: c, ldc: ldc, parallel: true)
+}
+
+/// `gemmF32Kernel` on the calling thread only, for GEMMs inside `Parallel.forRange`.
+/// Bit-identical to `gemmF32Kernel` (the thread split never changes a sum's order).
+public func gemmF32KernelOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  gemmF32Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                beta: beta, c: c, ldc: ldc, parallel: false)
+}
+
+func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  precondition(f32GEMMKernelAvailable, "gemmF32Kernel: this CPU has no AVX-512F")
+  precondition(m >= 0 && n >= 0 && k >= 0, "gemmF32Kernel: negative size m \(m) n \(n) k \(k)")
+  // Like `gemm`, an empty C returns before any check, and A and B are only checked when read.
+  if m == 0 || n == 0 { return }
+  precondition(ldc >= n, "gemmF32Kernel: ldc \(ldc) < n \(n)")
+  if k == 0 || alpha == 0 {  // C = beta·C; beta 0 writes zeros without reading
+    for i in 0..<m {
+      let row = c + i * ldc
+      if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+    }
+    return
+  }
+  precondition(lda >= (transA ? m : k), "gemmF32Kernel: lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k), transA \(transA))")
+  precondition(ldb >= (transB ? k : n), "gemmF32Kernel: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
+  let nr = F32GEMM.nr, mr = F32GEMM.mr
+  let packed = Tensor(uninitialized: [(Int(ecenet_f32_gemm_packed_b_bytes(k, n)) + 3) / 4])
+  let pb = UnsafeMutableRawPointer(packed.data)
+  let panels = (n + nr - 1) / nr
+  // A panel is 32·K copies; below ~32k per chunk a thread hand-off costs more than it saves.
+  if parallel {
+    Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
+      ecenet_f32_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
+    }
+  } else {
+    ecenet_f32_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
+  }
+  // C is split over the tasks by whole MR-row strips, or by 32-column panels when C is
+  // wider than tall (as `sgemm`) or has fewer strips than threads; a task reads all of
+  // op(B) when split by rows, all of op(A) by columns, so the split keeps the larger
+  // operand divided (the M 128 N 512 K 25600 weight gradient gained ≈ 5%).
+  // Products under 2²¹ multiply-adds stay on one thread (as gemmBF16). Every split sums
+  // each element in the same order, so the thread count never changes the result.
+  let strips = (m + mr - 1) / mr
+  let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
+  let byRows = (strips >= threads && (m >= n || panels < threads)) || strips >= panels
+  let tasks = max(1, min(threads, byRows ? strips : panels))
+  let scratch = Tensor(uninitialized: [tasks * F32GEMM.scratchFloats])
+  let sp = scratch.data
+  let body = { (r: Range<Int>) in
+    for t in r {
+      let (m0, m1, n0, n1) = byRows
+        ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
+        : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
+      ecenet_f32_gemm_compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
+                              UnsafeMutableRawPointer(sp + t * F32GEMM.scratchFloats))
+    }
+  }
+  if tasks == 1 { body(0..<1) } else { Parallel.forRange(tasks, body) }
+  withExtendedLifetime((packed, scratch)) {}
+}

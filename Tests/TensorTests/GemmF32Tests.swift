@@ -1,0 +1,393 @@
+import CShims
+import Foundation
+import XCTest
+
+@testable import Tensor
+
+/// gemmF32Kernel (the AVX-512F fp32 kernel) against a Double loop, so the only
+/// allowed difference is the fp32 summation order (tolerance 1e-5·Σ|α·a·b| +
+/// |β·c| per element). Skipped on CPUs without AVX-512F.
+final class GemmF32Tests: XCTestCase {
+  struct Case {
+    var transA = false, transB = false
+    var m: Int, n: Int, k: Int
+    var alpha: Float = 0.75, beta: Float = 0.5
+    var padA = 3, padB = 5, padC = 7
+  }
+
+  struct Operands {
+    var a: [Float], b: [Float], c0: [Float]
+    var lda: Int, ldb: Int, ldc: Int
+  }
+
+  /// Sentinel in C's padding columns: the kernel must never write there.
+  static let padValue: Float = -12345.5
+
+  override func setUpWithError() throws {
+    guard f32GEMMKernelAvailable else { throw XCTSkip("no AVX-512F on this CPU") }
+  }
+
+  func makeOperands(_ t: Case, seed: UInt64) -> Operands {
+    var rng = TestRNG(seed: seed)
+    let lda = max(1, t.transA ? t.m : t.k) + t.padA, ldb = max(1, t.transB ? t.k : t.n) + t.padB
+    let ldc = max(1, t.n) + t.padC
+    let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.uniform() }
+    let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.uniform() }
+    var c0 = [Float](repeating: 0, count: t.m * ldc)
+    for i in 0..<t.m {
+      for j in 0..<ldc {
+        // beta 0 must not read C: fill it with NaN then.
+        c0[i * ldc + j] = j >= t.n ? Self.padValue : t.beta == 0 ? .nan : rng.uniform()
+      }
+    }
+    return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
+  }
+
+  /// Double reference; returns C and the per-element bound scale Σ|α·a·b| + |β·c|.
+  func reference(_ t: Case, _ o: Operands) -> (c: [Double], scale: [Double]) {
+    // Contiguous op(A) rows and op(B) columns so the K loop is a plain dot product.
+    var opA = [Double](repeating: 0, count: t.m * t.k), opBt = [Double](repeating: 0, count: t.n * t.k)
+    for i in 0..<t.m { for p in 0..<t.k { opA[i * t.k + p] = Double(t.transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p]) } }
+    for j in 0..<t.n { for p in 0..<t.k { opBt[j * t.k + p] = Double(t.transB ? o.b[j * o.ldb + p] : o.b[p * o.ldb + j]) } }
+    var c = [Double](repeating: 0, count: t.m * t.n), scale = c
+    opA.withUnsafeBufferPointer { pa in
+      opBt.withUnsafeBufferPointer { pb in
+        for i in 0..<t.m {
+          for j in 0..<t.n {
+            var s = 0.0, sa = 0.0
+            for p in 0..<t.k {
+              let x = pa[i * t.k + p] * pb[j * t.k + p]
+              s += x; sa += abs(x)
+            }
+            let old = t.beta == 0 ? 0 : Double(t.beta) * Double(o.c0[i * o.ldc + j])
+            c[i * t.n + j] = Double(t.alpha) * s + old
+            scale[i * t.n + j] = abs(Double(t.alpha)) * sa + abs(old)
+          }
+        }
+      }
+    }
+    return (c, scale)
+  }
+
+  func runGemm(_ t: Case, _ o: Operands, onThisThread: Bool = false) -> [Float] {
+    var c = o.c0
+    o.a.withUnsafeBufferPointer { pa in
+      o.b.withUnsafeBufferPointer { pb in
+        c.withUnsafeMutableBufferPointer { pc in
+          if onThisThread {
+            gemmF32KernelOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                                      a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
+                                      beta: t.beta, c: pc.baseAddress!, ldc: o.ldc)
+          } else {
+            gemmF32Kernel(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                          a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
+                          beta: t.beta, c: pc.baseAddress!, ldc: o.ldc)
+          }
+        }
+      }
+    }
+    return c
+  }
+
+  /// Checks every element of `got` against the reference and C's padding against the sentinel.
+  func verify(_ t: Case, _ o: Operands, _ got: [Float], file: StaticString = #filePath, line: UInt = #line) {
+    let (ref, scale) = reference(t, o)
+    var failures = 0
+    for i in 0..<t.m {
+      for j in 0..<o.ldc {
+        let g = got[i * o.ldc + j]
+        if j >= t.n {
+          if g.bitPattern != Self.padValue.bitPattern {
+            XCTFail("\(t): padding of C written at row \(i) col \(j): \(g)", file: file, line: line)
+            failures += 1
+          }
+        } else {
+          let e = ref[i * t.n + j], tol = 1e-5 * scale[i * t.n + j] + 1e-30
+          if !(abs(Double(g) - e) <= tol) {
+            XCTFail("\(t): C[\(i), \(j)] = \(g), expected \(e) ± \(tol)", file: file, line: line)
+            failures += 1
+          }
+        }
+        if failures > 5 { return }
+      }
+    }
+  }
+
+  /// Runs one case (threaded entry) and checks it.
+  @discardableResult
+  func check(_ t: Case, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+    let o = makeOperands(t, seed: seed)
+    let got = runGemm(t, o)
+    verify(t, o, got, file: file, line: line)
+    return got
+  }
+
+  func testAllTransposesOddSizesStridesAlphaBeta() {
+    for transA in [false, true] {
+      for transB in [false, true] {
+        for beta: Float in [0, 1, 0.5] {
+          check(Case(transA: transA, transB: transB, m: 37, n: 45, k: 67, alpha: 0.75, beta: beta))
+        }
+        // Primes around the tile (14), panel (32) and transpose block (16) sizes.
+        check(Case(transA: transA, transB: transB, m: 13, n: 31, k: 17, alpha: -1, beta: 1, padA: 2, padB: 3, padC: 1))
+        check(Case(transA: transA, transB: transB, m: 43, n: 97, k: 5, alpha: 1, beta: 0, padA: 0, padB: 7, padC: 2))
+      }
+    }
+    // Exactly one panel / one tile / one transpose block, and sizes one past them.
+    for (m, n, k) in [(14, 32, 16), (15, 33, 17), (28, 64, 64), (29, 65, 65)] {
+      check(Case(transA: true, transB: false, m: m, n: n, k: k, alpha: -1.5, beta: 1, padA: 0, padB: 0, padC: 0))
+      check(Case(transA: false, transB: true, m: m, n: n, k: k, alpha: 2, beta: 0, padA: 1, padB: 0, padC: 1))
+    }
+  }
+
+  func testDegenerateSizes() {
+    for (m, n, k) in [(0, 5, 5), (5, 0, 5), (5, 5, 0), (1, 1, 1), (1, 1, 0), (1, 40, 1), (17, 1, 1),
+                      (1, 1, 67), (1, 33, 5), (3, 1, 2)] {
+      for transA in [false, true] {
+        for transB in [false, true] {
+          for beta: Float in [0, 0.5] {
+            check(Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.25, beta: beta))
+          }
+        }
+      }
+    }
+    // alpha 0 is C = beta·C, and with beta 0 zeros even over NaN.
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: 0))
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: -2))
+  }
+
+  /// Larger than every cache block of the kernel (MC 168 rows, KC 256, many panels),
+  /// with beta 0 over NaN so the K blocks after the first must add, not reread garbage.
+  func testShapesLargerThanCacheBlocks() {
+    check(Case(transA: false, transB: false, m: 300, n: 700, k: 530, alpha: 1, beta: 0.5, padA: 1, padB: 2, padC: 3))
+    check(Case(transA: true, transB: true, m: 300, n: 700, k: 530, alpha: 0.5, beta: 0, padA: 0, padB: 1, padC: 0))
+    check(Case(transA: false, transB: true, m: 341, n: 67, k: 1031, alpha: 1, beta: 0, padA: 2, padB: 0, padC: 1))
+    check(Case(transA: true, transB: false, m: 170, n: 40, k: 777, alpha: -1, beta: 1, padA: 1, padB: 1, padC: 0))
+  }
+
+  /// The same answers as OpenBLAS (through `sgemmOnThisThread`, which never routes
+  /// to this kernel for these shapes... or if it does, the bound still holds).
+  func testAgreesWithOpenBLAS() {
+    for transA in [false, true] {
+      for transB in [false, true] {
+        let t = Case(transA: transA, transB: transB, m: 61, n: 75, k: 90, alpha: 0.5, beta: 1)
+        let o = makeOperands(t, seed: 11)
+        let got = runGemm(t, o)
+        var blas = o.c0
+        o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in
+          cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                      Int32(t.m), Int32(t.n), Int32(t.k), t.alpha, pa.baseAddress!, Int32(o.lda),
+                      pb.baseAddress!, Int32(o.ldb), t.beta, &blas, Int32(o.ldc))
+        } }
+        let (_, scale) = reference(t, o)
+        for i in 0..<t.m {
+          for j in 0..<t.n {
+            XCTAssertLessThanOrEqual(abs(Double(got[i * o.ldc + j]) - Double(blas[i * o.ldc + j])),
+                                     2e-5 * scale[i * t.n + j], "\(t) at \(i), \(j)")
+          }
+        }
+      }
+    }
+  }
+
+  /// C is split over the threads in whole tiles (rows, or columns when M is
+  /// small) and each element is summed in the same order, so every thread
+  /// count gives bit-identical C. (Sizes above the 2²¹ multiply-adds below
+  /// which the kernel stays on one thread.)
+  func testThreadCountsGiveIdenticalResults() {
+    for t in [Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5),
+              Case(transA: false, transB: false, m: 5, n: 700, k: 777, alpha: 1, beta: 0),
+              Case(transA: false, transB: true, m: 20, n: 70, k: 1999, alpha: 1, beta: 1)] {
+      let o = makeOperands(t, seed: 3)
+      let saved = Parallel.threads
+      defer { Parallel.threads = saved }
+      Parallel.threads = 1
+      let one = runGemm(t, o)
+      XCTAssertEqual(runGemm(t, o, onThisThread: true).map(\.bitPattern), one.map(\.bitPattern), "\(t) on this thread")
+      for threads in [2, 3, 5] {
+        Parallel.threads = threads
+        let many = runGemm(t, o)
+        XCTAssertEqual(many.map(\.bitPattern), one.map(\.bitPattern), "\(t) threads \(threads)")
+      }
+      verify(t, o, one)
+    }
+  }
+
+  /// The kernel's scratch (packed B, A blocks) comes from the pool and may hold
+  /// NaN from earlier use. Edge panels and tiles are zero padded; a pad left as
+  /// garbage would turn 0·NaN into NaN in real elements.
+  func testEdgePaddingIsZeroEvenOverNaNScratch() {
+    for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
+      let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
+      let sizes = [(Int(ecenet_f32_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, F32GEMM.scratchFloats]
+      do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
+        let poison = sizes.map { Tensor.filled([$0], .nan) }
+        withExtendedLifetime(poison) {}
+      }
+      check(t)
+    }
+  }
+
+  /// NaN in A reaches only its row of C, inf in B only its column: the zero
+  /// padding of edge tiles never mixes with real data.
+  func testNaNAndInfStayInTheirRowAndColumn() {
+    for (transA, transB) in [(false, false), (true, true)] {
+      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
+      var o = makeOperands(t, seed: 5)
+      let (badRow, badCol, p) = (16, 33, 8)  // the last k, in the second tile and panel
+      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
+      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
+      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
+      let got = runGemm(t, o)
+      for i in 0..<t.m {
+        for j in 0..<t.n {
+          let g = got[i * o.ldc + j]
+          if i == badRow {
+            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN")
+          } else if j == badCol {
+            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf")
+          } else {
+            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
+                                     "C[\(i), \(j)]")
+          }
+        }
+      }
+    }
+  }
+
+  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
+  func testSteadyStateMakesNoNewAllocations() {
+    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
+              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
+      let o = makeOperands(t, seed: 2)
+      _ = runGemm(t, o)
+      let before = BufferPool.shared.mallocCount
+      _ = runGemm(t, o)
+      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)")
+    }
+  }
+
+  /// gemmF32KernelOnThisThread from inside Parallel.forRange (attention's per-slice
+  /// GEMMs): every slice equals gemmF32Kernel on its own, bit for bit, and the reference.
+  func testOnThisThreadInsideParallelForRange() {
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    Parallel.threads = 3
+    for t in [Case(transA: false, transB: true, m: 49, n: 49, k: 33, alpha: 0.5, beta: 1),
+              Case(transA: false, transB: false, m: 49, n: 33, k: 49, alpha: 1, beta: 0)] {
+      let slices = 12
+      let ops = (0..<slices).map { makeOperands(t, seed: UInt64(100 + $0)) }
+      let ldc = ops[0].ldc
+      let out = UnsafeMutablePointer<Float>.allocate(capacity: slices * t.m * ldc)
+      defer { out.deallocate() }
+      for i in 0..<slices { (out + i * t.m * ldc).update(from: ops[i].c0, count: t.m * ldc) }
+      Parallel.forRange(slices) { r in
+        for i in r {
+          ops[i].a.withUnsafeBufferPointer { pa in
+            ops[i].b.withUnsafeBufferPointer { pb in
+              gemmF32KernelOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                                        a: pa.baseAddress!, lda: ops[i].lda, b: pb.baseAddress!, ldb: ops[i].ldb,
+                                        beta: t.beta, c: out + i * t.m * ldc, ldc: ldc)
+            }
+          }
+        }
+      }
+      for i in 0..<slices {
+        let got = Array(UnsafeBufferPointer(start: out + i * t.m * ldc, count: t.m * ldc))
+        XCTAssertEqual(got.map(\.bitPattern), runGemm(t, ops[i]).map(\.bitPattern), "\(t) slice \(i)")
+        verify(t, ops[i], got)
+      }
+    }
+  }
+
+  // MARK: sgemm routing
+
+  /// `sgemm` / `sgemmOnThisThread` on a shape of `sgemmUsesF32Kernel` (M ≥ 256, ≥ 2²²
+  /// multiply-adds) give the kernel's bits when routing is on and OpenBLAS's when it is
+  /// off or under `.openBLAS` threading; other shapes always OpenBLAS's. The two differ,
+  /// so the routing is visible.
+  func testSgemmRoutesByShape() {
+    let savedRoute = F32GEMM.routeSgemm, savedThreading = Parallel.gemmThreading
+    defer { F32GEMM.routeSgemm = savedRoute; Parallel.gemmThreading = savedThreading }
+    func viaSgemm(_ t: Case, _ o: Operands, onThisThread: Bool) -> [UInt32] {
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        if onThisThread {
+          sgemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                            a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+                            c: pc.baseAddress!, ldc: o.ldc)
+        } else {
+          sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+                c: pc.baseAddress!, ldc: o.ldc)
+        }
+      } } }
+      return c.map(\.bitPattern)
+    }
+    func viaBLAS(_ t: Case, _ o: Operands) -> [UInt32] {
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in
+        cblas_sgemm(CblasRowMajor, t.transA ? CblasTrans : CblasNoTrans, t.transB ? CblasTrans : CblasNoTrans,
+                    Int32(t.m), Int32(t.n), Int32(t.k), t.alpha, pa.baseAddress!, Int32(o.lda),
+                    pb.baseAddress!, Int32(o.ldb), t.beta, &c, Int32(o.ldc))
+      } }
+      return c.map(\.bitPattern)
+    }
+    Parallel.gemmThreading = .ours
+    // K over both libraries' K blocks, so their sums round differently (below one K block
+    // both add the products in k order with one FMA each, giving identical bits).
+    let routed = Case(transA: false, transB: true, m: 256, n: 40, k: 1000, alpha: 1, beta: 0.5)
+    XCTAssertTrue({ F32GEMM.routeSgemm = true; return sgemmUsesF32Kernel(m: routed.m, n: routed.n, k: routed.k) }())
+    let o = makeOperands(routed, seed: 21)
+    let kernel = runGemm(routed, o)
+    verify(routed, o, kernel)
+    let kernelBits = kernel.map(\.bitPattern), blasBits = viaBLAS(routed, o)
+    XCTAssertTrue(kernelBits != blasBits, "kernel and OpenBLAS must differ somewhere for the test to see the route")
+    for onThisThread in [false, true] {
+      F32GEMM.routeSgemm = true
+      Parallel.gemmThreading = .ours
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) == kernelBits, "routed, onThisThread \(onThisThread)")
+      Parallel.gemmThreading = .openBLAS
+      // (OpenBLAS threads itself then, which may change its blocking: compare with it in that mode.)
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) == viaBLAS(routed, o),
+                    ".openBLAS threading, onThisThread \(onThisThread)")
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) != kernelBits, ".openBLAS threading")
+      Parallel.gemmThreading = .ours
+      F32GEMM.routeSgemm = false
+      XCTAssertTrue(viaSgemm(routed, o, onThisThread: onThisThread) == blasBits, "routing off, onThisThread \(onThisThread)")
+    }
+    // Under the size or row thresholds: OpenBLAS even with routing on.
+    F32GEMM.routeSgemm = true
+    for t in [Case(transA: false, transB: true, m: 255, n: 40, k: 1000, alpha: 1, beta: 0.5),
+              Case(transA: true, transB: false, m: 300, n: 13, k: 1000, alpha: 1, beta: 0.5)] {
+      XCTAssertFalse(sgemmUsesF32Kernel(m: t.m, n: t.n, k: t.k), "\(t)")
+      let o = makeOperands(t, seed: 22)
+      let blas = viaBLAS(t, o)
+      XCTAssertTrue(runGemm(t, o).map(\.bitPattern) != blas, "\(t): kernel and OpenBLAS must differ")
+      XCTAssertTrue(viaSgemm(t, o, onThisThread: true) == blas, "\(t)")
+      XCTAssertTrue(viaSgemm(t, o, onThisThread: false) == blas, "\(t)")
+    }
+  }
+
+  /// Routing is on by default exactly when the kernel runs and was compiled optimized
+  /// (unless ECENET_SGEMM_KERNEL overrides it); a debug build compiles C unoptimized.
+  func testRoutingDefaultFollowsTheBuild() throws {
+    guard ProcessInfo.processInfo.environment["ECENET_SGEMM_KERNEL"] == nil else {
+      throw XCTSkip("ECENET_SGEMM_KERNEL set")
+    }
+    // Every test that changes routeSgemm restores it, so this reads the default.
+    XCTAssertEqual(F32GEMM.routeSgemm, f32GEMMKernelAvailable && ecenet_f32_gemm_optimized() != 0)
+    #if DEBUG
+    XCTAssertEqual(ecenet_f32_gemm_optimized(), 0, "debug build with optimized C")
+    #endif
+  }
+
+  /// The runtime check agrees with the kernel's own view of the CPU (Linux).
+  func testAvailabilityMatchesCPUInfo() throws {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
+      throw XCTSkip("no /proc/cpuinfo")
+    }
+    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    XCTAssertEqual(f32GEMMKernelAvailable, flags.split(separator: " ").contains("avx512f"))
+  }
+}
