@@ -148,9 +148,15 @@ final class GemmBuffers {
 /// Largest relative error of sgemm against a naive Double-accumulated dot
 /// product, over `samples` output entries of the first slice (every entry when small).
 func sgemmCheck(_ s: GemmShape, samples: Int = 400) -> Double {
+  // Both fp32 paths: OpenBLAS's own threading, and ours (which routes large
+  // shapes to the AVX-512 kernel, GemmF32.swift): the worse of the two.
+  max(sgemmCheck(s, samples: samples, threading: .openBLAS), sgemmCheck(s, samples: samples, threading: .ours))
+}
+
+func sgemmCheck(_ s: GemmShape, samples: Int, threading: Parallel.GEMMThreading) -> Double {
   var t = s; t.batch = 1; t.accumulate = false
   let buf = GemmBuffers([t])
-  buf.run(t)
+  buf.run(t, threading: threading)
   let lda = t.transA ? t.m : t.k, ldb = t.transB ? t.k : t.n
   let all = t.m * t.n <= samples
   var worst = 0.0
