@@ -8,11 +8,9 @@
 // that). Not a bf16-storage GEMM (inputs and output are Float) and not a
 // reduced-precision accumulator.
 //
-// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`).
-// Swift owns the threads and the memory: op(B) is packed once into pooled
-// scratch (its 32-column panels split over the threads), then the rows of C
-// (or, for small M, its columns) are split over `Parallel.forRange`, each task
-// with its own A scratch. `gemmBF16OnThisThread` does it all on the calling
+// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`),
+// driven by PackedGEMM.swift (Swift owns the threads and the memory, shared
+// with the fp32 kernel). `gemmBF16OnThisThread` does it all on the calling
 // thread, for GEMMs issued from inside a parallel loop (as `gemmOnThisThread`).
 // On CPUs without AVX512_BF16 the same numerics come from rounding copies of
 // A and B to bf16 values and calling `sgemm` (OpenBLAS); `bf16GEMMAvailable`
@@ -27,10 +25,10 @@ enum BF16GEMM {
   /// Tests set this to run the fallback on a machine that has the instructions.
   static var forceFallback = false
   static var useKernel: Bool { bf16GEMMAvailable && !forceFallback }
-  static let nr = Int(ecenet_bf16_gemm_nr())
-  static let mr = Int(ecenet_bf16_gemm_mr())
-  /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
-  static let scratchFloats = (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 63) / 64 * 16
+  static let kernel = PackedGEMMKernel(
+    mr: Int(ecenet_bf16_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),
+    scratchFloats: (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 63) / 64 * 16,
+    packedBBytes: ecenet_bf16_gemm_packed_b_bytes, packB: ecenet_bf16_gemm_pack_b, compute: ecenet_bf16_gemm_compute)
 }
 
 /// Rounds to the nearest bf16 value (ties to even), returned as a Float; NaN stays
@@ -94,43 +92,12 @@ func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
   }
 }
 
-/// The AVX512_BF16 path: pack op(B) (panels over the threads), then blocks of C over the threads.
+/// The AVX512_BF16 path (PackedGEMM.swift's driver over CShims/bf16_gemm.c).
 func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
-  let nr = BF16GEMM.nr, mr = BF16GEMM.mr
-  let packed = Tensor(uninitialized: [(Int(ecenet_bf16_gemm_packed_b_bytes(k, n)) + 3) / 4])
-  let pb = UnsafeMutableRawPointer(packed.data)
-  let panels = (n + nr - 1) / nr
-  // A panel is 32·K conversions; below ~32k per chunk a thread hand-off costs more than it saves.
-  if parallel {
-    Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
-      ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
-    }
-  } else {
-    ecenet_bf16_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
-  }
-  // C is split over the tasks by whole MR-row strips; when there are fewer strips than
-  // threads (small M), by 32-column panels instead (each task then packs the same A rows).
-  // Products under 2²¹ multiply-adds (≈10 µs on one thread) stay on one thread: measured
-  // here, two threads were no faster at 2²¹ and half as fast at 2¹⁹. Every split sums each
-  // element in the same order, so the thread count never changes the result.
-  let strips = (m + mr - 1) / mr
-  let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
-  let byRows = strips >= threads || strips >= panels
-  let tasks = max(1, min(threads, byRows ? strips : panels))
-  let scratch = Tensor(uninitialized: [tasks * BF16GEMM.scratchFloats])
-  let sp = scratch.data
-  Parallel.forRange(tasks) { r in
-    for t in r {
-      let (m0, m1, n0, n1) = byRows
-        ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
-        : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
-      ecenet_bf16_gemm_compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
-                               UnsafeMutableRawPointer(sp + t * BF16GEMM.scratchFloats))
-    }
-  }
-  withExtendedLifetime((packed, scratch)) {}
+  BF16GEMM.kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
 }
 
 /// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.

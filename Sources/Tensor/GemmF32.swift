@@ -9,12 +9,10 @@
 // rule in MatMul.swift picks the shapes.
 //
 // Kernel: CShims/f32_gemm.c (packed 32-column B panels, 14×32 register tile),
-// the fp32 twin of the bf16 kernel (GemmBF16.swift), with the same threading:
-// Swift owns the threads and the memory. op(B) is packed once into pooled
-// scratch (its panels split over the threads), then the rows of C (or, for
-// small M, its columns) are split over `Parallel.forRange`, each task with its
-// own A scratch. `gemmF32KernelOnThisThread` does it all on the calling
-// thread, for GEMMs issued from inside a parallel loop.
+// the fp32 twin of the bf16 kernel, driven by the same Swift code
+// (PackedGEMM.swift: Swift owns the threads and the memory).
+// `gemmF32KernelOnThisThread` does it all on the calling thread, for GEMMs
+// issued from inside a parallel loop.
 import CShims
 import Foundation
 
@@ -35,10 +33,10 @@ enum F32GEMM {
     default: return ecenet_f32_gemm_optimized() != 0
     }
   }()
-  static let nr = Int(ecenet_f32_gemm_nr())
-  static let mr = Int(ecenet_f32_gemm_mr())
-  /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
-  static let scratchFloats = (Int(ecenet_f32_gemm_a_scratch_bytes()) + 63) / 64 * 16
+  static let kernel = PackedGEMMKernel(
+    mr: Int(ecenet_f32_gemm_mr()), nr: Int(ecenet_f32_gemm_nr()),
+    scratchFloats: (Int(ecenet_f32_gemm_a_scratch_bytes()) + 63) / 64 * 16,
+    packedBBytes: ecenet_f32_gemm_packed_b_bytes, packB: ecenet_f32_gemm_pack_b, compute: ecenet_f32_gemm_compute)
 }
 
 /// C = alpha·op(A)·op(B) + beta·C in fp32 on the AVX-512F kernel: cblas_sgemm's
@@ -78,39 +76,6 @@ func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Fl
   }
   precondition(lda >= (transA ? m : k), "gemmF32Kernel: lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k), transA \(transA))")
   precondition(ldb >= (transB ? k : n), "gemmF32Kernel: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
-  let nr = F32GEMM.nr, mr = F32GEMM.mr
-  let packed = Tensor(uninitialized: [(Int(ecenet_f32_gemm_packed_b_bytes(k, n)) + 3) / 4])
-  let pb = UnsafeMutableRawPointer(packed.data)
-  let panels = (n + nr - 1) / nr
-  // A panel is 32·K copies; below ~32k per chunk a thread hand-off costs more than it saves.
-  if parallel {
-    Parallel.forRange(panels, grain: max(1, 32768 / (nr * k))) { r in
-      ecenet_f32_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, r.lowerBound * nr, min(n, r.upperBound * nr), pb)
-    }
-  } else {
-    ecenet_f32_gemm_pack_b(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
-  }
-  // C is split over the tasks by whole MR-row strips, or by 32-column panels when C is
-  // wider than tall (as `sgemm`) or has fewer strips than threads; a task reads all of
-  // op(B) when split by rows, all of op(A) by columns, so the split keeps the larger
-  // operand divided (the M 128 N 512 K 25600 weight gradient gained ≈ 5%).
-  // Products under 2²¹ multiply-adds stay on one thread (as gemmBF16). Every split sums
-  // each element in the same order, so the thread count never changes the result.
-  let strips = (m + mr - 1) / mr
-  let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
-  let byRows = (strips >= threads && (m >= n || panels < threads)) || strips >= panels
-  let tasks = max(1, min(threads, byRows ? strips : panels))
-  let scratch = Tensor(uninitialized: [tasks * F32GEMM.scratchFloats])
-  let sp = scratch.data
-  let body = { (r: Range<Int>) in
-    for t in r {
-      let (m0, m1, n0, n1) = byRows
-        ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
-        : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
-      ecenet_f32_gemm_compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
-                              UnsafeMutableRawPointer(sp + t * F32GEMM.scratchFloats))
-    }
-  }
-  if tasks == 1 { body(0..<1) } else { Parallel.forRange(tasks, body) }
-  withExtendedLifetime((packed, scratch)) {}
+  F32GEMM.kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
 }

@@ -214,7 +214,7 @@ final class GemmBF16Tests: XCTestCase {
   func testOddKPaddingIsZeroEvenOverNaNScratch() {
     for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
       let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
-      let sizes = [(Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, BF16GEMM.scratchFloats]
+      let sizes = [(Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, BF16GEMM.kernel.scratchFloats]
       do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
         let poison = sizes.map { Tensor.filled([$0], .nan) }
         withExtendedLifetime(poison) {}

@@ -219,7 +219,7 @@ final class GemmF32Tests: XCTestCase {
   func testEdgePaddingIsZeroEvenOverNaNScratch() {
     for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
       let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
-      let sizes = [(Int(ecenet_f32_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, F32GEMM.scratchFloats]
+      let sizes = [(Int(ecenet_f32_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, F32GEMM.kernel.scratchFloats]
       do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
         let poison = sizes.map { Tensor.filled([$0], .nan) }
         withExtendedLifetime(poison) {}
