@@ -70,19 +70,8 @@ public func gemmBF16OnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: 
 func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
-  precondition(m >= 0 && n >= 0 && k >= 0, "gemmBF16: negative size m \(m) n \(n) k \(k)")
-  // Like `gemm`, an empty C returns before any check, and A and B are only checked when read.
-  if m == 0 || n == 0 { return }
-  precondition(ldc >= n, "gemmBF16: ldc \(ldc) < n \(n)")
-  if k == 0 || alpha == 0 {  // C = beta·C; beta 0 writes zeros without reading
-    for i in 0..<m {
-      let row = c + i * ldc
-      if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
-    }
-    return
-  }
-  precondition(lda >= (transA ? m : k), "gemmBF16: lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k), transA \(transA))")
-  precondition(ldb >= (transB ? k : n), "gemmBF16: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
+  if gemmFinishedWithoutKernel("gemmBF16", transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                               lda: lda, ldb: ldb, beta: beta, c: c, ldc: ldc) { return }
   if BF16GEMM.useKernel {
     gemmBF16Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)

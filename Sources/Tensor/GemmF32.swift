@@ -63,19 +63,8 @@ func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Fl
                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   precondition(f32GEMMKernelAvailable, "gemmF32Kernel: this CPU has no AVX-512F")
-  precondition(m >= 0 && n >= 0 && k >= 0, "gemmF32Kernel: negative size m \(m) n \(n) k \(k)")
-  // Like `gemm`, an empty C returns before any check, and A and B are only checked when read.
-  if m == 0 || n == 0 { return }
-  precondition(ldc >= n, "gemmF32Kernel: ldc \(ldc) < n \(n)")
-  if k == 0 || alpha == 0 {  // C = beta·C; beta 0 writes zeros without reading
-    for i in 0..<m {
-      let row = c + i * ldc
-      if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
-    }
-    return
-  }
-  precondition(lda >= (transA ? m : k), "gemmF32Kernel: lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k), transA \(transA))")
-  precondition(ldb >= (transB ? k : n), "gemmF32Kernel: ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
+  if gemmFinishedWithoutKernel("gemmF32Kernel", transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                               lda: lda, ldb: ldb, beta: beta, c: c, ldc: ldc) { return }
   F32GEMM.kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
 }

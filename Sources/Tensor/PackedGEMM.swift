@@ -8,6 +8,29 @@
 // K×N, C M×N); MR, NR the kernel's register tile.
 import CShims
 
+/// The checks and trivial cases both packed-GEMM entry points (`gemmBF16`,
+/// `gemmF32Kernel`) keep before any kernel runs, with cblas semantics: sizes
+/// checked; an empty C returns before anything else; k == 0 or alpha == 0
+/// leaves C = beta·C (beta 0 writes zeros without reading C); A's and B's
+/// leading dimensions are checked only when they will be read. True when C is
+/// already final.
+func gemmFinishedWithoutKernel(_ name: String, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                               lda: Int, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+  precondition(m >= 0 && n >= 0 && k >= 0, "\(name): negative size m \(m) n \(n) k \(k)")
+  if m == 0 || n == 0 { return true }
+  precondition(ldc >= n, "\(name): ldc \(ldc) < n \(n)")
+  if k == 0 || alpha == 0 {
+    for i in 0..<m {
+      let row = c + i * ldc
+      if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+    }
+    return true
+  }
+  precondition(lda >= (transA ? m : k), "\(name): lda \(lda) < \(transA ? "m" : "k") (m \(m) k \(k), transA \(transA))")
+  precondition(ldb >= (transB ? k : n), "\(name): ldb \(ldb) < \(transB ? "k" : "n") (k \(k) n \(n), transB \(transB))")
+  return false
+}
+
 struct PackedGEMMKernel {
   typealias PackB = @convention(c) (Int32, Int, Int, UnsafePointer<Float>?, Int, Int, Int, UnsafeMutableRawPointer?) -> Void
   typealias Compute = @convention(c) (Int32, Int, Int, Int, Float, UnsafePointer<Float>?, Int, UnsafeRawPointer?, Float,
