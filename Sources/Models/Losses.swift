@@ -108,26 +108,22 @@ public func ecenetLosses(_ out: ModelOutput, labels: LabelBatch, config: ModelCo
 
   // Focal and dice on M_sum of the present classes, at label size. Bilinear
   // resizing acts on each mask alone, so the present masks are picked first
-  // and only those are upsampled: [B, h1, w1, N] → [B·N, h1·w1] → [M, H·W].
-  let picks = present.indices.filter { present[$0] }.map { Int32($0) }
+  // ([B, h1, w1, N] → [B·N, h1, w1] → [M, h1, w1]) and upsampled inside the
+  // fused op, which never stores the [M, H·W] logits, targets or gradients.
+  let picks = present.indices.filter { present[$0] }
   let focal: Var, dice: Var
   if picks.isEmpty {
     focal = Var(Tensor(scalar: 0)); dice = Var(Tensor(scalar: 0))
   } else {
     let ms = out.head.maskSum
     let (h1, w1) = (ms.shape[1], ms.shape[2])
-    let rows = gatherRows(permute(ms, [0, 3, 1, 2]).reshaped([bsz * n, h1 * w1]), indices: picks)
-    let x = resizeBilinear(rows.reshaped([picks.count, h1, w1, 1]), height: h, width: w).reshaped([picks.count, h * w])
-    let t = Tensor(uninitialized: [picks.count, h * w])
-    for (i, p) in picks.enumerated() {
-      let (b, cl) = (Int(p) / n, p % Int32(n))
-      let row = t.data + i * h * w
-      for j in 0..<(h * w) { row[j] = labels.values[b * h * w + j] == cl ? 1 : 0 }  // ignored → 0
-    }
+    let rows = gatherRows(permute(ms, [0, 3, 1, 2]).reshaped([bsz * n, h1 * w1]), indices: picks.map { Int32($0) })
+    let targets = picks.map { MaskTarget(image: $0 / n, cls: Int32($0 % n)) }  // ignored pixels match no class
+    let sums = upsampledMaskLosses(masks: rows.reshaped([picks.count, h1, w1]), height: h, width: w,
+                                   labels: labels.values, targets: targets, alpha: lc.focalAlpha, gamma: lc.focalGamma)
     let masks = max(norm.masks, 1)
-    focal = sigmoidFocalLossSum(logits: x, targets: t, alpha: lc.focalAlpha, gamma: lc.focalGamma)
-      * Float(1 / (Double(h * w) * masks))                        // mean per mask, Σ masks, / masks
-    dice = diceLoss(logits: x, targets: t).sum() * Float(1 / masks)
+    focal = sums.focal * Float(1 / (Double(h * w) * masks))  // mean per mask, Σ masks, / masks
+    dice = sums.dice * Float(1 / masks)
   }
 
   let div = out.head.diversitySum * Float(1 / max(norm.images, 1))

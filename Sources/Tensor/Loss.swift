@@ -212,15 +212,9 @@ public func sigmoidFocalLoss(logits: Var, targets: Tensor, alpha: Float = 0.25, 
   let square = gamma == 2
   Parallel.forRange(n, grain: pointwiseGrain) { r in
     if square {
-      for i in r {
-        let f = focalTerms(xp[i], tp[i], alpha: alpha)
-        yp[i] = f.at * f.ce * (f.q * f.q)
-      }
+      for i in r { yp[i] = focalValue(focalTerms(xp[i], tp[i], alpha: alpha), gamma: 2, square: true) }
     } else {
-      for i in r {
-        let f = focalTerms(xp[i], tp[i], alpha: alpha)
-        yp[i] = f.at * f.ce * powf(f.q, gamma)
-      }
+      for i in r { yp[i] = focalValue(focalTerms(xp[i], tp[i], alpha: alpha), gamma: gamma, square: false) }
     }
   }
   return makeResult(y, inputs: [logits]) { g in
@@ -245,9 +239,9 @@ public func sigmoidFocalLossSum(logits: Var, targets: Tensor, alpha: Float = 0.2
     for c in chunks {
       let lo = c * chunk, m = min(chunk, n - lo)
       if square {
-        for i in 0..<m { let f = focalTerms(xp[lo + i], tp[lo + i], alpha: alpha); yp[i] = f.at * f.ce * (f.q * f.q) }
+        for i in 0..<m { yp[i] = focalValue(focalTerms(xp[lo + i], tp[lo + i], alpha: alpha), gamma: 2, square: true) }
       } else {
-        for i in 0..<m { let f = focalTerms(xp[lo + i], tp[lo + i], alpha: alpha); yp[i] = f.at * f.ce * powf(f.q, gamma) }
+        for i in 0..<m { yp[i] = focalValue(focalTerms(xp[lo + i], tp[lo + i], alpha: alpha), gamma: gamma, square: false) }
       }
       acc[0] += Double(rowSum(yp, m))
     }
@@ -275,29 +269,41 @@ struct UniformGradient: ElementGradient {
 @inline(__always)
 func focalBackward<G: ElementGradient>(dx d: UnsafeMutablePointer<Float>, g gp: G, x xp: UnsafePointer<Float>,
                                        t tp: UnsafePointer<Float>, count n: Int, alpha: Float, gamma: Float) {
-  let square = gamma == 2
   Parallel.forRange(n, grain: pointwiseGrain) { r in
-    if square {
-      for i in r {  // γ = 2: q^γ = q·q, γ·q^(γ−1) = 2q
-        let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha), q = f.q
-        d[i] += gp[i] * f.at * ((f.p - t) * (q * q) + f.ce * 2 * q * f.p * f.q0 * (1 - 2 * t))
-      }
+    if gamma == 2 {
+      for i in r { let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha); d[i] += gp[i] * f.at * focalSlope(f, t, gamma: 2, square: true) }
     } else {
-      for i in r {
-        let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha)
-        let q = f.q, qg = powf(q, gamma)
-        // q^(γ−1)·p(1−p) → 0 as q → 0 for γ > 0; write it as q^γ/q only when q > 0.
-        let focal: Float = q > 0 && gamma != 0 ? f.ce * gamma * (qg / q) * f.p * f.q0 * (1 - 2 * t) : 0
-        d[i] += gp[i] * f.at * ((f.p - t) * qg + focal)
-      }
+      for i in r { let t = tp[i], f = focalTerms(xp[i], t, alpha: alpha); d[i] += gp[i] * f.at * focalSlope(f, t, gamma: gamma, square: false) }
     }
   }
 }
 
+/// One element's focal loss α_t·ce·q^γ from its focalTerms (literal `square`: see focalSlope).
+@inline(__always)
+func focalValue(_ f: FocalTerms, gamma: Float, square: Bool) -> Float {
+  square ? f.at * f.ce * (f.q * f.q) : f.at * f.ce * powf(f.q, gamma)
+}
+
+/// d focal/dx ÷ α_t from one element's focalTerms. Call it with a literal
+/// `square` (γ = 2: q^γ = q·q, γ·q^(γ−1) = 2q) from a loop chosen outside:
+/// a powf call anywhere in a loop body stops it vectorising.
+@inline(__always)
+func focalSlope(_ f: FocalTerms, _ t: Float, gamma: Float, square: Bool) -> Float {
+  let q = f.q
+  if square { return (f.p - t) * (q * q) + f.ce * 2 * q * f.p * f.q0 * (1 - 2 * t) }
+  let qg = powf(q, gamma)
+  // q^(γ−1)·p(1−p) → 0 as q → 0 for γ > 0; write it as q^γ/q only when q > 0.
+  let focal: Float = q > 0 && gamma != 0 ? f.ce * gamma * (qg / q) * f.p * f.q0 * (1 - 2 * t) : 0
+  return (f.p - t) * qg + focal
+}
+
+/// One element's focal-loss terms (focalTerms).
+typealias FocalTerms = (p: Float, q0: Float, ce: Float, q: Float, at: Float)
+
 /// Per element of the focal loss: p = σ(x), q0 = σ(−x) = 1 − p (without
 /// cancellation), ce = BCE-with-logits, q = 1 − p_t, α_t. Shares one e^−|x|.
 @inline(__always)
-func focalTerms(_ x: Float, _ t: Float, alpha: Float) -> (p: Float, q0: Float, ce: Float, q: Float, at: Float) {
+func focalTerms(_ x: Float, _ t: Float, alpha: Float) -> FocalTerms {
   let e = fastExp(-abs(x))
   let inv = 1 / (1 + e)
   let p = x >= 0 ? inv : e * inv, q0 = x >= 0 ? e * inv : inv
