@@ -134,13 +134,13 @@ public func gelu(_ x: Var) -> Var {
   }
   return makeResult(y, inputs: [x]) { g in
     // dy/dx = Φ(x) + x·φ(x)
-    let d = x.gradBuffer().data, gp = g.data, xp = xv.data  // via xv: the closure keeps the storage alive
+    let (dt, accumulate) = x.gradDestination()
+    let d = dt.data, gp = g.data, xp = xv.data  // via xv: the closure keeps the storage alive
     let invSqrt2Pi = 1 / (2 * Float.pi).squareRoot()
+    @inline(__always) func slope(_ v: Float) -> Float { 0.5 * (1 + fastErf(v * invSqrt2)) + v * invSqrt2Pi * fastExp(-0.5 * v * v) }
+    // Two loops, not one with a branch or a closure per element: only literal loops vectorise.
     Parallel.forRange(n, grain: pointwiseGrain) { r in
-      for i in r {
-        let v = xp[i]
-        d[i] += gp[i] * (0.5 * (1 + fastErf(v * invSqrt2)) + v * invSqrt2Pi * fastExp(-0.5 * v * v))
-      }
+      if accumulate { for i in r { d[i] += gp[i] * slope(xp[i]) } } else { for i in r { d[i] = gp[i] * slope(xp[i]) } }
     }
   }
 }
@@ -154,9 +154,12 @@ public func relu(_ x: Var) -> Var {
   let xp = xv.data, yp = y.data
   Parallel.forRange(n, grain: pointwiseGrain) { r in for i in r { yp[i] = max(xp[i], 0) } }
   return makeResult(y, inputs: [x]) { g in
-    let d = x.gradBuffer().data, gp = g.data, xp = xv.data
+    let (dt, accumulate) = x.gradDestination()
+    let d = dt.data, gp = g.data, xp = xv.data
     // A select, not `where`: the conditional store kept the loop scalar.
-    Parallel.forRange(n, grain: pointwiseGrain) { r in for i in r { d[i] += xp[i] > 0 ? gp[i] : 0 } }
+    Parallel.forRange(n, grain: pointwiseGrain) { r in
+      if accumulate { for i in r { d[i] += xp[i] > 0 ? gp[i] : 0 } } else { for i in r { d[i] = xp[i] > 0 ? gp[i] : 0 } }
+    }
   }
 }
 
@@ -189,8 +192,11 @@ public func sigmoid(_ x: Var) -> Var {
   // and it bought no measurable step time.
   Parallel.forRange(n, grain: pointwiseGrain) { r in for i in r { yp[i] = stableSigmoid(xp[i]) } }
   return makeResult(y, inputs: [x]) { g in
-    let d = x.gradBuffer().data, gp = g.data, yp = y.data
-    Parallel.forRange(n, grain: pointwiseGrain) { r in for i in r { let s = yp[i]; d[i] += gp[i] * s * (1 - s) } }
+    let (dt, accumulate) = x.gradDestination()
+    let d = dt.data, gp = g.data, yp = y.data
+    Parallel.forRange(n, grain: pointwiseGrain) { r in
+      if accumulate { for i in r { d[i] += gp[i] * yp[i] * (1 - yp[i]) } } else { for i in r { d[i] = gp[i] * yp[i] * (1 - yp[i]) } }
+    }
   }
 }
 

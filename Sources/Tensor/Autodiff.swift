@@ -47,6 +47,23 @@ public final class Var {
     grad = g
     return g
   }
+
+  /// Where a backward kernel writes this input's gradient: the existing
+  /// gradient to add into (`accumulate` true), or, when this is the first to
+  /// arrive, a fresh UNINITIALISED buffer that the kernel must overwrite in
+  /// full. Saves gradBuffer's zero fill and the read of those zeros: the
+  /// large activation gradients of a training step mostly arrive once.
+  public func gradDestination() -> (tensor: Tensor, accumulate: Bool) {
+    if let g = grad { return (g, true) }
+    let g = Tensor(uninitialized: value.shape)
+    #if DEBUG
+    // Tests run debug builds: a kernel that leaves any element unwritten shows NaN there.
+    g.data.update(repeating: .nan, count: g.count)
+    #endif
+    grad = g
+    return (g, false)
+  }
+
 }
 
 public final class Tape {

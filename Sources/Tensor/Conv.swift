@@ -103,7 +103,9 @@ public func conv2d(_ x: Var, weight: Var, bias: Var?, stride: Int = 1, padding: 
   conv2dForward(out: y, x: x.value, weight: weight.value, bias: bias?.value, geometry: g, algorithm: algorithm)
   let (xv, wv) = (x.value, weight.value)
   return makeResult(y, inputs: [x, weight, bias]) { dy in
-    conv2dBackward(dx: x.requiresGrad ? x.gradBuffer() : nil,
+    // Only the 1×1 GEMM can overwrite a fresh dx; the others add taps into it.
+    let dx = x.requiresGrad ? (algorithm == .pointwise ? x.gradDestination() : (tensor: x.gradBuffer(), accumulate: true)) : nil
+    conv2dBackward(dx: dx?.tensor, accumulateDx: dx?.accumulate ?? true,
                    dWeight: weight.requiresGrad ? weight.gradBuffer() : nil,
                    dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
                    dy: dy, x: xv, weight: wv, geometry: g, algorithm: algorithm)
@@ -125,12 +127,14 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
 }
 
 /// dx += ∂/∂x, dWeight += ∂/∂w, dBias += ∂/∂b (each optional) given dy [B, Ho, Wo, Cout].
-public func conv2dBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor, weight: Tensor,
-                           geometry g: Conv2dGeometry, algorithm: Conv2dAlgorithm) {
+/// `accumulateDx` false: dx is overwritten instead (only the 1×1 GEMM can do that; the others are given zeros).
+public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
+                           x: Tensor, weight: Tensor, geometry g: Conv2dGeometry, algorithm: Conv2dAlgorithm) {
   algorithm.check(g)
+  if let dx = dx, !accumulateDx, algorithm != .pointwise { dx.zero() }
   switch algorithm {
   case .pointwise:
-    linearBackward(dx: dx?.reshaped([-1, g.inChannels]), dWeight: dWeight?.reshaped([g.outChannels, g.inChannels]),
+    linearBackward(dx: dx?.reshaped([-1, g.inChannels]), accumulateDx: accumulateDx, dWeight: dWeight?.reshaped([g.outChannels, g.inChannels]),
                    dBias: dBias, dy: dy.reshaped([-1, g.outChannels]), x: x.reshaped([-1, g.inChannels]),
                    weight: weight.reshaped([g.outChannels, g.inChannels]))
   case .im2col:

@@ -32,8 +32,11 @@ public func dropout(_ x: Var, p: Float, rng: inout RandomGenerator) -> Var {
   }
   return makeResult(y, inputs: [x]) { g in
     // mask.data here, not mp: the closure must hold the mask's pooled storage.
-    let d = x.gradBuffer().data, gp = g.data, mp = mask.data
-    Parallel.forRange(n, grain: pointwiseGrain) { r in for i in r { d[i] += gp[i] * mp[i] } }
+    let (dt, accumulate) = x.gradDestination()
+    let d = dt.data, gp = g.data, mp = mask.data
+    Parallel.forRange(n, grain: pointwiseGrain) { r in
+      if accumulate { for i in r { d[i] += gp[i] * mp[i] } } else { for i in r { d[i] = gp[i] * mp[i] } }
+    }
   }
 }
 
@@ -51,7 +54,15 @@ public func dropPath(_ x: Var, p: Float, rng: inout RandomGenerator) -> Var {
   let xp = x.value.data, yp = y.data
   Parallel.forRange(B * inner, grain: pointwiseGrain) { r in for i in r { yp[i] = xp[i] * factors[i / inner] } }
   return makeResult(y, inputs: [x]) { g in
-    let d = x.gradBuffer().data, gp = g.data
-    Parallel.forRange(B * inner, grain: pointwiseGrain) { r in for i in r { d[i] += gp[i] * factors[i / inner] } }
+    let (dt, accumulate) = x.gradDestination()
+    let d = dt.data, gp = g.data
+    Parallel.forRange(B * inner, grain: pointwiseGrain) { r in
+      var lo = r.lowerBound
+      while lo < r.upperBound {  // the chunk's runs within one sample: one factor each
+        let f = factors[lo / inner], hi = min(r.upperBound, (lo / inner + 1) * inner)
+        if accumulate { for i in lo..<hi { d[i] += gp[i] * f } } else { for i in lo..<hi { d[i] = gp[i] * f } }
+        lo = hi
+      }
+    }
   }
 }

@@ -145,12 +145,14 @@ public func linearForward(out y: Tensor, x: Tensor, weight w: Tensor, bias b: Te
        b: w.data, ldb: inF, beta: b == nil ? 0 : 1, c: y.data, ldc: outF)
 }
 
-/// dx += dy·w ; dw += dyᵀ·x ; db += Σ_rows dy   (any of the three may be skipped)
-public func linearBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor, weight w: Tensor) {
+/// dx (+)= dy·w ; dw += dyᵀ·x ; db += Σ_rows dy   (any of the three may be
+/// skipped; dx is overwritten unless `accumulateDx`).
+public func linearBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
+                           x: Tensor, weight w: Tensor) {
   let inF = w.shape[1], outF = w.shape[0], rows = x.count / inF
   if let dx = dx {
     gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: dy.data, lda: outF,
-         b: w.data, ldb: inF, beta: 1, c: dx.data, ldc: inF)
+         b: w.data, ldb: inF, beta: accumulateDx ? 1 : 0, c: dx.data, ldc: inF)
   }
   if let dw = dWeight {
     gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: dy.data, lda: outF,
@@ -170,7 +172,8 @@ public func linear(_ x: Var, weight: Var, bias: Var?) -> Var {
   linearForward(out: y, x: x.value, weight: weight.value, bias: bias?.value)
   let (xv, wv) = (x.value, weight.value)
   return makeResult(y, inputs: [x, weight, bias]) { g in
-    linearBackward(dx: x.requiresGrad ? x.gradBuffer() : nil,
+    let dx = x.requiresGrad ? x.gradDestination() : nil
+    linearBackward(dx: dx?.tensor, accumulateDx: dx?.accumulate ?? true,
                    dWeight: weight.requiresGrad ? weight.gradBuffer() : nil,
                    dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
                    dy: g, x: xv, weight: wv)

@@ -144,8 +144,9 @@ public func layerNormForward(out y: Tensor, mean: Tensor, rstd: Tensor, x: Tenso
 }
 
 /// With x̂ = (x − mean)·rstd and g = dy·w:
-///   dx += rstd·(g − mean_C(g) − x̂·mean_C(g·x̂)) ; dw += Σ_R dy·x̂ ; db += Σ_R dy.
-public func layerNormBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
+///   dx (+)= rstd·(g − mean_C(g) − x̂·mean_C(g·x̂)) ; dw += Σ_R dy·x̂ ; db += Σ_R dy
+/// (dx overwritten unless `accumulateDx`).
+public func layerNormBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
                               mean: Tensor, rstd: Tensor, x: Tensor, weight: Tensor?) {
   let C = x.shape.last!, rows = x.count / max(1, C)
   let gp = dy.data, xp = x.data, mp = mean.data, rp = rstd.data
@@ -177,10 +178,11 @@ public func layerNormBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy:
       }
       let a = a0 / Float(C), b = b0 / Float(C)
       let di = dxp + row * C
-      if let w = wp {
-        for c in 0..<C { di[c] += s * (gi[c] * w[c] - a - (xi[c] - m) * s * b) }
-      } else {
-        for c in 0..<C { di[c] += s * (gi[c] - a - (xi[c] - m) * s * b) }
+      switch (wp, accumulateDx) {
+      case let (w?, true): for c in 0..<C { di[c] += s * (gi[c] * w[c] - a - (xi[c] - m) * s * b) }
+      case let (w?, false): for c in 0..<C { di[c] = s * (gi[c] * w[c] - a - (xi[c] - m) * s * b) }
+      case (nil, true): for c in 0..<C { di[c] += s * (gi[c] - a - (xi[c] - m) * s * b) }
+      case (nil, false): for c in 0..<C { di[c] = s * (gi[c] - a - (xi[c] - m) * s * b) }
       }
     }
   }
@@ -199,7 +201,8 @@ public func layerNorm(_ x: Var, weight: Var?, bias: Var?, eps: Float = 1e-5) -> 
   let (xv, wv) = (x.value, weight?.value)
   layerNormForward(out: y, mean: mean, rstd: rstd, x: xv, weight: wv, bias: bias?.value, eps: eps)
   return makeResult(y, inputs: [x, weight, bias]) { g in
-    layerNormBackward(dx: x.requiresGrad ? x.gradBuffer() : nil,
+    let dx = x.requiresGrad ? x.gradDestination() : nil
+    layerNormBackward(dx: dx?.tensor, accumulateDx: dx?.accumulate ?? true,
                       dWeight: weight?.requiresGrad == true ? weight!.gradBuffer() : nil,
                       dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
                       dy: g, mean: mean, rstd: rstd, x: xv, weight: wv)
@@ -290,7 +293,8 @@ public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, run
     guard x.requiresGrad else { return }
     if !training {
       // y is affine in x with slope w·rstd.
-      channelAffine(out: x.gradBuffer().data, accumulate: true, x: g.data, rows: rows, C: C,
+      let dx = x.gradDestination()
+      channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, rows: rows, C: C,
                     rowsPerSet: rows, scale: scale, shift: [Float](repeating: 0, count: C))
       return
     }
@@ -304,7 +308,8 @@ public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, run
       beta[c] = Float(-a * r * s2)
       gamma[c] = Float(-a * s1 + a * r * s2 * m)
     }
-    channelAffine(out: x.gradBuffer().data, accumulate: true, x: g.data, extra: xv.data, extraScale: beta,
+    let dx = x.gradDestination()
+    channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, extra: xv.data, extraScale: beta,
                   rows: rows, C: C, rowsPerSet: rows, scale: scale, shift: gamma)
   }
 }
@@ -364,7 +369,8 @@ public func groupNorm(_ x: Var, groups: Int, weight: Var, bias: Var, eps: Float 
       }
     }
     guard x.requiresGrad else { return }
-    channelAffine(out: x.gradBuffer().data, accumulate: true, x: g.data, extra: xv.data, extraScale: beta,
+    let dx = x.gradDestination()
+    channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, extra: xv.data, extraScale: beta,
                   rows: B * P, C: C, rowsPerSet: P, scale: scale, shift: gamma)
   }
 }

@@ -1,0 +1,58 @@
+// Backward kernels that overwrite a fresh gradient (Var.gradDestination) and
+// add into an existing one: each op feeds the same input twice, so the first
+// backward takes the overwrite path and the second the accumulate path, and
+// both must match finite differences. (In debug builds a fresh destination
+// starts as NaN, so an element a kernel forgets to write fails every
+// gradient test that reaches it.)
+@testable import Tensor
+import XCTest
+
+final class GradDestinationTests: XCTestCase {
+  var rng = TestRNG(seed: 41)
+
+  func testFreshDestinationIsPoisonedInDebugBuilds() {
+    #if DEBUG
+    let v = Var(Tensor.zeros([3]), requiresGrad: true)
+    XCTAssertTrue(v.gradDestination().tensor.toArray().allSatisfy { $0.isNaN })
+    XCTAssertTrue(v.gradDestination().accumulate, "the second call adds into the first")
+    #else
+    throw XCTSkip("poisoning is debug-only")
+    #endif
+  }
+
+  /// f(x)·R1 + f(x)·R2 through every op that writes a fresh gradient in place.
+  func testOverwriteThenAccumulateMatchesFiniteDifferences() {
+    let x = rng.tensor([2, 3, 5, 6])
+    let w = rng.tensor([7, 6]), b = rng.tensor([7])
+    let cw = rng.tensor([4, 6, 1, 1])
+    let ln = (rng.tensor([6], 0.5, 1.5), rng.tensor([6]))
+    let twice: [(String, (Var) -> Var)] = [
+      ("linear", { v in linear(v, weight: Var(w), bias: Var(b)) }),
+      ("conv 1×1", { v in conv2d(v, weight: Var(cw), bias: nil) }),
+      ("layerNorm", { v in layerNorm(v, weight: Var(ln.0), bias: Var(ln.1)) }),
+      ("batchNorm", { v in
+        batchNorm(v, weight: Var(ln.0), bias: Var(ln.1), runningMean: .zeros([6]), runningVar: .filled([6], 1),
+                  training: true) }),
+      ("batchNorm eval", { v in
+        batchNorm(v, weight: Var(ln.0), bias: Var(ln.1), runningMean: .zeros([6]), runningVar: .filled([6], 2),
+                  training: false) }),
+      ("groupNorm", { v in groupNorm(v, groups: 3, weight: Var(ln.0), bias: Var(ln.1)) }),
+      ("gelu", { v in gelu(v) }),
+      // relu's kink at 0 would break finite differences: x + 0.2·sign(x) keeps every input ≥ 0.2 away.
+      ("relu", { v in relu(v + Var(Tensor(shape: x.shape, values: x.toArray().map { $0 < 0 ? -0.2 : 0.2 }))) }),
+      ("sigmoid", { v in sigmoid(v) }),
+      ("dropPath", { v in var g = RandomGenerator(seed: 3); return dropPath(v, p: 0.4, rng: &g) }),
+      ("dropout", { v in var g = RandomGenerator(seed: 5); return dropout(v, p: 0.3, rng: &g) }),
+    ]
+    for (name, f) in twice {
+      checkGradients([x]) { v in
+        let a = f(v[0]), c = f(v[0])
+        XCTAssertFalse(a.value.toArray().contains { $0.isNaN }, name)
+        return a * 0.7 + c
+      }
+      let v = Var(x.copy(), requiresGrad: true)
+      withGradients { (f(v) * 0.7 + f(v)).sum().backward() }
+      XCTAssertFalse(v.grad!.toArray().contains { $0.isNaN }, "\(name): an element of the fresh gradient was never written")
+    }
+  }
+}
