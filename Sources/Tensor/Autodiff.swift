@@ -25,11 +25,21 @@ public final class Var {
   public var shape: [Int] { value.shape }
   public var count: Int { value.count }
 
-  /// grad += g (copying g, which the caller may reuse or share).
+  /// grad += g (copying g, which the caller may reuse or share). A first
+  /// gradient that is the one the running backward closure received, while
+  /// nobody else holds it (Tape.handOff), is adopted instead of copied:
+  /// reshapes and residual adds pass their gradient through unchanged.
   public func accumulateGrad(_ g: Tensor) {
     guard requiresGrad else { return }
     precondition(g.count == value.count, "gradient \(g.shape) for value \(value.shape) of \(name ?? "?")")
-    if let existing = grad { existing.add(g) } else { grad = g.copy().reshaped(value.shape) }
+    if let existing = grad { existing.add(g); return }
+    let tape = Tape.shared
+    if let h = tape.handOff, h === g.storage {
+      tape.handOff = nil  // once: a second input of the same op gets a copy
+      grad = g.reshaped(value.shape)
+    } else {
+      grad = g.copy().reshaped(value.shape)
+    }
   }
 
   /// grad += g where g is a fresh buffer nobody else holds: adopted without a copy.
@@ -87,6 +97,12 @@ public final class Tape {
 
   public var count: Int { entries.count }
 
+  /// The storage of the gradient the running backward closure received, when
+  /// its output does not retain it: no one else holds it, so the first input
+  /// that takes it whole may keep it (see Var.accumulateGrad). Backward
+  /// closures never write into the gradient they receive.
+  var handOff: Storage?
+
   /// Records that `output` was computed from inputs needing gradients; `backward`
   /// receives d(loss)/d(output) and must accumulate into the inputs.
   public func record(_ output: Var, parameters: [Var] = [], _ backward: @escaping (Tensor) -> Void) {
@@ -96,13 +112,15 @@ public final class Tape {
 
   /// Runs backward from a scalar `loss` (seed 1), or from a given seed gradient.
   public func backward(from loss: Var, seed: Tensor? = nil) {
-    loss.accumulateGrad(owned: seed ?? Tensor.ones(loss.shape))
+    // A copy of the caller's seed: an input may adopt it (handOff) and add into it.
+    loss.accumulateGrad(owned: seed?.copy() ?? Tensor.ones(loss.shape))
     let wasRecording = isRecording
     isRecording = false
     while let e = entries.popLast() {
       if let g = e.output.grad {
-        if !e.output.retainsGrad { e.output.grad = nil }
+        if !e.output.retainsGrad { e.output.grad = nil; handOff = g.storage }
         e.backward(g)
+        handOff = nil
       }
       for p in e.parameters {
         let id = ObjectIdentifier(p)

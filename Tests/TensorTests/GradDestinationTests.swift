@@ -56,3 +56,44 @@ final class GradDestinationTests: XCTestCase {
     }
   }
 }
+
+/// Reshapes and residual adds hand their gradient on without a copy; the
+/// adopted buffer must never alias another live gradient.
+final class GradientHandOffTests: XCTestCase {
+  func testReshapeAdoptsAndAddCopiesForItsSecondInput() {
+    let x = Var(Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6]), requiresGrad: true)
+    let y = Var(Tensor(shape: [6], values: [1, 1, 1, 1, 1, 1]), requiresGrad: true)
+    // `+` hands one gradient to r and y. Backward runs s, then t (adding into
+    // y's gradient), then r (passing its gradient to x): had r and y adopted
+    // one buffer, t's add would reach x.
+    withGradients {
+      let r = x.reshaped([6])
+      let t = y * 2
+      let s = r + y
+      ((s * s).sum() + (t * t).sum()).backward()
+    }
+    // s = x + 1, t = 2y: d/dx = 2s, d/dy = 2s + 8y.
+    let xs: [Float] = [1, 2, 3, 4, 5, 6]
+    XCTAssertEqual(x.grad!.toArray(), xs.map { 2 * ($0 + 1) })
+    XCTAssertEqual(y.grad!.toArray(), xs.map { 2 * ($0 + 1) + 8 })
+  }
+
+  func testSameInputTwiceThroughAdd() {
+    let x = Var(Tensor(shape: [3], values: [1, 2, 3]), requiresGrad: true)
+    withGradients { ((x + x) * (x + 1)).sum().backward() }
+    // d/dx of 2x(x + 1) = 4x + 2
+    XCTAssertEqual(x.grad!.toArray(), [6, 10, 14])
+  }
+
+  func testCallersSeedIsNotModified() {
+    let x = Var(Tensor(shape: [3], values: [1, 2, 3]), requiresGrad: true)
+    let seed = Tensor(shape: [3], values: [1, 1, 1])
+    withGradients {
+      // y's backward hands its gradient (the seed) to a; a·2's backward then adds into a's gradient.
+      let a = x + 0.5
+      Tape.shared.backward(from: a + a * 2, seed: seed)
+    }
+    XCTAssertEqual(seed.toArray(), [1, 1, 1])
+    XCTAssertEqual(x.grad!.toArray(), [3, 3, 3])
+  }
+}
