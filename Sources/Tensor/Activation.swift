@@ -101,17 +101,15 @@ func fastErf(_ a: Float) -> Float {
 /// slower: it keeps IEEE NaN semantics lane by lane).
 @inline(__always)
 func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-  var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
+  // 16 lanes (one zmm); a lane keeps its value unless the new one is greater,
+  // so NaNs are skipped as a scalar `x > m ? x : m` would skip them.
+  var acc = SIMD16<Float>(repeating: -.infinity)
   var i = 0
-  while i + 8 <= n {
-    m0 = p[i] > m0 ? p[i] : m0; m1 = p[i + 1] > m1 ? p[i + 1] : m1
-    m2 = p[i + 2] > m2 ? p[i + 2] : m2; m3 = p[i + 3] > m3 ? p[i + 3] : m3
-    m4 = p[i + 4] > m4 ? p[i + 4] : m4; m5 = p[i + 5] > m5 ? p[i + 5] : m5
-    m6 = p[i + 6] > m6 ? p[i + 6] : m6; m7 = p[i + 7] > m7 ? p[i + 7] : m7
-    i += 8
-  }
-  while i < n { m0 = p[i] > m0 ? p[i] : m0; i += 1 }
-  return Swift.max(Swift.max(Swift.max(m0, m1), Swift.max(m2, m3)), Swift.max(Swift.max(m4, m5), Swift.max(m6, m7)))
+  while i + 16 <= n { let v = load16(p + i); acc.replace(with: v, where: v .> acc); i += 16 }
+  var m = -Float.infinity
+  for l in 0..<16 { m = acc[l] > m ? acc[l] : m }
+  while i < n { m = p[i] > m ? p[i] : m; i += 1 }
+  return m
 }
 
 /// p[i] = e^(p[i] − shift) over p[0..<n], returning Σ of the new values.
@@ -264,25 +262,27 @@ public func softmaxForward(out y: Tensor, x: Tensor, outer: Int, n: Int, inner: 
   }
 }
 
-/// softmax:     dx += y·(g − Σ_N g·y)
-/// log-softmax: dx += g − exp(y)·Σ_N g
-public func softmaxBackward(dx: Tensor, dy: Tensor, y: Tensor, outer: Int, n: Int, inner: Int, log: Bool) {
+/// softmax:     dx (+)= y·(g − Σ_N g·y)
+/// log-softmax: dx (+)= g − exp(y)·Σ_N g
+/// (dx overwritten unless `accumulate`).
+public func softmaxBackward(dx: Tensor, accumulate: Bool = true, dy: Tensor, y: Tensor, outer: Int, n: Int, inner: Int,
+                            log: Bool) {
   let dp = dx.data, gp = dy.data, yp = y.data
   if inner == 1 {
     Parallel.forRange(outer, grain: max(1, (1 << 14) / max(1, n))) { r in
       for row in r {
         let gi = gp + row * n, yi = yp + row * n, di = dp + row * n
-        if log {
-          let s = rowSum(gi, n)
-          for k in 0..<n { di[k] += gi[k] - fastExp(yi[k]) * s }
-        } else {
-          let s = rowDot(gi, yi, n)
-          for k in 0..<n { di[k] += yi[k] * (gi[k] - s) }
+        switch (log, accumulate) {
+        case (true, true): let s = rowSum(gi, n); for k in 0..<n { di[k] += gi[k] - fastExp(yi[k]) * s }
+        case (true, false): let s = rowSum(gi, n); for k in 0..<n { di[k] = gi[k] - fastExp(yi[k]) * s }
+        case (false, true): let s = rowDot(gi, yi, n); for k in 0..<n { di[k] += yi[k] * (gi[k] - s) }
+        case (false, false): let s = rowDot(gi, yi, n); for k in 0..<n { di[k] = yi[k] * (gi[k] - s) }
         }
       }
     }
     return
   }
+  if !accumulate { dx.zero() }  // the column-block path adds
   forColumnBlocks(outer: outer, n: n, inner: inner) { o, cols in
     let w = cols.count
     withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { tmp in
@@ -311,7 +311,8 @@ func softmaxOp(_ x: Var, axis: Int, log: Bool) -> Var {
   let y = Tensor(uninitialized: x.shape)
   softmaxForward(out: y, x: x.value, outer: outer, n: n, inner: inner, log: log)
   return makeResult(y, inputs: [x]) { g in
-    softmaxBackward(dx: x.gradBuffer(), dy: g, y: y, outer: outer, n: n, inner: inner, log: log)
+    let dx = x.gradDestination()
+    softmaxBackward(dx: dx.tensor, accumulate: dx.accumulate, dy: g, y: y, outer: outer, n: n, inner: inner, log: log)
   }
 }
 

@@ -41,6 +41,9 @@ final class GradDestinationTests: XCTestCase {
       // relu's kink at 0 would break finite differences: x + 0.2·sign(x) keeps every input ≥ 0.2 away.
       ("relu", { v in relu(v + Var(Tensor(shape: x.shape, values: x.toArray().map { $0 < 0 ? -0.2 : 0.2 }))) }),
       ("sigmoid", { v in sigmoid(v) }),
+      ("softmax", { v in softmax(v, axis: -1) * Var(w.reshaped([42]).slice(0..<6)) }),
+      ("log-softmax", { v in logSoftmax(v, axis: -1) * Var(w.reshaped([42]).slice(0..<6)) }),
+      ("softmax over an inner axis", { v in softmax(v, axis: 1) * Var(w.reshaped([42]).slice(0..<6)) }),
       ("dropPath", { v in var g = RandomGenerator(seed: 3); return dropPath(v, p: 0.4, rng: &g) }),
       ("dropout", { v in var g = RandomGenerator(seed: 5); return dropout(v, p: 0.3, rng: &g) }),
     ]
