@@ -60,6 +60,7 @@ final class ConvTests: XCTestCase {
     ConvCase(cin: 5, cout: 5, k: 3, padding: 1, groups: 5),                   // depthwise 3×3
     ConvCase(cin: 5, cout: 5, k: 3, stride: 2, padding: 2, dilation: 2, groups: 5, bias: false),
     ConvCase(cin: 21, cout: 21, k: 3, padding: 1, groups: 21),                // depthwise: 16-channel vector block + tail
+    ConvCase(cin: 83, cout: 83, k: 3, padding: 1, groups: 83),                // depthwise: a 64-channel block, then 16 + tail
     ConvCase(cin: 4, cout: 6, k: 3, padding: 1, groups: 2),                   // general groups
     ConvCase(cin: 3, cout: 6, k: 3, stride: 2, padding: 1, groups: 3),       // depth multiplier 2 (im2col)
     ConvCase(b: 3, h: 6, w: 9, cin: 5, cout: 3, k: 3),                        // valid 3×3 (no padding), 3 images
