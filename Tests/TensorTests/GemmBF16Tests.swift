@@ -11,6 +11,8 @@ import XCTest
 final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
   static let referenceRoundsToBF16 = true
 
+  func runKernel(_ t: Case, _ o: Operands) -> [Float] { runGemm(t, o, fallback: false) }
+
   func runGemm(_ t: Case, _ o: Operands, fallback: Bool) -> [Float] {
     var c = o.c0
     let saved = BF16GEMM.forceFallback
@@ -55,21 +57,7 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
     }
   }
 
-  func testDegenerateSizes() {
-    for (m, n, k) in [(0, 5, 5), (5, 0, 5), (5, 5, 0), (1, 1, 1), (1, 1, 0), (1, 40, 1), (17, 1, 1),
-                      (1, 1, 67), (1, 33, 5), (3, 1, 2)] {
-      for transA in [false, true] {
-        for transB in [false, true] {
-          for beta: Float in [0, 0.5] {
-            check(Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.25, beta: beta))
-          }
-        }
-      }
-    }
-    // alpha 0 is C = beta·C, and with beta 0 zeros even over NaN.
-    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: 0))
-    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: -2))
-  }
+  func testDegenerateSizes() { checkDegenerateSizes() }
 
   /// Larger than every cache block of the kernel (MC 168 rows, KC 256 pairs, many panels),
   /// with beta 0 over NaN so the K blocks after the first must add, not reread garbage.
@@ -147,44 +135,9 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
     }
   }
 
-  /// NaN in A reaches only its row of C, inf in B only its column: the zero
-  /// padding of edge tiles never mixes with real data.
-  func testNaNAndInfStayInTheirRowAndColumn() {
-    for (transA, transB) in [(false, false), (true, true)] {
-      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
-      var o = makeOperands(t, seed: 5)
-      let (badRow, badCol, p) = (16, 33, 8)  // the last (odd) k, in the second tile and panel
-      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
-      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
-      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
-      let got = runGemm(t, o, fallback: false)
-      for i in 0..<t.m {
-        for j in 0..<t.n {
-          let g = got[i * o.ldc + j]
-          if i == badRow {
-            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN")
-          } else if j == badCol {
-            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf")
-          } else {
-            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
-                                     "C[\(i), \(j)]")
-          }
-        }
-      }
-    }
-  }
+  func testNaNAndInfStayInTheirRowAndColumn() { checkNaNAndInfStayInTheirRowAndColumn() }
 
-  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
-  func testSteadyStateMakesNoNewAllocations() {
-    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
-              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
-      let o = makeOperands(t, seed: 2)
-      _ = runGemm(t, o, fallback: false)
-      let before = BufferPool.shared.mallocCount
-      _ = runGemm(t, o, fallback: false)
-      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)")
-    }
-  }
+  func testSteadyStateMakesNoNewAllocations() { checkSteadyStateMakesNoNewAllocations() }
 
   /// gemmBF16OnThisThread from inside Parallel.forRange (attention's per-slice GEMMs):
   /// every slice equals gemmBF16 on its own, bit for bit, on both paths.
@@ -258,13 +211,8 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
 
   /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).
   func testAvailabilityMatchesCPUInfo() throws {
-    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
-      throw XCTSkip("no /proc/cpuinfo")
-    }
-    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
-    let words = Set(flags.split(separator: " ").map(String.init))
-    let expected = ["avx512f", "avx512bw", "avx512vl", "avx512_bf16"].allSatisfy(words.contains)
-    XCTAssertEqual(bf16GEMMAvailable, expected)
+    let flags = try cpuInfoFlags()
+    XCTAssertEqual(bf16GEMMAvailable, ["avx512f", "avx512bw", "avx512vl", "avx512_bf16"].allSatisfy(flags.contains))
   }
 
   /// The one documented difference between the paths: the bf16 instructions

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 
 @testable import Tensor
@@ -27,6 +28,8 @@ struct PackedGEMMOperands {
 /// the kernel rounds its inputs to bf16 (so must the reference).
 protocol PackedGEMMTesting {
   static var referenceRoundsToBF16: Bool { get }
+  /// C from the kernel under test (its threaded entry point, never a fallback).
+  func runKernel(_ t: PackedGEMMCase, _ o: PackedGEMMOperands) -> [Float]
 }
 
 extension PackedGEMMTesting {
@@ -107,5 +110,76 @@ extension PackedGEMMTesting {
         if failures > 5 { return }
       }
     }
+  }
+
+  // MARK: test bodies both kernels run as they are (their test methods call these)
+
+  /// Empty C, k == 0, single rows and columns, every transpose; alpha 0 is
+  /// C = beta·C, and with beta 0 zeros even over NaN.
+  func checkDegenerateSizes(file: StaticString = #filePath, line: UInt = #line) {
+    func check(_ t: Case) {
+      let o = makeOperands(t, seed: 1)
+      verify(t, o, runKernel(t, o), file: file, line: line)
+    }
+    for (m, n, k) in [(0, 5, 5), (5, 0, 5), (5, 5, 0), (1, 1, 1), (1, 1, 0), (1, 40, 1), (17, 1, 1),
+                      (1, 1, 67), (1, 33, 5), (3, 1, 2)] {
+      for transA in [false, true] {
+        for transB in [false, true] {
+          for beta: Float in [0, 0.5] {
+            check(Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.25, beta: beta))
+          }
+        }
+      }
+    }
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: 0))
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: -2))
+  }
+
+  /// NaN in A reaches only its row of C, inf in B only its column: the zero
+  /// padding of edge tiles never mixes with real data.
+  func checkNaNAndInfStayInTheirRowAndColumn(file: StaticString = #filePath, line: UInt = #line) {
+    for (transA, transB) in [(false, false), (true, true)] {
+      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
+      var o = makeOperands(t, seed: 5)
+      let (badRow, badCol, p) = (16, 33, 8)  // the last k (odd: bf16's last pair), in the second tile and panel
+      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
+      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
+      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
+      let got = runKernel(t, o)
+      for i in 0..<t.m {
+        for j in 0..<t.n {
+          let g = got[i * o.ldc + j]
+          if i == badRow {
+            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN", file: file, line: line)
+          } else if j == badCol {
+            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf", file: file, line: line)
+          } else {
+            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
+                                     "C[\(i), \(j)]", file: file, line: line)
+          }
+        }
+      }
+    }
+  }
+
+  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
+  func checkSteadyStateMakesNoNewAllocations(file: StaticString = #filePath, line: UInt = #line) {
+    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
+              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
+      let o = makeOperands(t, seed: 2)
+      _ = runKernel(t, o)
+      let before = BufferPool.shared.mallocCount
+      _ = runKernel(t, o)
+      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)", file: file, line: line)
+    }
+  }
+
+  /// The words of /proc/cpuinfo's first "flags" line (Linux), or a skip.
+  func cpuInfoFlags() throws -> Set<String> {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
+      throw XCTSkip("no /proc/cpuinfo")
+    }
+    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    return Set(flags.split(separator: " ").map(String.init))
   }
 }
