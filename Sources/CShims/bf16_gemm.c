@@ -1,22 +1,15 @@
 // bf16 GEMM with fp32 accumulation on AVX512_BF16 (see bf16_gemm.h).
 //
-// The GotoBLAS/BLIS shape, with bf16 pairs along K because `vdpbf16ps` sums
-// the products of one 32-bit pair per lane:
+// The blocking and driver loops are gemm_driver.h's; this file holds what is
+// bf16: a k step is a pair of k (one 32-bit word of two bf16) because
+// `vdpbf16ps` sums the products of one 32-bit pair per lane, so
 //   packed op(B): [N/NR panels][K2 pairs][NR columns][2]   (zero padded)
-//   A block:      MC rows × KC pairs of bf16 pairs, 32-bit words, either
-//                 [row][KC] (op(A) rows were contiguous: A not transposed) or
-//                 [MR strip][KC][MR] (op(A) columns were contiguous: A
-//                 transposed), so both packings are straight vector copies;
-//                 the microkernel takes the two strides as compile-time
-//                 constants.
-//   microkernel:  MR = 14 rows × NR = 32 columns = 28 zmm accumulators, plus
-//                 2 zmm of B and one broadcast A pair: 31 of the 32 zmm.
-// Loops: row blocks of MC (A block in L2) → K blocks of KC pairs (the B
-// micro-panel, KC·128 bytes = 32 KiB, stays in L1 while every MR strip of the
-// A block passes over it) → 32-column panels → MR strips. The first K block
-// applies beta, later ones add. fp32→bf16 uses `vcvtne2ps2bf16` (round to
-// nearest even; like all AVX512_BF16 instructions it treats denormal inputs
-// as zero, and `vdpbf16ps` flushes denormal results).
+//   A block:      MC rows × KC pairs, 32-bit words ([row][KC] or
+//                 [MR strip][KC][MR], see gemm_driver.h)
+// and the packings convert fp32→bf16 with `vcvtne2ps2bf16` (round to nearest
+// even; like all AVX512_BF16 instructions it treats denormal inputs as zero,
+// and `vdpbf16ps` flushes denormal results). The B micro-panel is KC·128
+// bytes = 32 KiB.
 //
 // Everything that needs AVX-512 carries its own target attribute, so CShims
 // still builds for baseline x86-64 and callers must check
@@ -35,21 +28,35 @@
 #ifndef MC
 #define MC 168   // rows per A block (12 strips): 168 × 256 × 4 B = 168 KiB (L2 1 MiB)
 #endif
+#define GEMM_TARGET_FEATURES "avx512f,avx512bw,avx512vl,avx512bf16"
+#define GEMM_KSTEP 2
+#define GEMM_A_T uint32_t
+#define GEMM_B_T uint16_t
+#define GEMM_B_STEP (NR * 2)
+#define GEMM_C_IN_L2 0      // the loop swap was measured for the fp32 kernel only
+#define GEMM_PREFETCH_C 0
+#include "gemm_driver.h"
 
 long ecenet_bf16_gemm_nr(void) { return NR; }
 long ecenet_bf16_gemm_mr(void) { return MR; }
+size_t ecenet_bf16_gemm_packed_b_bytes(long k, long n) { return gemm_packed_b_bytes(k, n); }
+size_t ecenet_bf16_gemm_a_scratch_bytes(void) { return gemm_a_scratch_bytes(); }
 
-size_t ecenet_bf16_gemm_packed_b_bytes(long k, long n) {
-  if (k <= 0 || n <= 0) return 0;
-  return (size_t)((n + NR - 1) / NR) * (size_t)((k + 1) / 2) * NR * 2 * sizeof(uint16_t);
+TARGET void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ldb,
+                                    long n0, long n1, void *packed) {
+  gemm_pack_b(transB, k, n, b, ldb, n0, n1, (uint16_t *)packed);
 }
 
-size_t ecenet_bf16_gemm_a_scratch_bytes(void) { return (size_t)MC * KC * sizeof(uint32_t); }
+TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
+                                     const float *a, long lda, const void *packed_b,
+                                     float beta, float *c, long ldc, long m0, long m1,
+                                     long n0, long n1, void *scratch) {
+  gemm_compute(transA, m, n, k, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, m0, m1, n0, n1,
+               (uint32_t *)scratch);
+}
 
 #if defined(__x86_64__)
 #include <cpuid.h>
-#include <immintrin.h>
-#include <string.h>
 
 int ecenet_cpu_has_avx512_bf16(void) {
   unsigned a, b, c, d;
@@ -67,12 +74,6 @@ int ecenet_cpu_has_avx512_bf16(void) {
   return (a >> 5) & 1;  // AVX512_BF16
 }
 
-#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define INLINE static inline __attribute__((always_inline)) TARGET
-
-static inline __mmask16 mask16(long count) {
-  return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
-}
 static inline __mmask32 mask32(long count) {
   return count >= 32 ? (__mmask32)0xFFFFFFFFu : count <= 0 ? 0 : (__mmask32)((1u << count) - 1);
 }
@@ -103,52 +104,33 @@ INLINE void interleave_pairs(__m512i r0, __m512i r1, __m512i *outLo, __m512i *ou
 
 // ---- packing op(B) ----
 
-TARGET void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ldb,
-                                    long n0, long n1, void *packed) {
-  if (k <= 0 || n <= 0 || n1 <= n0) return;
-  const long k2 = (k + 1) / 2;
-  uint16_t *pb = (uint16_t *)packed;
-  const long p0 = n0 / NR, p1 = (n1 + NR - 1) / NR;
-  if (!transB) {
-    // op(B) rows k, k+1 are rows of B: convert 32 columns of each, interleave.
-    // Eight panels per pass read 1 KiB runs of each row (one panel alone reads
-    // 128 B per row at a stride of ldb, which the prefetchers serve poorly).
-    const __m512i zero = _mm512_setzero_si512();
-    for (long g = p0; g < p1; g += 8) {
-      const long g1 = g + 8 < p1 ? g + 8 : p1;
-      for (long q = 0; q < k2; q++) {
-        const float *row0 = b + 2 * q * ldb, *row1 = row0 + ldb;
-        const int odd = 2 * q + 1 >= k;  // K odd, last pair: the second row is the zero pad
-        for (long jp = g; jp < g1; jp++) {
-          const long j0 = jp * NR;
-          __m512i r0 = cvt32(row0 + j0, n - j0);
-          __m512i r1 = odd ? zero : cvt32(row1 + j0, n - j0);
-          __m512i lo, hi;
-          interleave_pairs(r0, r1, &lo, &hi);
-          uint16_t *dst = pb + (jp * k2 + q) * NR * 2;
-          _mm512_storeu_si512(dst, lo);
-          _mm512_storeu_si512(dst + 32, hi);
-        }
-      }
+// op(B) rows 2q, 2q+1 are rows of B: convert 32 columns of each, interleave.
+INLINE void pack_b_step(const float *b, long ldb, long k, long n, long q, long j0, uint16_t *dst) {
+  const float *row0 = b + 2 * q * ldb, *row1 = row0 + ldb;
+  const int odd = 2 * q + 1 >= k;  // K odd, last pair: the second row is the zero pad
+  __m512i r0 = cvt32(row0 + j0, n - j0);
+  __m512i r1 = odd ? _mm512_setzero_si512() : cvt32(row1 + j0, n - j0);
+  __m512i lo, hi;
+  interleave_pairs(r0, r1, &lo, &hi);
+  _mm512_storeu_si512(dst, lo);
+  _mm512_storeu_si512(dst + 32, hi);
+}
+
+// op(B) column j is row j of B, already pairs: convert 16 pairs of each of a
+// panel's 32 rows, then transpose the 32 × 16 words through a small buffer
+// (≈1% of a GEMM's time, measured).
+INLINE void pack_b_panel_t(const float *b, long ldb, long k, long n, long j0, uint16_t *panel) {
+  uint32_t tmp[NR * 16] __attribute__((aligned(64)));
+  const long k2 = (k + 1) / 2, w = n - j0 < NR ? n - j0 : NR;
+  uint32_t *dst = (uint32_t *)panel;
+  for (long qb = 0; qb < k2; qb += 16) {
+    const long nq = k2 - qb < 16 ? k2 - qb : 16, kk = k - 2 * qb;
+    for (long jj = 0; jj < NR; jj++) {
+      __m512i v = jj < w ? cvt32(b + (j0 + jj) * ldb + 2 * qb, kk) : _mm512_setzero_si512();
+      _mm512_store_si512(tmp + jj * 16, v);
     }
-  } else {
-    // op(B) column j is row j of B, already pairs: convert 16 pairs of each
-    // of a panel's 32 rows, then transpose the 32 × 16 words through a small
-    // buffer (≈1% of a GEMM's time, measured).
-    uint32_t tmp[NR * 16] __attribute__((aligned(64)));
-    for (long jp = p0; jp < p1; jp++) {
-      const long j0 = jp * NR, w = n - j0 < NR ? n - j0 : NR;
-      uint32_t *dst = (uint32_t *)(pb + jp * k2 * NR * 2);
-      for (long qb = 0; qb < k2; qb += 16) {
-        const long nq = k2 - qb < 16 ? k2 - qb : 16, kk = k - 2 * qb;
-        for (long jj = 0; jj < NR; jj++) {
-          __m512i v = jj < w ? cvt32(b + (j0 + jj) * ldb + 2 * qb, kk) : _mm512_setzero_si512();
-          _mm512_store_si512(tmp + jj * 16, v);
-        }
-        for (long qq = 0; qq < nq; qq++) {
-          for (long jj = 0; jj < NR; jj++) dst[(qb + qq) * NR + jj] = tmp[jj * 16 + qq];
-        }
-      }
+    for (long qq = 0; qq < nq; qq++) {
+      for (long jj = 0; jj < NR; jj++) dst[(qb + qq) * NR + jj] = tmp[jj * 16 + qq];
     }
   }
 }
@@ -174,8 +156,7 @@ INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0
 
 // A is K×M (transA): the pairs of op(A)'s row i are column i of A's rows
 // k, k+1. Rows i0+r for one k pair come from two contiguous loads, so this
-// packing writes blk[strip][pair][MR]: each strip's A stream is sequential
-// (the same strip bases as pack_a_n, since MR·KC words = MR rows of KC).
+// packing writes blk[strip][pair][MR]: each strip's A stream is sequential.
 INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
                      uint32_t *blk) {
   // One cvtne2ps gives row k0's 16 values in words 0..15, row k1's in 16..31;
@@ -197,128 +178,22 @@ INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0
   }
 }
 
-// ---- microkernel ----
+// ---- microkernel step ----
 
-// C[mr × nr] (=|+=) alpha · Σ_q A[r, q] · B[q, :] over kp pairs. A pair of
-// row r, pair q sits at a[r·RS + q·QS] (words); B is one panel at pair 0.
-// beta == 0 writes C without reading it.
-INLINE void kernel(long kp, const uint32_t *a, const long RS, const long QS, const uint16_t *b,
-                   float *c, long ldc, int mr, int nr, float alpha, float beta) {
-  __m512 acc[MR][2];
+// One pair of k for the 14 × 32 tile: `vdpbf16ps` adds both products of the
+// broadcast A pair with each column's B pair.
+INLINE void kernel_step(__m512 acc[MR][2], const uint32_t *aq, const long RS, const uint16_t *bq) {
+  const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bq);
+  const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bq + 32);
 #pragma clang loop unroll(full)
-  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (long q = 0; q < kp; q++) {
-    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + q * 64);
-    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + q * 64 + 32);
-    const uint32_t *aq = a + q * QS;
-#pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) {
-      const __m512bh av = (__m512bh)_mm512_set1_epi32((int)aq[r * RS]);
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
-    }
-  }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  if (nr == NR) {
-#pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) {
-      if (r < mr) {
-        float *cr = c + r * ldc;
-        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
-        if (beta != 0) {
-          x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), x0);
-          x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), x1);
-        }
-        _mm512_storeu_ps(cr, x0);
-        _mm512_storeu_ps(cr + 16, x1);
-      }
-    }
-  } else {
-    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
-#pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) {
-      if (r < mr) {
-        float *cr = c + r * ldc;
-        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
-        if (beta != 0) {
-          x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
-          x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
-        }
-        _mm512_mask_storeu_ps(cr, m0, x0);
-        _mm512_mask_storeu_ps(cr + 16, m1, x1);
-      }
-    }
-  }
-}
-
-// The two A layouts, each with its strides fixed so the A broadcasts become
-// constant displacements from one pointer.
-static TARGET __attribute__((noinline)) void kernel_rows(long kp, const uint32_t *a, const uint16_t *b,
-                                                          float *c, long ldc, int mr, int nr,
-                                                          float alpha, float beta) {
-  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta);
-}
-static TARGET __attribute__((noinline)) void kernel_pairs(long kp, const uint32_t *a, const uint16_t *b,
-                                                           float *c, long ldc, int mr, int nr,
-                                                           float alpha, float beta) {
-  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
-}
-
-static void scale_block(float beta, float *c, long ldc, long m0, long m1, long n0, long n1) {
-  for (long i = m0; i < m1; i++) {
-    float *cr = c + i * ldc;
-    if (beta == 0) memset(cr + n0, 0, (size_t)(n1 - n0) * sizeof(float));
-    else for (long j = n0; j < n1; j++) cr[j] *= beta;
-  }
-}
-
-TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
-                                     const float *a, long lda, const void *packed_b,
-                                     float beta, float *c, long ldc, long m0, long m1,
-                                     long n0, long n1, void *scratch) {
-  if (m1 > m) m1 = m;
-  if (m0 < 0) m0 = 0;
-  if (n1 > n) n1 = n;
-  if (n0 < 0) n0 = 0;
-  n0 = n0 / NR * NR;
-  if (m1 <= m0 || n1 <= n0) return;
-  if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
-  const long k2 = (k + 1) / 2;
-  const uint16_t *pb = (const uint16_t *)packed_b;
-  uint32_t *blk = (uint32_t *)scratch;
-  for (long i0 = m0; i0 < m1; i0 += MC) {
-    const long mc = m1 - i0 < MC ? m1 - i0 : MC;
-    for (long q0 = 0; q0 < k2; q0 += KC) {
-      const long kcp = k2 - q0 < KC ? k2 - q0 : KC;
-      const float be = q0 == 0 ? beta : 1.0f;
-      if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
-      else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
-      for (long j0 = n0; j0 < n1; j0 += NR) {
-        const uint16_t *bp = pb + (j0 / NR * k2 + q0) * NR * 2;
-        const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
-        for (long s = 0; s < mc; s += MR) {
-          const int mr = mc - s < MR ? (int)(mc - s) : MR;
-          float *cp = c + (i0 + s) * ldc + j0;
-          if (transA) kernel_pairs(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
-          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
-        }
-      }
-    }
+  for (int r = 0; r < MR; r++) {
+    const __m512bh av = (__m512bh)_mm512_set1_epi32((int)aq[r * RS]);
+    acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
   }
 }
 
 #else  // not x86-64: no kernel; callers see ecenet_cpu_has_avx512_bf16() == 0.
 
 int ecenet_cpu_has_avx512_bf16(void) { return 0; }
-void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, long ldb,
-                             long n0, long n1, void *packed) {
-  (void)transB; (void)k; (void)n; (void)b; (void)ldb; (void)n0; (void)n1; (void)packed;
-}
-void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
-                              const float *a, long lda, const void *packed_b,
-                              float beta, float *c, long ldc, long m0, long m1,
-                              long n0, long n1, void *scratch) {
-  (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)packed_b;
-  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)scratch;
-}
 #endif

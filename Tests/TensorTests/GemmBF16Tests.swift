@@ -8,64 +8,10 @@ import XCTest
 /// allowed difference is the fp32 summation order (tolerance 1e-5·Σ|α·a·b| +
 /// |β·c| per element). Both the AVX512_BF16 kernel and the rounded-copy
 /// OpenBLAS fallback are checked on this machine.
-final class GemmBF16Tests: XCTestCase {
-  struct Case {
-    var transA = false, transB = false
-    var m: Int, n: Int, k: Int
-    var alpha: Float = 0.75, beta: Float = 0.5
-    var padA = 3, padB = 5, padC = 7
-  }
+final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
+  static let referenceRoundsToBF16 = true
 
-  struct Operands {
-    var a: [Float], b: [Float], c0: [Float]
-    var lda: Int, ldb: Int, ldc: Int
-  }
-
-  /// Sentinel in C's padding columns: the kernel must never write there.
-  static let padValue: Float = -12345.5
-
-  func makeOperands(_ t: Case, seed: UInt64) -> Operands {
-    var rng = TestRNG(seed: seed)
-    let lda = max(1, t.transA ? t.m : t.k) + t.padA, ldb = max(1, t.transB ? t.k : t.n) + t.padB
-    let ldc = max(1, t.n) + t.padC
-    let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.uniform() }
-    let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.uniform() }
-    var c0 = [Float](repeating: 0, count: t.m * ldc)
-    for i in 0..<t.m {
-      for j in 0..<ldc {
-        // beta 0 must not read C: fill it with NaN then.
-        c0[i * ldc + j] = j >= t.n ? Self.padValue : t.beta == 0 ? .nan : rng.uniform()
-      }
-    }
-    return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
-  }
-
-  /// Double reference on (optionally) bf16-rounded entries; returns C and the per-element bound scale.
-  func reference(_ t: Case, _ o: Operands, round: Bool = true) -> (c: [Double], scale: [Double]) {
-    let r: (Float) -> Double = { round ? Double(roundedToBF16($0)) : Double($0) }
-    // Contiguous op(A) rows and op(B) columns so the K loop is a plain dot product.
-    var opA = [Double](repeating: 0, count: t.m * t.k), opBt = [Double](repeating: 0, count: t.n * t.k)
-    for i in 0..<t.m { for p in 0..<t.k { opA[i * t.k + p] = r(t.transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p]) } }
-    for j in 0..<t.n { for p in 0..<t.k { opBt[j * t.k + p] = r(t.transB ? o.b[j * o.ldb + p] : o.b[p * o.ldb + j]) } }
-    var c = [Double](repeating: 0, count: t.m * t.n), scale = c
-    opA.withUnsafeBufferPointer { pa in
-      opBt.withUnsafeBufferPointer { pb in
-        for i in 0..<t.m {
-          for j in 0..<t.n {
-            var s = 0.0, sa = 0.0
-            for p in 0..<t.k {
-              let x = pa[i * t.k + p] * pb[j * t.k + p]
-              s += x; sa += abs(x)
-            }
-            let old = t.beta == 0 ? 0 : Double(t.beta) * Double(o.c0[i * o.ldc + j])
-            c[i * t.n + j] = Double(t.alpha) * s + old
-            scale[i * t.n + j] = abs(Double(t.alpha)) * sa + abs(old)
-          }
-        }
-      }
-    }
-    return (c, scale)
-  }
+  func runKernel(_ t: Case, _ o: Operands) -> [Float] { runGemm(t, o, fallback: false) }
 
   func runGemm(_ t: Case, _ o: Operands, fallback: Bool) -> [Float] {
     var c = o.c0
@@ -90,27 +36,7 @@ final class GemmBF16Tests: XCTestCase {
              file: StaticString = #filePath, line: UInt = #line) -> [Float] {
     let o = makeOperands(t, seed: seed)
     let got = runGemm(t, o, fallback: fallback)
-    let (ref, scale) = reference(t, o)
-    let what = "\(t) fallback \(fallback)"
-    var failures = 0
-    for i in 0..<t.m {
-      for j in 0..<o.ldc {
-        let g = got[i * o.ldc + j]
-        if j >= t.n {
-          if g.bitPattern != Self.padValue.bitPattern {
-            XCTFail("\(what): padding of C written at row \(i) col \(j): \(g)", file: file, line: line)
-            failures += 1
-          }
-          continue
-        }
-        let e = ref[i * t.n + j], tol = 1e-5 * scale[i * t.n + j] + 1e-30
-        if !(abs(Double(g) - e) <= tol) {
-          XCTFail("\(what): C[\(i), \(j)] = \(g), expected \(e) ± \(tol)", file: file, line: line)
-          failures += 1
-        }
-        if failures > 5 { return got }
-      }
-    }
+    verify(t, o, got, label: "\(t) fallback \(fallback)", file: file, line: line)
     return got
   }
 
@@ -131,21 +57,7 @@ final class GemmBF16Tests: XCTestCase {
     }
   }
 
-  func testDegenerateSizes() {
-    for (m, n, k) in [(0, 5, 5), (5, 0, 5), (5, 5, 0), (1, 1, 1), (1, 1, 0), (1, 40, 1), (17, 1, 1),
-                      (1, 1, 67), (1, 33, 5), (3, 1, 2)] {
-      for transA in [false, true] {
-        for transB in [false, true] {
-          for beta: Float in [0, 0.5] {
-            check(Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.25, beta: beta))
-          }
-        }
-      }
-    }
-    // alpha 0 is C = beta·C, and with beta 0 zeros even over NaN.
-    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: 0))
-    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: -2))
-  }
+  func testDegenerateSizes() { checkDegenerateSizes() }
 
   /// Larger than every cache block of the kernel (MC 168 rows, KC 256 pairs, many panels),
   /// with beta 0 over NaN so the K blocks after the first must add, not reread garbage.
@@ -223,44 +135,9 @@ final class GemmBF16Tests: XCTestCase {
     }
   }
 
-  /// NaN in A reaches only its row of C, inf in B only its column: the zero
-  /// padding of edge tiles never mixes with real data.
-  func testNaNAndInfStayInTheirRowAndColumn() {
-    for (transA, transB) in [(false, false), (true, true)] {
-      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
-      var o = makeOperands(t, seed: 5)
-      let (badRow, badCol, p) = (16, 33, 8)  // the last (odd) k, in the second tile and panel
-      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
-      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
-      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
-      let got = runGemm(t, o, fallback: false)
-      for i in 0..<t.m {
-        for j in 0..<t.n {
-          let g = got[i * o.ldc + j]
-          if i == badRow {
-            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN")
-          } else if j == badCol {
-            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf")
-          } else {
-            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
-                                     "C[\(i), \(j)]")
-          }
-        }
-      }
-    }
-  }
+  func testNaNAndInfStayInTheirRowAndColumn() { checkNaNAndInfStayInTheirRowAndColumn() }
 
-  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
-  func testSteadyStateMakesNoNewAllocations() {
-    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
-              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
-      let o = makeOperands(t, seed: 2)
-      _ = runGemm(t, o, fallback: false)
-      let before = BufferPool.shared.mallocCount
-      _ = runGemm(t, o, fallback: false)
-      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)")
-    }
-  }
+  func testSteadyStateMakesNoNewAllocations() { checkSteadyStateMakesNoNewAllocations() }
 
   /// gemmBF16OnThisThread from inside Parallel.forRange (attention's per-slice GEMMs):
   /// every slice equals gemmBF16 on its own, bit for bit, on both paths.
@@ -334,13 +211,8 @@ final class GemmBF16Tests: XCTestCase {
 
   /// The cpuid/xgetbv check agrees with the kernel's own view of the CPU (Linux).
   func testAvailabilityMatchesCPUInfo() throws {
-    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
-      throw XCTSkip("no /proc/cpuinfo")
-    }
-    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
-    let words = Set(flags.split(separator: " ").map(String.init))
-    let expected = ["avx512f", "avx512bw", "avx512vl", "avx512_bf16"].allSatisfy(words.contains)
-    XCTAssertEqual(bf16GEMMAvailable, expected)
+    let flags = try cpuInfoFlags()
+    XCTAssertEqual(bf16GEMMAvailable, ["avx512f", "avx512bw", "avx512vl", "avx512_bf16"].allSatisfy(flags.contains))
   }
 
   /// The one documented difference between the paths: the bf16 instructions

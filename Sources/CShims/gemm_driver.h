@@ -1,0 +1,233 @@
+// The blocking and driver loops of our packed-panel GEMMs (bf16_gemm.c,
+// f32_gemm.c), written once around each file's AVX-512 microkernel. Private to
+// CShims (not under include/: Swift never sees it).
+//
+// Both kernels are the GotoBLAS/BLIS shape, counted in "k steps" (bf16: a pair
+// of k, one 32-bit word of two bf16, because `vdpbf16ps` sums the products of
+// one pair per lane; fp32: one k); KS = ceil(K / GEMM_KSTEP) steps:
+//   packed op(B): [N/NR panels][KS steps][NR columns] of GEMM_B_STEP elements
+//                 per step (columns ≥ N zero)
+//   A block:      MC rows × KC steps, either [row][KC] (op(A) rows were
+//                 contiguous: A not transposed) or [MR strip][KC][MR] (op(A)
+//                 columns were contiguous: A transposed), so both packings are
+//                 straight vector copies; the microkernel takes the two strides
+//                 as compile-time constants.
+//   microkernel:  MR = 14 rows × NR = 32 columns = 28 zmm accumulators, plus
+//                 2 zmm of B and one broadcast A step: 31 of the 32 zmm.
+// Loops: row blocks of MC (A block in L2) → K blocks of KC steps (the B
+// micro-panel, KC·128 bytes, stays in L1 while every MR strip of the A block
+// passes over it) → 32-column panels → MR strips; the two outer loops swap
+// when the call's C block fits in L2 (GEMM_C_IN_L2). The first K block applies
+// beta, later ones add.
+//
+// This is a template. The including file defines first:
+//   GEMM_TARGET_FEATURES  the target("…") string of its AVX-512 subset; every
+//                         function that runs AVX-512 carries it, so CShims still
+//                         builds for baseline x86-64 (callers check the CPU)
+//   NR, MR, KC, MC        tile and block sizes (KC in k steps)
+//   GEMM_KSTEP            k per step (2 or 1)
+//   GEMM_A_T              element of the packed A block (one row's k step)
+//   GEMM_B_T, GEMM_B_STEP element of packed B; elements per k step of a panel
+//   GEMM_C_IN_L2          floats of C up to which `gemm_compute` runs K blocks
+//                         outside row blocks (0: never)
+//   GEMM_PREFETCH_C       1: each tile prefetches its C lines before its K loop
+// and, after including it (x86-64 only), the hooks declared below. The file
+// then writes its exported entry points over `gemm_packed_b_bytes`,
+// `gemm_a_scratch_bytes`, `gemm_pack_b` and `gemm_compute`; on non-x86 builds
+// the last two are empty.
+#ifndef ECENET_GEMM_DRIVER_H
+#define ECENET_GEMM_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+static inline size_t gemm_packed_b_bytes(long k, long n) {
+  if (k <= 0 || n <= 0) return 0;
+  return (size_t)((n + NR - 1) / NR) * (size_t)((k + GEMM_KSTEP - 1) / GEMM_KSTEP) * GEMM_B_STEP *
+         sizeof(GEMM_B_T);
+}
+
+static inline size_t gemm_a_scratch_bytes(void) { return (size_t)MC * KC * sizeof(GEMM_A_T); }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#define TARGET __attribute__((target(GEMM_TARGET_FEATURES)))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+static inline __mmask16 mask16(long count) {
+  return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+}
+
+// ---- hooks: what differs between the kernels (defined by the including file) ----
+
+// op(B) not transposed: k step q of the panel at column j0 → dst (GEMM_B_STEP
+// elements); columns ≥ n (and k ≥ K in a step) are zero.
+INLINE void pack_b_step(const float *b, long ldb, long k, long n, long q, long j0, GEMM_B_T *dst);
+// op(B) transposed (B is N×K): the whole panel at column j0 → dst (KS steps).
+INLINE void pack_b_panel_t(const float *b, long ldb, long k, long n, long j0, GEMM_B_T *dst);
+// op(A) rows i0..i0+mc, steps q0..q0+kcp → blk[row][KC], rows up to the next
+// multiple of MR zero (A not transposed) …
+INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
+                     GEMM_A_T *blk);
+// … or blk[strip][step][MR] (A transposed, K×M): the same strip bases, since
+// MR·KC elements = MR rows of KC.
+INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
+                     GEMM_A_T *blk);
+// One k step of the microkernel: acc[r][h] += A(r) · B(columns 16h..16h+15),
+// A(r) at aq[r·RS], B at bq (one step of one panel).
+INLINE void kernel_step(__m512 acc[MR][2], const GEMM_A_T *aq, long RS, const GEMM_B_T *bq);
+
+// ---- packing op(B) ----
+
+INLINE void gemm_pack_b(int transB, long k, long n, const float *b, long ldb, long n0, long n1,
+                        GEMM_B_T *pb) {
+  if (k <= 0 || n <= 0 || n1 <= n0) return;
+  const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
+  const long p0 = n0 / NR, p1 = (n1 + NR - 1) / NR;
+  if (!transB) {
+    // Eight panels per pass read 1 KiB runs of each row (one panel alone reads
+    // 128 B per row at a stride of ldb, which the prefetchers serve poorly).
+    for (long g = p0; g < p1; g += 8) {
+      const long g1 = g + 8 < p1 ? g + 8 : p1;
+      for (long q = 0; q < ks; q++) {
+        for (long jp = g; jp < g1; jp++) pack_b_step(b, ldb, k, n, q, jp * NR, pb + (jp * ks + q) * GEMM_B_STEP);
+      }
+    }
+  } else {
+    for (long jp = p0; jp < p1; jp++) pack_b_panel_t(b, ldb, k, n, jp * NR, pb + jp * ks * GEMM_B_STEP);
+  }
+}
+
+// ---- microkernel ----
+
+// C[mr × nr] (=|+=) alpha · Σ_q A[r, q] · B[q, :] over kp steps. Step q of
+// row r sits at a[r·RS + q·QS]; B is one panel at step 0. beta == 0 writes C
+// without reading it.
+INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, const GEMM_B_T *b,
+                   float *c, long ldc, int mr, int nr, float alpha, float beta) {
+  __m512 acc[MR][2];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+#if GEMM_PREFETCH_C
+  // The tile of C is written once, after the K loop: fetching its lines now
+  // hides their miss (C is usually far larger than the caches).
+  for (int r = 0; r < mr; r++) {
+    _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
+#endif
+  for (long q = 0; q < kp; q++) kernel_step(acc, a + q * QS, RS, b + q * GEMM_B_STEP);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  if (nr == NR) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      if (r < mr) {
+        float *cr = c + r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        if (beta != 0) {
+          x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), x0);
+          x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), x1);
+        }
+        _mm512_storeu_ps(cr, x0);
+        _mm512_storeu_ps(cr + 16, x1);
+      }
+    }
+  } else {
+    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      if (r < mr) {
+        float *cr = c + r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        if (beta != 0) {
+          x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
+          x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+      }
+    }
+  }
+}
+
+// The two A layouts, each with its strides fixed so the A broadcasts become
+// constant displacements from one pointer.
+static TARGET __attribute__((noinline)) void kernel_rows(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
+                                                          float *c, long ldc, int mr, int nr,
+                                                          float alpha, float beta) {
+  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta);
+}
+static TARGET __attribute__((noinline)) void kernel_cols(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
+                                                          float *c, long ldc, int mr, int nr,
+                                                          float alpha, float beta) {
+  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
+}
+
+static void scale_block(float beta, float *c, long ldc, long m0, long m1, long n0, long n1) {
+  for (long i = m0; i < m1; i++) {
+    float *cr = c + i * ldc;
+    if (beta == 0) memset(cr + n0, 0, (size_t)(n1 - n0) * sizeof(float));
+    else for (long j = n0; j < n1; j++) cr[j] *= beta;
+  }
+}
+
+// ---- driver ----
+
+// The contract of `ecenet_*_gemm_compute` (bf16_gemm.h, f32_gemm.h).
+INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                         const GEMM_B_T *pb, float beta, float *c, long ldc, long m0, long m1,
+                         long n0, long n1, GEMM_A_T *blk) {
+  if (m1 > m) m1 = m;
+  if (m0 < 0) m0 = 0;
+  if (n1 > n) n1 = n;
+  if (n0 < 0) n0 = 0;
+  n0 = n0 / NR * NR;
+  if (m1 <= m0 || n1 <= n0) return;
+  if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
+  const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
+  // Row blocks outside K blocks keep each C block in cache across its K
+  // blocks; when this call's whole C block fits in L2 anyway (small M·N, long
+  // K: weight gradients), K blocks outside row blocks instead keep the K
+  // block of packed B in L2 for all the row blocks rather than rereading all
+  // of B from memory once per row block. Each element's K blocks are summed
+  // in the same order either way.
+  const int kOuter = GEMM_C_IN_L2 > 0 && ks > KC && (m1 - m0) * (n1 - n0) <= GEMM_C_IN_L2;
+  for (long outer = kOuter ? 0 : m0; outer < (kOuter ? ks : m1); outer += kOuter ? KC : MC) {
+    for (long inner = kOuter ? m0 : 0; inner < (kOuter ? m1 : ks); inner += kOuter ? MC : KC) {
+      const long i0 = kOuter ? inner : outer, q0 = kOuter ? outer : inner;
+      const long mc = m1 - i0 < MC ? m1 - i0 : MC;
+      const long kcp = ks - q0 < KC ? ks - q0 : KC;
+      const float be = q0 == 0 ? beta : 1.0f;
+      if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
+      else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
+      for (long j0 = n0; j0 < n1; j0 += NR) {
+        const GEMM_B_T *bp = pb + (j0 / NR * ks + q0) * GEMM_B_STEP;
+        const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
+        for (long s = 0; s < mc; s += MR) {
+          const int mr = mc - s < MR ? (int)(mc - s) : MR;
+          float *cp = c + (i0 + s) * ldc + j0;
+          if (transA) kernel_cols(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
+          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
+        }
+      }
+    }
+  }
+}
+
+#else  // not x86-64: no kernels (callers see the CPU checks return 0).
+
+#define TARGET
+static inline void gemm_pack_b(int transB, long k, long n, const float *b, long ldb, long n0, long n1,
+                               GEMM_B_T *pb) {
+  (void)transB; (void)k; (void)n; (void)b; (void)ldb; (void)n0; (void)n1; (void)pb;
+}
+static inline void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                                const GEMM_B_T *pb, float beta, float *c, long ldc, long m0, long m1,
+                                long n0, long n1, GEMM_A_T *blk) {
+  (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)pb;
+  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
+}
+#endif
+#endif

@@ -1,0 +1,185 @@
+import Foundation
+import XCTest
+
+@testable import Tensor
+
+// What GemmBF16Tests and GemmF32Tests share: the shape of a case, random
+// operands with padded strides and a sentinel in C's padding, the Double
+// reference GEMM and the element-by-element check. The two kernels differ in
+// what the reference rounds: bf16 rounds op(A) and op(B) to bf16 first, so
+// for both the only allowed difference is the fp32 summation order
+// (tolerance 1e-5·Σ|α·a·b| + |β·c| per element).
+
+/// One GEMM: C (m×n) = alpha·op(A)·op(B) + beta·C, each operand's row stride
+/// padded by `pad*` elements beyond its minimum.
+struct PackedGEMMCase {
+  var transA = false, transB = false
+  var m: Int, n: Int, k: Int
+  var alpha: Float = 0.75, beta: Float = 0.5
+  var padA = 3, padB = 5, padC = 7
+}
+
+struct PackedGEMMOperands {
+  var a: [Float], b: [Float], c0: [Float]
+  var lda: Int, ldb: Int, ldc: Int
+}
+
+/// A test class of a packed GEMM kernel; `referenceRoundsToBF16` says whether
+/// the kernel rounds its inputs to bf16 (so must the reference).
+protocol PackedGEMMTesting {
+  static var referenceRoundsToBF16: Bool { get }
+  /// C from the kernel under test (its threaded entry point, never a fallback).
+  func runKernel(_ t: PackedGEMMCase, _ o: PackedGEMMOperands) -> [Float]
+}
+
+extension PackedGEMMTesting {
+  typealias Case = PackedGEMMCase
+  typealias Operands = PackedGEMMOperands
+
+  /// Sentinel in C's padding columns: the kernel must never write there.
+  static var padValue: Float { -12345.5 }
+
+  func makeOperands(_ t: Case, seed: UInt64) -> Operands {
+    var rng = TestRNG(seed: seed)
+    let lda = max(1, t.transA ? t.m : t.k) + t.padA, ldb = max(1, t.transB ? t.k : t.n) + t.padB
+    let ldc = max(1, t.n) + t.padC
+    let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.uniform() }
+    let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.uniform() }
+    var c0 = [Float](repeating: 0, count: t.m * ldc)
+    for i in 0..<t.m {
+      for j in 0..<ldc {
+        // beta 0 must not read C: fill it with NaN then.
+        c0[i * ldc + j] = j >= t.n ? Self.padValue : t.beta == 0 ? .nan : rng.uniform()
+      }
+    }
+    return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
+  }
+
+  /// Double reference on entries rounded to bf16 when the kernel rounds them
+  /// (or as `round` says); returns C and the per-element bound scale
+  /// Σ|α·a·b| + |β·c|.
+  func reference(_ t: Case, _ o: Operands, round: Bool? = nil) -> (c: [Double], scale: [Double]) {
+    let rounds = round ?? Self.referenceRoundsToBF16
+    let r: (Float) -> Double = { rounds ? Double(roundedToBF16($0)) : Double($0) }
+    // Contiguous op(A) rows and op(B) columns so the K loop is a plain dot product.
+    var opA = [Double](repeating: 0, count: t.m * t.k), opBt = [Double](repeating: 0, count: t.n * t.k)
+    for i in 0..<t.m { for p in 0..<t.k { opA[i * t.k + p] = r(t.transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p]) } }
+    for j in 0..<t.n { for p in 0..<t.k { opBt[j * t.k + p] = r(t.transB ? o.b[j * o.ldb + p] : o.b[p * o.ldb + j]) } }
+    var c = [Double](repeating: 0, count: t.m * t.n), scale = c
+    opA.withUnsafeBufferPointer { pa in
+      opBt.withUnsafeBufferPointer { pb in
+        for i in 0..<t.m {
+          for j in 0..<t.n {
+            var s = 0.0, sa = 0.0
+            for p in 0..<t.k {
+              let x = pa[i * t.k + p] * pb[j * t.k + p]
+              s += x; sa += abs(x)
+            }
+            let old = t.beta == 0 ? 0 : Double(t.beta) * Double(o.c0[i * o.ldc + j])
+            c[i * t.n + j] = Double(t.alpha) * s + old
+            scale[i * t.n + j] = abs(Double(t.alpha)) * sa + abs(old)
+          }
+        }
+      }
+    }
+    return (c, scale)
+  }
+
+  /// Checks every element of `got` against the reference and C's padding
+  /// against the sentinel; `label` names the case in failures (default: the case).
+  func verify(_ t: Case, _ o: Operands, _ got: [Float], label: String? = nil,
+              file: StaticString = #filePath, line: UInt = #line) {
+    let (ref, scale) = reference(t, o)
+    let what = label ?? "\(t)"
+    var failures = 0
+    for i in 0..<t.m {
+      for j in 0..<o.ldc {
+        let g = got[i * o.ldc + j]
+        if j >= t.n {
+          if g.bitPattern != Self.padValue.bitPattern {
+            XCTFail("\(what): padding of C written at row \(i) col \(j): \(g)", file: file, line: line)
+            failures += 1
+          }
+        } else {
+          let e = ref[i * t.n + j], tol = 1e-5 * scale[i * t.n + j] + 1e-30
+          if !(abs(Double(g) - e) <= tol) {
+            XCTFail("\(what): C[\(i), \(j)] = \(g), expected \(e) ± \(tol)", file: file, line: line)
+            failures += 1
+          }
+        }
+        if failures > 5 { return }
+      }
+    }
+  }
+
+  // MARK: test bodies both kernels run as they are (their test methods call these)
+
+  /// Empty C, k == 0, single rows and columns, every transpose; alpha 0 is
+  /// C = beta·C, and with beta 0 zeros even over NaN.
+  func checkDegenerateSizes(file: StaticString = #filePath, line: UInt = #line) {
+    func check(_ t: Case) {
+      let o = makeOperands(t, seed: 1)
+      verify(t, o, runKernel(t, o), file: file, line: line)
+    }
+    for (m, n, k) in [(0, 5, 5), (5, 0, 5), (5, 5, 0), (1, 1, 1), (1, 1, 0), (1, 40, 1), (17, 1, 1),
+                      (1, 1, 67), (1, 33, 5), (3, 1, 2)] {
+      for transA in [false, true] {
+        for transB in [false, true] {
+          for beta: Float in [0, 0.5] {
+            check(Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.25, beta: beta))
+          }
+        }
+      }
+    }
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: 0))
+    check(Case(m: 9, n: 10, k: 11, alpha: 0, beta: -2))
+  }
+
+  /// NaN in A reaches only its row of C, inf in B only its column: the zero
+  /// padding of edge tiles never mixes with real data.
+  func checkNaNAndInfStayInTheirRowAndColumn(file: StaticString = #filePath, line: UInt = #line) {
+    for (transA, transB) in [(false, false), (true, true)] {
+      let t = Case(transA: transA, transB: transB, m: 30, n: 40, k: 9, alpha: 1, beta: 0)
+      var o = makeOperands(t, seed: 5)
+      let (badRow, badCol, p) = (16, 33, 8)  // the last k (odd: bf16's last pair), in the second tile and panel
+      o.a[transA ? p * o.lda + badRow : badRow * o.lda + p] = .nan
+      let (ref, scale) = reference(t, o)  // before B's inf, so the other elements' bounds stay finite
+      o.b[transB ? badCol * o.ldb + p : p * o.ldb + badCol] = .infinity
+      let got = runKernel(t, o)
+      for i in 0..<t.m {
+        for j in 0..<t.n {
+          let g = got[i * o.ldc + j]
+          if i == badRow {
+            XCTAssertTrue(g.isNaN, "C[\(i), \(j)] = \(g), expected NaN", file: file, line: line)
+          } else if j == badCol {
+            XCTAssertTrue(g.isInfinite, "C[\(i), \(j)] = \(g), expected ±inf", file: file, line: line)
+          } else {
+            XCTAssertLessThanOrEqual(abs(Double(g) - ref[i * t.n + j]), 1e-5 * scale[i * t.n + j],
+                                     "C[\(i), \(j)]", file: file, line: line)
+          }
+        }
+      }
+    }
+  }
+
+  /// Scratch comes from the pooled allocator: a repeated call allocates nothing new.
+  func checkSteadyStateMakesNoNewAllocations(file: StaticString = #filePath, line: UInt = #line) {
+    for t in [Case(transA: false, transB: true, m: 100, n: 90, k: 80, alpha: 1, beta: 0),    // one task
+              Case(transA: true, transB: false, m: 300, n: 200, k: 100, alpha: 1, beta: 0)] {  // split
+      let o = makeOperands(t, seed: 2)
+      _ = runKernel(t, o)
+      let before = BufferPool.shared.mallocCount
+      _ = runKernel(t, o)
+      XCTAssertEqual(BufferPool.shared.mallocCount, before, "\(t)", file: file, line: line)
+    }
+  }
+
+  /// The words of /proc/cpuinfo's first "flags" line (Linux), or a skip.
+  func cpuInfoFlags() throws -> Set<String> {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
+      throw XCTSkip("no /proc/cpuinfo")
+    }
+    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    return Set(flags.split(separator: " ").map(String.init))
+  }
+}
