@@ -103,6 +103,7 @@ final class CoreOpsTests: XCTestCase {
     for _ in 0..<10 { _ = Tensor.zeros([12_345]) }
     XCTAssertLessThanOrEqual(BufferPool.shared.mallocCount - before, 1)
   }
+
 }
 
 final class TapeHookTests: XCTestCase {
