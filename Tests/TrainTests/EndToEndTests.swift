@@ -38,13 +38,16 @@ import XCTest
 let trainGoldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 
 final class EndToEndTests: XCTestCase {
-  /// The configuration of export_train_goldens.py.
-  func referenceConfig() throws -> TrainConfig {
+  /// The configuration of export_train_goldens.py. The model is the one the
+  /// golden records: ModelConfig.preset("tiny") with its `model_overrides`
+  /// applied, checked against every key of its `model_config` (metadata).
+  func referenceConfig(_ golden: SafeTensorsFile) throws -> TrainConfig {
     var c = TrainConfig()
-    c.model = try ModelConfig.preset("tiny")
-    c.model.dropout = 0
-    c.model.backbone.dropPath = 0
-    c.model.norm = .bn
+    guard let overrides = golden.metadata["model_overrides"], let full = golden.metadata["model_config"] else {
+      throw ModelConfigError.missing(key: "model_overrides, model_config",
+                                     hint: "metadata of \(golden.path); rerun scripts/reference/export_train_goldens.py")
+    }
+    c.model = try ModelConfig.recorded(preset: "tiny", overrides: overrides, full: full)
     c.optimizer.lr = 1e-3
     c.optimizer.betas = [0.9, 0.999]
     c.optimizer.eps = 1e-8
@@ -63,6 +66,20 @@ final class EndToEndTests: XCTestCase {
     c.data.scale = [64, 64]; c.data.cropSize = [64, 64]; c.data.testScale = [64, 64]
     c.data.workers = 1
     try c.validate()
+    // The training settings the golden records (metadata `config`) are the ones set here.
+    let recorded = (try? JSONSerialization.jsonObject(with: Data((golden.metadata["config"] ?? "").utf8))) as? [String: Any]
+    XCTAssertNotNil(recorded, "\(golden.path): no `config` metadata")
+    let ours: [(String, Double)] = [
+      ("lr", c.optimizer.lr), ("eps", c.optimizer.eps), ("weight_decay", c.optimizer.weightDecay),
+      ("steps", Double(c.schedule.iterations)), ("warmup_iterations", Double(c.schedule.warmupIterations)),
+      ("warmup_ratio", c.schedule.warmupRatio), ("power", c.schedule.power), ("min_lr", c.schedule.minLr),
+      ("batch", Double(c.train.globalBatch)),
+    ]
+    for (key, value) in ours {
+      let want = (recorded?[key] as? NSNumber)?.doubleValue ?? .nan
+      XCTAssertEqual(value, want, accuracy: 1e-12 * abs(want), "training setting `\(key)`: test \(value), golden \(want)")
+    }
+    XCTAssertEqual((recorded?["betas"] as? [NSNumber])?.map(\.doubleValue), c.optimizer.betas, "training setting `betas`")
     return c
   }
 
@@ -104,7 +121,7 @@ final class EndToEndTests: XCTestCase {
       throw XCTSkip("golden \(url.path) not present (written by scripts/reference/export_train_goldens.py)")
     }
     let golden = try SafeTensorsFile(contentsOf: url)
-    let config = try referenceConfig()
+    let config = try referenceConfig(golden)
     let dir = makeTempDir("e2e")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let trainer = try Trainer(config: config, workDir: dir, world: LocalCommunicator(), resume: nil, iterations: nil)
