@@ -1,5 +1,6 @@
 // The tiny ECENet against the PyTorch reference (scripts/reference/ecenet_ref.py
-// via export_goldens.py): the same weights and batch; logits, every loss term,
+// via export_goldens.py): the model the golden records (the tiny preset made
+// narrower, see goldenConfig), the same weights and batch; logits, every loss term,
 // BN running statistics after the step and the gradient of every parameter
 // and of the input, by name. The goldens are float64 results rounded to
 // float32; we run in float32, so the tolerance is relative to each tensor's
@@ -107,6 +108,35 @@ final class GoldenTests: XCTestCase {
     for b in model.store.buffers { try check("state \(b.name)", b.tensor, "state_after.\(b.name)") }
     print("GoldenTests: worst relative error \(worst.1) at \(worst.0); "
           + "worst against the tensor's own scale (zero-in-theory gradients left out) \(worstOwn.1) at \(worstOwn.0)")
+  }
+
+  /// The recorded-model check can fail, and names the key: without any one of
+  /// the golden's overrides the tiny preset is not the recorded model; an
+  /// unknown key or a value of the wrong type is refused by name.
+  func testRecordedModelConfigMismatchNamesTheKey() throws {
+    let url = goldenDirectory.appendingPathComponent("tiny_ecenet.safetensors")
+    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("golden \(url.path) not present") }
+    let golden = try SafeTensorsFile(contentsOf: url)
+    let full = try XCTUnwrap(golden.metadata["model_config"])
+    let overrides = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(golden.metadata["model_overrides"]).utf8))
+      as? [String: Any])
+    XCTAssertFalse(overrides.isEmpty)
+    for key in overrides.keys.sorted() {
+      var fewer = overrides
+      fewer[key] = nil
+      let text = String(decoding: try JSONSerialization.data(withJSONObject: fewer), as: UTF8.self)
+      XCTAssertThrowsError(try ModelConfig.recorded(preset: "tiny", overrides: text, full: full), "without \(key)") { error in
+        XCTAssertTrue("\(error)".contains("`\(key)`"), "error does not name \(key): \(error)")
+      }
+    }
+    let tiny = try ModelConfig.preset("tiny")
+    for (bad, name) in [(["backbone.embed_dims": 8] as [String: Any], "embed_dims"), (["channel": 8], "channel"),
+                        (["channels": "wide"], "channels"), (["backbone.depths": 2], "depths")] {
+      XCTAssertThrowsError(try tiny.applying(bad)) { error in
+        XCTAssertTrue("\(error)".contains(name), "error does not name \(name): \(error)")
+      }
+    }
+    XCTAssertEqual(try tiny.applying(["channels": 16, "backbone.embed_dim": 8]).backbone.embedDim, 8)
   }
 
   /// The GroupNorm head and the `plus` updater on the same weights: every loss term and the logits.
