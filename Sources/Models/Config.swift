@@ -103,6 +103,11 @@ public struct SwinConfig: Codable, Equatable, Sendable {
       try c.encode(name)
       return
     }
+    try encodeFields(to: encoder)
+  }
+
+  /// Every field as a mapping, even for a preset (ModelConfig.settings).
+  func encodeFields(to encoder: Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(embedDim, forKey: .embedDim); try c.encode(depths, forKey: .depths)
     try c.encode(heads, forKey: .heads); try c.encode(window, forKey: .window)
@@ -264,6 +269,120 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     guard stageChannels.allSatisfy({ $0 % 8 == 0 }) else {
       throw ModelConfigError.invalid(key: "model.backbone.embed_dim", message: "FR needs stage channels divisible by 8, got \(stageChannels)")
     }
+  }
+}
+
+// Dotted settings: the goldens of scripts/reference record their model as
+// overrides of the tiny preset plus the full dotted map, so that the tests
+// build exactly the recorded model and a disagreement names its key.
+extension ModelConfig {
+  /// Every setting as dotted snake_case key → JSON value (`backbone.embed_dim`,
+  /// `channels`, `loss.focal`, …): the YAML keys, the backbone always spelled
+  /// out field by field. Swin backbones only.
+  public var settings: [String: Any] {
+    precondition(resnet == nil, "ModelConfig.settings: Swin backbones only")
+    struct Fields: Encodable {
+      let swin: SwinConfig
+      func encode(to encoder: Encoder) throws { try swin.encodeFields(to: encoder) }
+    }
+    func tree<T: Encodable>(_ v: T) -> [String: Any] {
+      (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(v))) as? [String: Any] ?? [:]
+    }
+    var top = tree(self)
+    top["backbone"] = tree(Fields(swin: backbone))
+    var flat: [String: Any] = [:]
+    for (k, v) in top {
+      if let sub = v as? [String: Any] { for (k2, v2) in sub { flat["\(k).\(k2)"] = v2 } } else { flat[k] = v }
+    }
+    return flat
+  }
+
+  /// This config with dotted snake_case keys set to JSON values (numbers,
+  /// strings, arrays), checked as a YAML file would be: an unknown key, a value
+  /// of the wrong type or an invalid result throws a ModelConfigError naming the key.
+  public func applying(_ overrides: [String: Any]) throws -> ModelConfig {
+    guard resnet == nil else { throw ModelConfigError.invalid(key: "model.backbone", message: "applying: Swin backbones only") }
+    var top: [String: Any] = [:]
+    for (key, value) in settings {
+      let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
+      if parts.count == 1 { top[key] = value } else {
+        var sub = top[parts[0]] as? [String: Any] ?? [:]
+        sub[parts[1]] = value
+        top[parts[0]] = sub
+      }
+    }
+    for (key, value) in overrides {
+      let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
+      guard top[parts[0]] != nil else {
+        throw ModelConfigError.unknownKey(section: "model", key: key, known: CodingKeys.allCases.map(\.rawValue))
+      }
+      if parts.count == 1 { top[key] = value } else {
+        guard var sub = top[parts[0]] as? [String: Any] else {
+          throw ModelConfigError.invalid(key: "model.\(key)", message: "`\(parts[0])` has no sub-keys")
+        }
+        guard sub[parts[1]] != nil else {
+          throw ModelConfigError.unknownKey(section: "model.\(parts[0])", key: parts[1], known: sub.keys.sorted())
+        }
+        sub[parts[1]] = value
+        top[parts[0]] = sub
+      }
+    }
+    do {
+      return try JSONDecoder().decode(ModelConfig.self, from: JSONSerialization.data(withJSONObject: top))
+    } catch let DecodingError.typeMismatch(type, ctx) {
+      throw ModelConfigError.invalid(key: "model." + ctx.codingPath.map(\.stringValue).joined(separator: "."),
+                                     message: "expected \(type)")
+    } catch let DecodingError.dataCorrupted(ctx) {
+      throw ModelConfigError.invalid(key: "model." + ctx.codingPath.map(\.stringValue).joined(separator: "."),
+                                     message: ctx.debugDescription)
+    }
+  }
+
+  /// A model recorded as JSON, as the goldens of scripts/reference record theirs
+  /// (safetensors metadata `model_overrides` and `model_config`): preset `name`
+  /// with `overrides` (dotted key → value) applied, which must then have every
+  /// setting of `full` (dotted key → value). Throws a ModelConfigError naming
+  /// each key that disagrees, so a recorded model and the preset can never
+  /// drift apart silently.
+  public static func recorded(preset name: String, overrides: String, full: String) throws -> ModelConfig {
+    func object(_ json: String, _ what: String) throws -> [String: Any] {
+      guard let m = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else {
+        throw ModelConfigError.invalid(key: what, message: "not a JSON object: \(json.prefix(80))")
+      }
+      return m
+    }
+    let config = try preset(name).applying(object(overrides, "model_overrides"))
+    let diffs = config.differences(from: try object(full, "model_config"))
+    guard diffs.isEmpty else {
+      throw ModelConfigError.invalid(key: "model_config", message: "preset \(name) + overrides \(overrides) is not the recorded model: "
+                                       + diffs.joined(separator: "; "))
+    }
+    return config
+  }
+
+  /// One line per key whose value differs between `settings` and `recorded`
+  /// (a dotted map such as a golden's `model_config`), or that only one side
+  /// has; numbers agree to 1e-6 relative (Float fields against JSON doubles).
+  public func differences(from recorded: [String: Any]) -> [String] {
+    let ours = settings
+    func same(_ a: Any, _ b: Any) -> Bool {
+      if let x = a as? String, let y = b as? String { return x == y }
+      if let x = a as? [Any], let y = b as? [Any] { return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) } }
+      if let x = a as? NSNumber, let y = b as? NSNumber, !(a is String), !(b is String) {
+        return abs(x.doubleValue - y.doubleValue) <= 1e-6 * max(abs(x.doubleValue), abs(y.doubleValue))
+      }
+      return false
+    }
+    var out: [String] = []
+    for key in Set(ours.keys).union(recorded.keys).sorted() {
+      switch (ours[key], recorded[key]) {
+      case let (a?, b?) where !same(a, b): out.append("model config key `\(key)`: ours \(a), recorded \(b)")
+      case (nil, let b?): out.append("model config key `\(key)`: recorded \(b), not a setting of ModelConfig")
+      case (let a?, nil): out.append("model config key `\(key)`: ours \(a), not recorded")
+      default: break
+      }
+    }
+    return out
   }
 }
 

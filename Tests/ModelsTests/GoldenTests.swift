@@ -1,5 +1,6 @@
 // The tiny ECENet against the PyTorch reference (scripts/reference/ecenet_ref.py
-// via export_goldens.py): the same weights and batch; logits, every loss term,
+// via export_goldens.py): the model the golden records (the tiny preset made
+// narrower, see goldenConfig), the same weights and batch; logits, every loss term,
 // BN running statistics after the step and the gradient of every parameter
 // and of the input, by name. The goldens are float64 results rounded to
 // float32; we run in float32, so the tolerance is relative to each tensor's
@@ -36,6 +37,16 @@ final class GoldenTests: XCTestCase {
     }
   }
 
+  /// The model the golden was exported with: ModelConfig.preset("tiny") with
+  /// the golden's `model_overrides` applied, checked against every key of its
+  /// `model_config` (both in the safetensors metadata, export_goldens.py).
+  func goldenConfig(_ golden: SafeTensorsFile) throws -> ModelConfig {
+    guard let overrides = golden.metadata["model_overrides"], let full = golden.metadata["model_config"] else {
+      throw ModelConfigError.missing(key: "model_overrides, model_config", hint: "metadata of \(golden.path); rerun scripts/reference/export_goldens.py")
+    }
+    return try ModelConfig.recorded(preset: "tiny", overrides: overrides, full: full)
+  }
+
   func labels(_ golden: SafeTensorsFile) throws -> LabelBatch {
     let t = try golden.tensor("input.label")
     return LabelBatch(values: t.toArray().map { Int32($0) }, batch: t.shape[0], height: t.shape[1], width: t.shape[2])
@@ -47,8 +58,7 @@ final class GoldenTests: XCTestCase {
       throw XCTSkip("golden \(url.path) not present (written by scripts/reference/export_goldens.py)")
     }
     let golden = try SafeTensorsFile(contentsOf: url)
-    var config = try ModelConfig.preset("tiny")
-    config.dropout = 0
+    let config = try goldenConfig(golden)
     let model = ECENet(config: config, seed: 0)
     model.store.finalize()
 
@@ -100,14 +110,42 @@ final class GoldenTests: XCTestCase {
           + "worst against the tensor's own scale (zero-in-theory gradients left out) \(worstOwn.1) at \(worstOwn.0)")
   }
 
+  /// The recorded-model check can fail, and names the key: without any one of
+  /// the golden's overrides the tiny preset is not the recorded model; an
+  /// unknown key or a value of the wrong type is refused by name.
+  func testRecordedModelConfigMismatchNamesTheKey() throws {
+    let url = goldenDirectory.appendingPathComponent("tiny_ecenet.safetensors")
+    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("golden \(url.path) not present") }
+    let golden = try SafeTensorsFile(contentsOf: url)
+    let full = try XCTUnwrap(golden.metadata["model_config"])
+    let overrides = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(golden.metadata["model_overrides"]).utf8))
+      as? [String: Any])
+    XCTAssertFalse(overrides.isEmpty)
+    for key in overrides.keys.sorted() {
+      var fewer = overrides
+      fewer[key] = nil
+      let text = String(decoding: try JSONSerialization.data(withJSONObject: fewer), as: UTF8.self)
+      XCTAssertThrowsError(try ModelConfig.recorded(preset: "tiny", overrides: text, full: full), "without \(key)") { error in
+        XCTAssertTrue("\(error)".contains("`\(key)`"), "error does not name \(key): \(error)")
+      }
+    }
+    let tiny = try ModelConfig.preset("tiny")
+    for (bad, name) in [(["backbone.embed_dims": 8] as [String: Any], "embed_dims"), (["channel": 8], "channel"),
+                        (["channels": "wide"], "channels"), (["backbone.depths": 2], "depths")] {
+      XCTAssertThrowsError(try tiny.applying(bad)) { error in
+        XCTAssertTrue("\(error)".contains(name), "error does not name \(name): \(error)")
+      }
+    }
+    XCTAssertEqual(try tiny.applying(["channels": 16, "backbone.embed_dim": 8]).backbone.embedDim, 8)
+  }
+
   /// The GroupNorm head and the `plus` updater on the same weights: every loss term and the logits.
   func testTinyVariantsMatchReference() throws {
     let url = goldenDirectory.appendingPathComponent("tiny_ecenet.safetensors")
     guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("golden \(url.path) not present") }
     let golden = try SafeTensorsFile(contentsOf: url)
     for variant in ["gn", "plus"] {
-      var config = try ModelConfig.preset("tiny")
-      config.dropout = 0
+      var config = try goldenConfig(golden)
       if variant == "gn" { config.norm = .gn } else { config.updater = .plus }
       let model = ECENet(config: config, seed: 0)
       model.store.finalize()
@@ -131,20 +169,21 @@ final class GoldenTests: XCTestCase {
 
   /// train.precision=bf16 (GEMM inputs rounded to bfloat16, fp32 accumulation)
   /// against the same float64 reference, held to PyTorch's own bf16 autocast on
-  /// this golden (scripts/reference/bf16_agreement.py, torch 2.15: forward
-  /// worst 1.41e-2 of the tensor's scale; whole parameter gradient ‖Δg‖/‖g‖
-  /// 0.228; worst single parameter gradient 0.571): ours must be no worse.
-  /// (Ours measured 1.1e-2, 0.114, 0.54: the backward GEMMs round their
+  /// this golden (scripts/reference/bf16_agreement.py, torch 2.15, on the
+  /// embed-8 / C-16 golden: forward worst 2.07e-2 of the tensor's scale; whole
+  /// parameter gradient ‖Δg‖/‖g‖ 0.288; worst single parameter gradient 0.960,
+  /// at head.fr.3.se.fc1.bias): ours must be no worse. (Ours measured 1.07e-2,
+  /// 0.214, 0.907 at head.fr.3.se.fc2.bias: the backward GEMMs round their
   /// inputs as autocast does, but nothing is stored in bf16 between them.)
   /// Gradients in bf16 are that far off because BatchNorm/LayerNorm backward
-  /// subtract nearly equal sums; fp32 is at ≤ 1e-4 (the test above), and a bf16
-  /// path that silently ran fp32 fails the last assertion.
+  /// subtract nearly equal sums, worst in the narrow stage-4 SE; fp32 is at
+  /// ≤ 1e-4 (the test above), and a bf16 path that silently ran fp32 fails the
+  /// last assertion. (On the former embed-32 / C-32 golden: 1.41e-2, 0.228, 0.571.)
   func testTinyECENetInBF16MatchesReferenceWithinStatedTolerance() throws {
     let url = goldenDirectory.appendingPathComponent("tiny_ecenet.safetensors")
     guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("golden \(url.path) not present") }
     let golden = try SafeTensorsFile(contentsOf: url)
-    var config = try ModelConfig.preset("tiny")
-    config.dropout = 0
+    let config = try goldenConfig(golden)
     let model = ECENet(config: config, seed: 0)
     model.store.finalize()
     try loadWeights(model, golden)
@@ -162,7 +201,7 @@ final class GoldenTests: XCTestCase {
     func forward(_ name: String, _ ours: Tensor, _ key: String) throws {
       let err = relativeError(ours, try golden.tensor(key))
       if err > forwardWorst.1 { forwardWorst = (name, err) }
-      XCTAssertLessThanOrEqual(err, 1.41e-2, "bf16 \(name): relative error \(err) (PyTorch autocast: 1.41e-2)")
+      XCTAssertLessThanOrEqual(err, 2.07e-2, "bf16 \(name): relative error \(err) (PyTorch autocast: 2.07e-2)")
     }
     try forward("logits", out.head.logits.value, "out.logits_nhwc")
     try forward("class_logits", out.head.classLogits.value, "out.class_logits")
@@ -181,10 +220,10 @@ final class GoldenTests: XCTestCase {
       for i in 0..<b.count { let d = Double(a[i] - b[i]); diff2 += d * d; ref2 += Double(b[i]) * Double(b[i]) }
       let err = relativeError(ours, ref, floor: 1e-3 * gradScale)  // bf16_agreement.py's floor
       if err > paramWorst.1 { paramWorst = (e.name, err) }
-      XCTAssertLessThanOrEqual(err, 0.571, "bf16 grad \(e.name): relative error \(err) (PyTorch autocast worst: 0.571)")
+      XCTAssertLessThanOrEqual(err, 0.960, "bf16 grad \(e.name): relative error \(err) (PyTorch autocast worst: 0.960)")
     }
     let whole = (diff2 / ref2).squareRoot()
-    XCTAssertLessThanOrEqual(whole, 0.228, "bf16 gradient vector: ‖Δg‖/‖g‖ = \(whole) (PyTorch autocast: 0.228)")
+    XCTAssertLessThanOrEqual(whole, 0.288, "bf16 gradient vector: ‖Δg‖/‖g‖ = \(whole) (PyTorch autocast: 0.288)")
     // And it really ran in bf16: fp32 is at ≤ 1e-4 on these.
     XCTAssertGreaterThan(forwardWorst.1, 1e-4, "bf16 forward as exact as fp32: is the bf16 path running?")
     print("GoldenTests: bf16 forward worst \(forwardWorst.1) at \(forwardWorst.0); gradient ‖Δg‖/‖g‖ \(whole); "

@@ -18,10 +18,12 @@ import os
 import sys
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ecenet_ref as R  # noqa: E402
+from export_goldens import config_from_record  # noqa: E402
 
 GOLDEN = "Tests/ModelsTests/Golden/tiny_ecenet.safetensors"
 
@@ -31,9 +33,8 @@ def rel(a, b, floor=1e-30):
     return ((a - b).abs().max() / b.abs().max().clamp_min(floor)).item()
 
 
-def run(g, bf16: bool):
+def run(g, cfg, bf16: bool):
     torch.manual_seed(0)
-    cfg = R.tiny_config(dropout=0.0)
     model = R.ECENet(cfg).train().float()
     sd = {k[6:]: v for k, v in g.items() if k.startswith("param.")}
     missing, unexpected = model.load_state_dict(sd, strict=False)
@@ -69,8 +70,10 @@ def run(g, bf16: bool):
 def main():
     torch.set_num_threads(1)
     g = load_file(GOLDEN)
+    with safe_open(GOLDEN, "pt") as f:
+        cfg = config_from_record(f.metadata())   # the golden's own model
     for name, bf16 in (("float32", False), ("bf16 autocast", True)):
-        (fn, fe), whole, (pn, pe) = run(g, bf16)
+        (fn, fe), whole, (pn, pe) = run(g, cfg, bf16)
         print(f"PyTorch {torch.__version__} {name}: forward worst {fe:.2e} ({fn}); "
               f"gradient ||dg||/||g|| {whole:.2e}; worst parameter gradient {pe:.2e} ({pn})")
 

@@ -2,9 +2,10 @@
 
   Tests/TrainTests/Golden/train50.safetensors (+ train50.json)
 
-50 optimizer updates of the tiny ECENet (Swin embed 32, depths 1,1,1,1,
-heads 1,2,4,8, window 4; C 32; N 5; BatchNorm head in train mode; dropout and
-drop path 0) with torch.optim.AdamW (lr 1e-3, betas (0.9, 0.999), eps 1e-8,
+50 optimizer updates of a narrow tiny ECENet (the spec's tiny preset with Swin
+embed 8 and head width C 16 instead of 32, so the file stays small: depths
+1,1,1,1, heads 1,2,4,8, window 4; N 5; BatchNorm head in train mode; dropout
+and drop path 0; --embed/--channels/--depths) with torch.optim.AdamW (lr 1e-3, betas (0.9, 0.999), eps 1e-8,
 weight decay 0.01, none on norms, biases and relative-position tables) under
 mmcv's poly schedule with linear warmup (5 iterations, ratio 1e-6, power 1,
 max 50), on 6 fixed batches of 2 images 64x64 cycled (batch k % 6 at update k).
@@ -15,16 +16,17 @@ budget for 50 steps of float32 drift on both sides.
 
 Run from the repository root:
     .venv/bin/python scripts/reference/export_train_goldens.py
-Deterministic (fixed seeds, one thread); about a minute on one core.
+Deterministic (fixed seeds, one thread); about 15 s on one core.
 
 Conditioning: how much float32 rounding alone moves a 50-step curve depends
 on the data. The exporter also runs the same 50 steps in float64 and in
 float32 from weights perturbed by one ulp and stores the largest relative
-deviations per term in the .json (`conditioning`). With --seed 0..2 they
-reach 1e-3..2e-3 on single terms and 1..4% on the gradient norm (a step where
-the gradient jumps, e.g. near a tie of a max or a ReLU kink), so no float32
-implementation could be held to 1e-3; the default seed 3 stays below 5e-5 on
-every term, which is what makes the Swift test's 1e-3 a real check.
+deviations per term in the .json (`conditioning`). With --seed 0, 2, 3, 5, 6
+they reach 3e-4..1.4e-2 on single terms and up to 34% on the gradient norm (a
+step where the gradient jumps, e.g. near a tie of a max or a ReLU kink), so no
+float32 implementation could be held to 1e-3; the default seed 1 stays below
+6e-7 on every term (5e-6 on the gradient norm), which is what makes the Swift
+test's 1e-3 a real check. (A new model needs a new seed search: --out DIR.)
 
 Keys (all float32):
   param.<name>          every parameter and BN buffer before the first update
@@ -38,7 +40,9 @@ Keys (all float32):
   lr                    [50] learning rate used by update t
   final.<name>          a few parameters / BN buffers after the 50 updates
 Header metadata: `no_decay` (comma-separated names of the parameters in the
-weight-decay-0 group) and `config` (JSON).
+weight-decay-0 group), `config` (JSON: training settings), and the model as
+`model_overrides` / `model_config` / `reference_config` (JSON; see
+export_goldens.config_record): EndToEndTests builds its model from these.
 
 --dump-step1 FILE additionally writes the step-1 gradients of every parameter
 (`grad.<name>`) to FILE, for chasing a divergence (not committed).
@@ -55,7 +59,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ecenet_ref as R  # noqa: E402
-from export_goldens import perturb_, nhwc, f32  # noqa: E402
+from export_goldens import perturb_, nhwc, f32, small_config, config_record  # noqa: E402
 from st_util import save_deterministic  # noqa: E402
 
 GOLDEN = "Tests/TrainTests/Golden"
@@ -187,13 +191,18 @@ def conditioning(cfg, params0, batches, curve, norms, final):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seed", type=int, default=3,
-                    help="3: a well-conditioned trajectory (see conditioning in the .json); 0..2 are not")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="1: a well-conditioned trajectory for the default model (see conditioning in the .json)")
+    ap.add_argument("--embed", type=int, default=8, help="Swin embed dim (spec tiny: 32)")
+    ap.add_argument("--channels", type=int, default=16, help="head width C (spec tiny: 32)")
+    ap.add_argument("--depths", type=lambda s: [int(x) for x in s.split(",")], default=[1, 1, 1, 1],
+                    help="Swin blocks per stage (spec tiny: 1,1,1,1)")
+    ap.add_argument("--out", default=GOLDEN, help="output folder (for trying seeds without touching the golden)")
     ap.add_argument("--dump-step1", default="", help="also write step-1 gradients here (debugging)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    cfg = R.tiny_config(dropout=0.0)
+    cfg = small_config(args.embed, args.channels, args.depths)
     assert cfg.norm == "bn" and cfg.swin.drop_path_rate == 0.0
     model = R.ECENet(cfg).train().float()
     g = torch.Generator().manual_seed(args.seed + 11)
@@ -221,16 +230,18 @@ def main():
     state = model.state_dict()
     for k in FINAL_KEYS:
         T["final." + k] = f32(state[k])
-    conf = dict(model="tiny", norm=cfg.norm, dropout=0.0, drop_path=0.0, steps=STEPS, batches=NUM_BATCHES,
+    record = config_record(cfg)
+    conf = dict(model="tiny", model_overrides=json.loads(record["model_overrides"]), norm=cfg.norm, dropout=0.0, drop_path=0.0, steps=STEPS, batches=NUM_BATCHES,
                 batch=B, size=[H, W], lr=BASE_LR, betas=list(BETAS), eps=EPS, weight_decay=WD,
                 warmup_iterations=WARMUP, warmup_ratio=WARMUP_RATIO, power=POWER, min_lr=MIN_LR,
                 seed=args.seed, dtype="float32", torch=torch.__version__)
-    meta = {"format": "pt", "no_decay": ",".join(n for n, _ in no_decay), "config": json.dumps(conf, sort_keys=True)}
-    os.makedirs(GOLDEN, exist_ok=True)
-    path = os.path.join(GOLDEN, "train50.safetensors")
+    meta = {"format": "pt", "no_decay": ",".join(n for n, _ in no_decay), "config": json.dumps(conf, sort_keys=True),
+            **record}
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "train50.safetensors")
     save_deterministic(T, path, metadata=meta)
-    with open(os.path.join(GOLDEN, "train50.json"), "w") as f:
-        json.dump(dict(config=conf, conditioning=cond, no_decay=[n for n, _ in no_decay], decay=[n for n, _ in decay],
+    with open(os.path.join(args.out, "train50.json"), "w") as f:
+        json.dump(dict(config=conf, model_config=json.loads(record["model_config"]), conditioning=cond, no_decay=[n for n, _ in no_decay], decay=[n for n, _ in decay],
                        loss={t: curve[t] for t in terms}, grad_norm=norms, lr=lrs,
                        keys={k: list(v.shape) for k, v in sorted(T.items())}), f, indent=1)
     print(f"{path}: {len(T)} tensors, {os.path.getsize(path) / 1e6:.2f} MB; "

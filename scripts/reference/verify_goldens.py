@@ -16,10 +16,12 @@ import sys
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_np
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ecenet_ref as R  # noqa: E402
+from export_goldens import config_from_record  # noqa: E402
 
 FAIL = []
 
@@ -149,8 +151,10 @@ def verify_adamw():
 
 
 def rerun_tiny(dtype):
-    T = load_file("Tests/ModelsTests/Golden/tiny_ecenet.safetensors")
-    cfg = R.tiny_config(dropout=0.0)
+    path = "Tests/ModelsTests/Golden/tiny_ecenet.safetensors"
+    T = load_file(path)
+    with safe_open(path, "pt") as f:
+        cfg = config_from_record(f.metadata())   # the golden's own model
     model = R.ECENet(cfg).train().to(dtype)
     sd = {k[6:]: v.to(dtype) for k, v in T.items() if k.startswith("param.")}
     missing, unexpected = model.load_state_dict(sd, strict=False)
