@@ -118,9 +118,13 @@ func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
 /// dv += Pᵀ·dO; dP = dO·vᵀ; dS = P ⊙ (dP − rowsum(dP ⊙ P));
 /// dq += dS·k·scale; dk += dSᵀ·q·scale; dBias += Σ_b dS.
 /// `probs` is overwritten with dS (it is not needed afterwards; this saves a
-/// [B', heads, Lq, Lk] buffer for the bias reduction).
+/// [B', heads, Lq, Lk] buffer for the bias reduction). `accumulate` false for
+/// dq, dk or dv: that gradient is overwritten instead (each slice's block is
+/// written by one GEMM).
 public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tensor?, dOut: Tensor,
-                              probs: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float) {
+                              probs: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float,
+                              accumulate: (q: Bool, k: Bool, v: Bool) = (true, true, true)) {
+  let (betaQ, betaK, betaV): (Float, Float, Float) = (accumulate.q ? 1 : 0, accumulate.k ? 1 : 0, accumulate.v ? 1 : 0)
   let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
   let lk = k.shape[2], slices = bp * heads
   let (qp, kp, vp, pp, gp) = (q.data, k.data, v.data, probs.data, dOut.data)
@@ -132,7 +136,7 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
       let p = pp + bh * lq * lk, go = gp + bh * lq * d
       if let dv = dv {  // dv += Pᵀ·dO
         gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
-             beta: 1, c: dv.data + bh * lk * d, ldc: d)
+             beta: betaV, c: dv.data + bh * lk * d, ldc: d)
       }
       guard needS else { continue }
       // dP = dO·vᵀ
@@ -145,11 +149,11 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
       }
       if let dq = dq {  // dq += dS·k·scale
         gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: p, lda: lk,
-             b: kp + bh * lk * d, ldb: d, beta: 1, c: dq.data + bh * lq * d, ldc: d)
+             b: kp + bh * lk * d, ldb: d, beta: betaQ, c: dq.data + bh * lq * d, ldc: d)
       }
       if let dk = dk {  // dk += dSᵀ·q·scale
         gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: p, lda: lk,
-             b: qp + bh * lq * d, ldb: d, beta: 1, c: dk.data + bh * lk * d, ldc: d)
+             b: qp + bh * lq * d, ldb: d, beta: betaK, c: dk.data + bh * lk * d, ldc: d)
       }
     }
   }
@@ -187,9 +191,13 @@ public func scaledDotProductAttention(q: Var, k: Var, v: Var, bias: Var?, mask: 
                    bias: bias?.value, mask: mask, scale: scale)
   let (qv, kv, vv) = (q.value, k.value, v.value)
   return makeResult(out, inputs: [q, k, v, bias]) { g in
-    attentionBackward(dq: q.requiresGrad ? q.gradBuffer() : nil, dk: k.requiresGrad ? k.gradBuffer() : nil,
-                      dv: v.requiresGrad ? v.gradBuffer() : nil,
+    // In the order the backward writes them (dv, dq, dk per slice): if q, k and v
+    // are one Var, the first write overwrites its fresh gradient and the others add.
+    let dv = v.requiresGrad ? v.gradDestination() : nil
+    let dq = q.requiresGrad ? q.gradDestination() : nil, dk = k.requiresGrad ? k.gradDestination() : nil
+    attentionBackward(dq: dq?.tensor, dk: dk?.tensor, dv: dv?.tensor,
                       dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
-                      dOut: g, probs: probs, q: qv, k: kv, v: vv, scale: scale)
+                      dOut: g, probs: probs, q: qv, k: kv, v: vv, scale: scale,
+                      accumulate: (dq?.accumulate ?? true, dk?.accumulate ?? true, dv?.accumulate ?? true))
   }
 }

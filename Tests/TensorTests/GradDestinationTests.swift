@@ -47,6 +47,20 @@ final class GradDestinationTests: XCTestCase {
       ("dropPath", { v in var g = RandomGenerator(seed: 3); return dropPath(v, p: 0.4, rng: &g) }),
       ("dropout", { v in var g = RandomGenerator(seed: 5); return dropout(v, p: 0.3, rng: &g) }),
     ]
+    // Attention: q, k, v as three Vars and as one Var (its gradient is overwritten once, then added to twice).
+    let qkv = rng.tensor([2, 3, 5, 4])
+    let attentionCases: [(String, ([Var]) -> Var)] = [
+      ("attention, three inputs", { v in
+        scaledDotProductAttention(q: v[0], k: v[0] * 0.5, v: v[0] + 0.25, bias: nil, mask: nil, scale: 0.7) }),
+      ("attention, one input", { v in scaledDotProductAttention(q: v[0], k: v[0], v: v[0], bias: nil, mask: nil, scale: 0.7) }),
+    ]
+    for (name, f) in attentionCases {
+      checkGradients([qkv]) { v in
+        let a = f(v), c = f(v)
+        XCTAssertFalse(a.value.toArray().contains { $0.isNaN }, name)
+        return a * 0.7 + c
+      }
+    }
     for (name, f) in twice {
       checkGradients([x]) { v in
         let a = f(v[0]), c = f(v[0])
