@@ -1,7 +1,9 @@
-"""Op and optimizer goldens for the Swift Tensor and NN layers.
+"""Op goldens for the Swift Tensor layer.
 
   Tests/TensorTests/Golden/ops.safetensors   (+ ops.json: key list, shapes, attributes)
-  Tests/NNTests/Golden/adamw.safetensors     (+ adamw.json: config and lr table)
+
+(The AdamW golden, Tests/NNTests/Golden/adamw.safetensors, is written by
+nn_goldens.py only.)
 
 Run from the repository root:  .venv/bin/python scripts/reference/export_op_goldens.py
 
@@ -31,7 +33,6 @@ import ecenet_ref as R  # noqa: E402
 from st_util import save_deterministic  # noqa: E402
 
 OPS_PATH = "Tests/TensorTests/Golden/ops.safetensors"
-ADAMW_PATH = "Tests/NNTests/Golden/adamw.safetensors"
 
 T: dict = {}
 ATTRS: dict = {}
@@ -341,69 +342,6 @@ def export_ops():
     print(f"{OPS_PATH}: {len(T)} tensors, {os.path.getsize(OPS_PATH) / 1e3:.0f} kB")
 
 
-# ----------------------------------------------------------------------------
-def mmseg_poly_warmup_factor(it: int, max_iters: int, warmup_iters: int, warmup_ratio: float,
-                             power: float = 1.0, min_lr: float = 0.0, base_lr: float = 1.0) -> float:
-    """mmcv PolyLrUpdaterHook(by_epoch=False, warmup='linear'), as a factor of
-    base_lr.  `it` is runner.iter (0 for the first update):
-        regular = (base - min_lr) * (1 - it/max_iters)^power + min_lr
-        it < warmup_iters:  lr = regular * (1 - (1 - it/warmup_iters) * (1 - warmup_ratio))
-        else:               lr = regular"""
-    regular = (base_lr - min_lr) * (1 - it / max_iters) ** power + min_lr
-    if it < warmup_iters:
-        k = (1 - it / warmup_iters) * (1 - warmup_ratio)
-        return regular * (1 - k) / base_lr
-    return regular / base_lr
-
-
-def export_adamw():
-    g = torch.Generator().manual_seed(99)
-    cfg = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, max_iters=10, warmup_iters=2,
-               warmup_ratio=1e-6, power=1.0, steps=5)
-    out = {}
-    side = dict(cfg, sets={})
-    for prefix, base_lr in (("", 6e-5), ("hi.", 1e-2)):
-        p0 = {"w1": torch.randn(4, 3, generator=g), "w2": torch.randn(2, 5, generator=g),
-              "b": torch.randn(3, generator=g)}
-        params = {k: v.double().clone().requires_grad_(True) for k, v in p0.items()}
-        opt = torch.optim.AdamW([
-            {"params": [params["w1"], params["w2"]], "weight_decay": cfg["weight_decay"]},
-            {"params": [params["b"]], "weight_decay": 0.0}],
-            lr=base_lr, betas=cfg["betas"], eps=cfg["eps"], foreach=False)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: mmseg_poly_warmup_factor(
-            it, cfg["max_iters"], cfg["warmup_iters"], cfg["warmup_ratio"], cfg["power"]))
-        for k, v in p0.items():
-            out[f"{prefix}param.{k}.step0"] = v.float().clone()
-        lrs = []
-        for step in range(1, cfg["steps"] + 1):
-            lrs.append(opt.param_groups[0]["lr"])
-            for k, p in params.items():
-                gr = torch.randn(p.shape, generator=g) * (0.1 if step % 2 else 1.0)
-                out[f"{prefix}grad.{k}.step{step}"] = gr.float().clone()
-                p.grad = gr.double()
-            opt.step()
-            sched.step()
-            for k, p in params.items():
-                out[f"{prefix}param.{k}.step{step}"] = p.detach().float().clone()
-        for k, p in params.items():
-            st = opt.state[p]
-            out[f"{prefix}exp_avg.{k}.step{cfg['steps']}"] = st["exp_avg"].float().clone()
-            out[f"{prefix}exp_avg_sq.{k}.step{cfg['steps']}"] = st["exp_avg_sq"].float().clone()
-        out[f"{prefix}lr"] = torch.tensor(lrs, dtype=torch.float32)
-        side["sets"][prefix or "main"] = dict(base_lr=base_lr, lr_per_step=lrs,
-                                               weight_decay={"w1": 0.01, "w2": 0.01, "b": 0.0})
-    os.makedirs(os.path.dirname(ADAMW_PATH), exist_ok=True)
-    save_deterministic(out, ADAMW_PATH, metadata={"format": "pt"})
-    back = load_file(ADAMW_PATH)
-    assert set(back) == set(out) and all(torch.equal(back[k], out[k]) for k in out)
-    side["formula"] = mmseg_poly_warmup_factor.__doc__
-    side["keys"] = {k: list(v.shape) for k, v in sorted(out.items())}
-    with open(ADAMW_PATH.replace(".safetensors", ".json"), "w") as f:
-        json.dump(side, f, indent=1)
-    print(f"{ADAMW_PATH}: {len(out)} tensors; lr main {side['sets']['main']['lr_per_step']}")
-
-
 if __name__ == "__main__":
     torch.set_num_threads(1)
     export_ops()
-    export_adamw()

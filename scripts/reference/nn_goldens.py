@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Golden files for Tests/NNTests (run by hand; CI and the tests need no Python).
 
-    /work/wt/ref/.venv/bin/python scripts/reference/nn_goldens.py   # any venv with torch + safetensors
+    .venv/bin/python scripts/reference/nn_goldens.py   # any venv with torch + safetensors
 
 Writes, under Tests/NNTests/Golden/:
   python_written.safetensors  tensors of several dtypes written by the Python
                               `safetensors` package (not by our writer), with
                               __metadata__, to check that our reader reads it.
-  adamw.safetensors           torch.optim.AdamW for 5 steps on 3 parameters:
+  adamw.safetensors           (this script is its only writer; read by AdamWTests,
+                              checked by verify_goldens.py; keys in README.md)
+                              torch.optim.AdamW for 5 steps on 4 parameters:
                               "w" (decay), "b" (no decay: weight_decay 0),
                               "head" (lr multiplier 10), "tiny" (gradients ~1e-7,
                               where eps dominates the denominator), with given gradients and

@@ -128,26 +128,70 @@ def verify_ops():
           T["batch_norm.running_mean_after"])
 
 
+def check_scaled(name, got, want, tol):
+    """max |got - want| / max |want|: for tensors whose scale is far from 1
+    (moments of ~1e-7 gradients), where check()'s |want| + 1 would hide everything."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    diff = float(np.max(np.abs(got - want)))
+    err = diff / max(float(np.max(np.abs(want))), 1e-300)
+    ok = got.shape == want.shape and err <= tol
+    print(f"  {'ok ' if ok else 'BAD'} {name:42s} max abs {diff:.2e}, /max|want| {err:.2e}")
+    if not ok:
+        FAIL.append(name)
+
+
+def poly_warmup_lr(it, base_lr, max_iters, warmup_iters, warmup_ratio):
+    """mmcv PolyLrUpdaterHook(by_epoch=False, power=1, min_lr=0, warmup='linear');
+    `it` = updates already done.  The warmup multiplies the poly value."""
+    regular = base_lr * (1 - it / max_iters)
+    if it < warmup_iters:
+        return regular * (1 - (1 - it / warmup_iters) * (1 - warmup_ratio))
+    return regular
+
+
 def verify_adamw():
+    """Golden written by nn_goldens.py (torch.optim.AdamW, float32): keys
+    init.{p}, grad.{i}.{p} (i = 0..steps-1), final.{p}, exp_avg.{p},
+    exp_avg_sq.{p}, lr [steps]; config in the metadata.  Recomputed here in
+    float64 from init + grads + the lr formula."""
     path = "Tests/NNTests/Golden/adamw.safetensors"
     print(path)
     T = load_np(path)
-    for prefix, base in (("", 6e-5), ("hi.", 1e-2)):
-        b1, b2, eps = 0.9, 0.999, 1e-8
-        for name, wd in (("w1", 0.01), ("w2", 0.01), ("b", 0.0)):
-            p = T[f"{prefix}param.{name}.step0"].astype(np.float64)
-            m = np.zeros_like(p)
-            v = np.zeros_like(p)
-            for t in range(1, 6):
-                it = t - 1
-                lr = base * (1 - it / 10) * ((1 - (1 - it / 2) * (1 - 1e-6)) if it < 2 else 1.0)
-                check(f"{prefix}lr step{t}", [lr], [T[f"{prefix}lr"][t - 1]], 1e-7) if name == "w1" else None
-                g = T[f"{prefix}grad.{name}.step{t}"].astype(np.float64)
-                p = p * (1 - lr * wd)
-                m = b1 * m + (1 - b1) * g
-                v = b2 * v + (1 - b2) * g * g
-                p = p - (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
-                check(f"{prefix}adamw {name} step{t}", p, T[f"{prefix}param.{name}.step{t}"], 1e-7)
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    # parameter -> (weight decay applies, lr multiplier), as the groups in nn_goldens.adamw()
+    groups = {"w": (True, 1.0), "b": (False, 1.0), "head": (True, 10.0), "tiny": (True, 1.0)}
+    steps = int(meta["steps"])
+    wd, b1, b2, eps = (float(meta[k]) for k in ("weight_decay", "beta1", "beta2", "eps"))
+    base, max_it, warm_it, warm_ratio = (float(meta["base_lr"]), int(meta["max_iters"]),
+                                         int(meta["warmup_iters"]), float(meta["warmup_ratio"]))
+    want_keys = {"lr"} | {f"{r}.{p}" for p in groups for r in ("init", "final", "exp_avg", "exp_avg_sq")} \
+        | {f"grad.{i}.{p}" for p in groups for i in range(steps)}
+    if set(T) != want_keys:
+        print(f"  BAD keys: missing {sorted(want_keys - set(T))}, unexpected {sorted(set(T) - want_keys)}")
+        FAIL.append("adamw keys")
+        return
+    lrs = [poly_warmup_lr(i, base, max_it, warm_it, warm_ratio) for i in range(steps)]
+    check("adamw lr (vs metadata lrs_float64)", lrs, [float(x) for x in meta["lrs_float64"].split(",")], 1e-15)
+    check_scaled("adamw lr (vs float32 tensor lr)", np.float32(lrs), T["lr"], 0)
+    for name, (decay, mult) in groups.items():
+        p = T[f"init.{name}"].astype(np.float64)
+        m = np.zeros_like(p)
+        v = np.zeros_like(p)
+        for i in range(steps):
+            t, lr, g = i + 1, lrs[i] * mult, T[f"grad.{i}.{name}"].astype(np.float64)
+            p = p * (1 - lr * (wd if decay else 0.0))
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            p = p - (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+        # torch runs in float32: ~1e-7 relative per op; 1e-6 leaves room, while a
+        # wrong lr multiplier, decay group or eps placement is off by >= 1e-3.
+        check_scaled(f"adamw final.{name}", p, T[f"final.{name}"], 1e-6)
+        check_scaled(f"adamw exp_avg.{name}", m, T[f"exp_avg.{name}"], 1e-6)
+        check_scaled(f"adamw exp_avg_sq.{name}", v, T[f"exp_avg_sq.{name}"], 1e-6)
+        # the update itself (final - init), so a tiny step is not hidden by |p|
+        check_scaled(f"adamw final.{name} - init.{name}", p - T[f"init.{name}"],
+                     T[f"final.{name}"].astype(np.float64) - T[f"init.{name}"], 1e-4)
 
 
 def rerun_tiny(dtype):
