@@ -21,7 +21,7 @@ import os
 import numpy as np
 import torch
 from safetensors.numpy import save_file as save_numpy
-from safetensors.torch import save_file as save_torch
+from st_util import save_deterministic, sort_header  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "NNTests", "Golden")
 
@@ -36,9 +36,10 @@ def python_written():
         "scalar": np.array(3.25, dtype=np.float32),
     }
     save_numpy(t, os.path.join(OUT, "python_written.safetensors"), metadata={"format": "np", "note": "nn_goldens"})
+    sort_header(os.path.join(OUT, "python_written.safetensors"))  # byte-reproducible re-runs
     # BF16 needs torch; separate file keeps the numpy one independent of torch.
-    save_torch({"bf16": torch.tensor([1.0, -0.5, 3.140625, 1e30], dtype=torch.bfloat16)},
-               os.path.join(OUT, "python_written_bf16.safetensors"))
+    save_deterministic({"bf16": torch.tensor([1.0, -0.5, 3.140625, 1e30], dtype=torch.bfloat16)},
+                       os.path.join(OUT, "python_written_bf16.safetensors"))
 
 
 def mmcv_poly_warmup(i, base_lr, max_iters, warmup_iters, warmup_ratio, power=1.0, min_lr=0.0):
@@ -89,7 +90,7 @@ def adamw():
             "eps": str(eps), "base_lr": str(base_lr), "max_iters": str(max_iters),
             "warmup_iters": str(warmup_iters), "warmup_ratio": str(warmup_ratio),
             "lrs_float64": ",".join(repr(x) for x in lrs), "torch": torch.__version__}
-    save_torch({k: v.contiguous() for k, v in out.items()}, os.path.join(OUT, "adamw.safetensors"), metadata=meta)
+    save_deterministic(out, os.path.join(OUT, "adamw.safetensors"), metadata=meta)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import save_file, load_file
 
 
-def save_deterministic(tensors, path, metadata=None):
-    tensors = {k: v.contiguous() for k, v in tensors.items()}
-    save_file(tensors, path, metadata=metadata)
+def sort_header(path):
+    """Rewrites a safetensors file's JSON header with sorted keys, in place
+    (same content and length; any writer, e.g. safetensors.numpy)."""
     with open(path, "r+b") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
@@ -24,6 +24,12 @@ def save_deterministic(tensors, path, metadata=None):
         f.seek(8)
         f.write(text + b" " * (n - len(text)))
     os.chmod(path, 0o644)
+
+
+def save_deterministic(tensors, path, metadata=None):
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(tensors, path, metadata=metadata)
+    sort_header(path)
     back = load_file(path)
     assert set(back) == set(tensors), path
     for k, v in tensors.items():
