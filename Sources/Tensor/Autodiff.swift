@@ -112,13 +112,14 @@ public final class Tape {
 
   /// Runs backward from a scalar `loss` (seed 1), or from a given seed gradient.
   public func backward(from loss: Var, seed: Tensor? = nil) {
-    // A copy of the caller's seed: an input may adopt it (handOff) and add into it.
-    loss.accumulateGrad(owned: seed?.copy() ?? Tensor.ones(loss.shape))
+    loss.accumulateGrad(owned: seed ?? Tensor.ones(loss.shape))
+    // The caller keeps its seed: never handed off (an input would add into it).
+    let callerSeed = seed?.storage
     let wasRecording = isRecording
     isRecording = false
     while let e = entries.popLast() {
       if let g = e.output.grad {
-        if !e.output.retainsGrad { e.output.grad = nil; handOff = g.storage }
+        if !e.output.retainsGrad { e.output.grad = nil; handOff = g.storage === callerSeed ? nil : g.storage }
         e.backward(g)
         handOff = nil
       }
