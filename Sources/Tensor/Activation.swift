@@ -112,11 +112,12 @@ func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
   return m
 }
 
-/// p[i] = e^(p[i] − shift) over p[0..<n], returning Σ of the new values.
+/// out[i] = e^(x[i] − shift) over 0..<n (out may be x), returning Σ out in 16
+/// lanes: a running Float sum would be one serial chain that keeps the loop scalar.
 @inline(__always)
-func expShiftedInPlace(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
-  for j in 0..<n { p[j] = fastExp(p[j] - shift) }
-  return rowSum(p, n)
+func expShifted(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+  for j in 0..<n { out[j] = fastExp(x[j] - shift) }
+  return rowSum(out, n)
 }
 
 // MARK: GELU
@@ -223,13 +224,12 @@ public func softmaxForward(out y: Tensor, x: Tensor, outer: Int, n: Int, inner: 
       for row in r {
         let xi = xp + row * n, yi = yp + row * n
         let m = rowMax(xi, n)
+        let sum = expShifted(xi, into: yi, n, m)  // log: y as scratch for the exponentials
         if log {
-          for k in 0..<n { yi[k] = fastExp(xi[k] - m) }  // y as scratch for the exponentials
-          let lse = m + logf(rowSum(yi, n))
+          let lse = m + logf(sum)
           for k in 0..<n { yi[k] = xi[k] - lse }
         } else {
-          for k in 0..<n { yi[k] = fastExp(xi[k] - m) }
-          let inv = 1 / rowSum(yi, n)
+          let inv = 1 / sum
           for k in 0..<n { yi[k] *= inv }
         }
       }

@@ -110,7 +110,7 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
 /// Numerically stable softmax of one row, in place.
 @inline(__always)
 func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
-  let inv = 1 / expShiftedInPlace(row, n, rowMax(row, n))
+  let inv = 1 / expShifted(row, into: row, n, rowMax(row, n))
   for j in 0..<n { row[j] *= inv }
 }
 

@@ -103,8 +103,7 @@ public func conv2d(_ x: Var, weight: Var, bias: Var?, stride: Int = 1, padding: 
   conv2dForward(out: y, x: x.value, weight: weight.value, bias: bias?.value, geometry: g, algorithm: algorithm)
   let (xv, wv) = (x.value, weight.value)
   return makeResult(y, inputs: [x, weight, bias]) { dy in
-    // Only the 1×1 GEMM can overwrite a fresh dx; the others add taps into it.
-    let dx = x.requiresGrad ? (algorithm == .pointwise ? x.gradDestination() : (tensor: x.gradBuffer(), accumulate: true)) : nil
+    let dx = x.requiresGrad ? x.gradDestination() : nil
     conv2dBackward(dx: dx?.tensor, accumulateDx: dx?.accumulate ?? true,
                    dWeight: weight.requiresGrad ? weight.gradBuffer() : nil,
                    dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
@@ -127,7 +126,8 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
 }
 
 /// dx += ∂/∂x, dWeight += ∂/∂w, dBias += ∂/∂b (each optional) given dy [B, Ho, Wo, Cout].
-/// `accumulateDx` false: dx is overwritten instead (only the 1×1 GEMM can do that; the others are given zeros).
+/// `accumulateDx` false: dx is overwritten instead (the 1×1 GEMM writes it; the
+/// other algorithms add taps into it, so it is zeroed for them first).
 public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
                            x: Tensor, weight: Tensor, geometry g: Conv2dGeometry, algorithm: Conv2dAlgorithm) {
   algorithm.check(g)

@@ -18,14 +18,13 @@ public func crossEntropyWeightSum(labels: [Int32], ignoreIndex: Int32 = 255, cla
 }
 
 /// log Σ_k exp(x[k]) over one row, shifted by its max. The exps go to
-/// `scratch` (K floats) and are summed in 16 lanes: a running Float sum is one
-/// serial chain that keeps the loop scalar (the upsampled segmentation CE,
-/// 150 classes per pixel, spent ≈ 3% of a Swin-T step here).
+/// `scratch` (K floats) to be summed in 16 lanes (expShifted): a running sum
+/// kept the loop scalar, and the upsampled segmentation CE (150 classes per
+/// pixel) spent ≈ 3% of a Swin-T step here.
 @inline(__always)
 func logSumExp(_ x: UnsafePointer<Float>, _ K: Int, scratch: UnsafeMutablePointer<Float>) -> Float {
   let m = rowMax(x, K)
-  for k in 0..<K { scratch[k] = fastExp(x[k] - m) }
-  return m + logf(rowSum(scratch, K))
+  return m + logf(expShifted(x, into: scratch, K, m))
 }
 
 /// lse[m] = log Σ_K exp(x[m, k]) and loss = Σ_m w[label]·(lse − x[label]) over non-ignored rows.
@@ -153,7 +152,7 @@ func upsampledCrossEntropyBackward(dx: Tensor, scale: Float, lse: Tensor, logits
   let (B, H, W, K) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
   let (Ho, Wo) = (tapsY.count, tapsX.count)
   let ay = inverseTaps(tapsY, input: H), ax = inverseTaps(tapsX, input: W)
-  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
+  let (ys, yo, yw) = (ay.start, ay.output, ay.weight)
   var maxReads = 1
   for i in 0..<H { maxReads = max(maxReads, ys[i + 1] - ys[i]) }
   // Consecutive low-resolution lines share output lines; a cache of twice the
@@ -179,14 +178,7 @@ func upsampledCrossEntropyBackward(dx: Tensor, scale: Float, lse: Tensor, logits
               zi[Int(label)] -= scale
             }
           }
-          let wy = yw[ky]
-          for ix in 0..<W {
-            let o = dp + (line * W + ix) * K
-            for kx in xs[ix]..<xs[ix + 1] {
-              let w = wy * xw[kx], src = grow + xo[kx] * K
-              for c in 0..<K { o[c] += w * src[c] }
-            }
-          }
+          addAdjointLine(into: dp + line * W * K, from: grow, weight: yw[ky], ax, width: W, channels: K)
         }
       }
     }

@@ -60,24 +60,34 @@ final class AxisAdjoint: @unchecked Sendable {
 func separableAdjointBackward(dx: Tensor, dy: Tensor, inputShape: [Int], ay: AxisAdjoint, ax: AxisAdjoint,
                               outputHeight Ho: Int, outputWidth Wo: Int) {
   let (B, H, W, C) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
-  let (ys, yo, yw, xs, xo, xw) = (ay.start, ay.output, ay.weight, ax.start, ax.output, ax.weight)
+  let (ys, yo, yw) = (ay.start, ay.output, ay.weight)
   let dp = dx.data, gp = dy.data
   Parallel.forRange(B * H, grain: max(1, 4096 / max(1, W * C))) { r in
     for line in r {
       let b = line / H, iy = line % H
       for ky in ys[iy]..<ys[iy + 1] {
-        let grow = gp + (b * Ho + yo[ky]) * Wo * C, wy = yw[ky]
-        for ix in 0..<W {
-          let o = dp + (line * W + ix) * C
-          for kx in xs[ix]..<xs[ix + 1] {
-            let w = wy * xw[kx], src = grow + xo[kx] * C
-            for c in 0..<C { o[c] += w * src[c] }
-          }
-        }
+        addAdjointLine(into: dp + line * W * C, from: gp + (b * Ho + yo[ky]) * Wo * C, weight: yw[ky], ax, width: W,
+                       channels: C)
       }
     }
   }
   withExtendedLifetime((ay, ax)) {}
+}
+
+/// d[ix, :] += wy·Σ_{(ox, wx) reading ix} wx·g[ox, :] for every input column
+/// ix of one line: one output line's share of a separable adjoint (the caller
+/// keeps `ax` alive).
+@inline(__always)
+func addAdjointLine(into d: UnsafeMutablePointer<Float>, from g: UnsafePointer<Float>, weight wy: Float,
+                    _ ax: AxisAdjoint, width W: Int, channels C: Int) {
+  let (xs, xo, xw) = (ax.start, ax.output, ax.weight)
+  for ix in 0..<W {
+    let o = d + ix * C
+    for kx in xs[ix]..<xs[ix + 1] {
+      let w = wy * xw[kx], src = g + xo[kx] * C
+      for c in 0..<C { o[c] += w * src[c] }
+    }
+  }
 }
 
 /// The adjoint of a bilinear tap table.
