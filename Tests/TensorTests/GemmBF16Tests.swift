@@ -126,11 +126,7 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
   func testOddKPaddingIsZeroEvenOverNaNScratch() {
     for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
       let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
-      let sizes = [(Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, BF16GEMM.kernel.scratchFloats]
-      do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
-        let poison = sizes.map { Tensor.filled([$0], .nan) }
-        withExtendedLifetime(poison) {}
-      }
+      poisonPool(floatCounts: [(Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, BF16GEMM.kernel.scratchFloats])
       check(t)
     }
   }
@@ -146,29 +142,12 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
     defer { Parallel.threads = saved }
     Parallel.threads = 3
     let t = Case(transA: false, transB: true, m: 49, n: 49, k: 33, alpha: 0.5, beta: 1)
-    let slices = 12
-    let ops = (0..<slices).map { makeOperands(t, seed: UInt64(100 + $0)) }
+    let ops = (0..<12).map { makeOperands(t, seed: UInt64(100 + $0)) }
     for fallback in [false, true] {
       let saved = BF16GEMM.forceFallback
       BF16GEMM.forceFallback = fallback
       defer { BF16GEMM.forceFallback = saved }
-      let ldc = ops[0].ldc
-      let out = UnsafeMutablePointer<Float>.allocate(capacity: slices * t.m * ldc)
-      defer { out.deallocate() }
-      for i in 0..<slices { (out + i * t.m * ldc).update(from: ops[i].c0, count: t.m * ldc) }
-      Parallel.forRange(slices) { r in
-        for i in r {
-          ops[i].a.withUnsafeBufferPointer { pa in
-            ops[i].b.withUnsafeBufferPointer { pb in
-              gemmBF16OnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                                   a: pa.baseAddress!, lda: ops[i].lda, b: pb.baseAddress!, ldb: ops[i].ldb,
-                                   beta: t.beta, c: out + i * t.m * ldc, ldc: ldc)
-            }
-          }
-        }
-      }
-      for i in 0..<slices {
-        let got = Array(UnsafeBufferPointer(start: out + i * t.m * ldc, count: t.m * ldc))
+      for (i, got) in slicesOnThisThread(t, ops, gemmBF16OnThisThread).enumerated() {
         XCTAssertEqual(got.map(\.bitPattern), runGemm(t, ops[i], fallback: fallback).map(\.bitPattern),
                        "slice \(i) fallback \(fallback)")
       }

@@ -128,11 +128,7 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
   func testEdgePaddingIsZeroEvenOverNaNScratch() {
     for (transA, transB) in [(false, false), (true, true), (false, true), (true, false)] {
       let t = Case(transA: transA, transB: transB, m: 15, n: 33, k: 7, alpha: 1, beta: 0.5)
-      let sizes = [(Int(ecenet_f32_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, F32GEMM.kernel.scratchFloats]
-      do {  // fill buffers of exactly those sizes with NaN and hand them back to the pool
-        let poison = sizes.map { Tensor.filled([$0], .nan) }
-        withExtendedLifetime(poison) {}
-      }
+      poisonPool(floatCounts: [(Int(ecenet_f32_gemm_packed_b_bytes(t.k, t.n)) + 3) / 4, F32GEMM.kernel.scratchFloats])
       check(t)
     }
   }
@@ -149,25 +145,8 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
     Parallel.threads = 3
     for t in [Case(transA: false, transB: true, m: 49, n: 49, k: 33, alpha: 0.5, beta: 1),
               Case(transA: false, transB: false, m: 49, n: 33, k: 49, alpha: 1, beta: 0)] {
-      let slices = 12
-      let ops = (0..<slices).map { makeOperands(t, seed: UInt64(100 + $0)) }
-      let ldc = ops[0].ldc
-      let out = UnsafeMutablePointer<Float>.allocate(capacity: slices * t.m * ldc)
-      defer { out.deallocate() }
-      for i in 0..<slices { (out + i * t.m * ldc).update(from: ops[i].c0, count: t.m * ldc) }
-      Parallel.forRange(slices) { r in
-        for i in r {
-          ops[i].a.withUnsafeBufferPointer { pa in
-            ops[i].b.withUnsafeBufferPointer { pb in
-              gemmF32KernelOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                                        a: pa.baseAddress!, lda: ops[i].lda, b: pb.baseAddress!, ldb: ops[i].ldb,
-                                        beta: t.beta, c: out + i * t.m * ldc, ldc: ldc)
-            }
-          }
-        }
-      }
-      for i in 0..<slices {
-        let got = Array(UnsafeBufferPointer(start: out + i * t.m * ldc, count: t.m * ldc))
+      let ops = (0..<12).map { makeOperands(t, seed: UInt64(100 + $0)) }
+      for (i, got) in slicesOnThisThread(t, ops, gemmF32KernelOnThisThread).enumerated() {
         XCTAssertEqual(got.map(\.bitPattern), runGemm(t, ops[i]).map(\.bitPattern), "\(t) slice \(i)")
         verify(t, ops[i], got)
       }

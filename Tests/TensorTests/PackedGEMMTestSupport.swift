@@ -116,6 +116,38 @@ extension PackedGEMMTesting {
 
   /// Empty C, k == 0, single rows and columns, every transpose; alpha 0 is
   /// C = beta·C, and with beta 0 zeros even over NaN.
+  /// Hands the pool buffers of exactly these float counts filled with NaN, so
+  /// a kernel scratch of those sizes starts as garbage (pads must be zeroed).
+  func poisonPool(floatCounts: [Int]) {
+    let poison = floatCounts.map { Tensor.filled([$0], .nan) }
+    withExtendedLifetime(poison) {}
+  }
+
+  /// One GEMM of case `t` per operand set, each called through `onThisThread`
+  /// from inside `Parallel.forRange` (attention's per-slice GEMMs), into its own
+  /// block of one output; returns each slice's C.
+  func slicesOnThisThread(
+    _ t: Case, _ ops: [Operands],
+    _ onThisThread: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
+                     UnsafeMutablePointer<Float>, Int) -> Void
+  ) -> [[Float]] {
+    let ldc = ops[0].ldc, block = t.m * ldc
+    let out = UnsafeMutablePointer<Float>.allocate(capacity: ops.count * block)
+    defer { out.deallocate() }
+    for i in ops.indices { (out + i * block).update(from: ops[i].c0, count: block) }
+    Parallel.forRange(ops.count) { r in
+      for i in r {
+        ops[i].a.withUnsafeBufferPointer { pa in
+          ops[i].b.withUnsafeBufferPointer { pb in
+            onThisThread(t.transA, t.transB, t.m, t.n, t.k, t.alpha, pa.baseAddress!, ops[i].lda, pb.baseAddress!,
+                         ops[i].ldb, t.beta, out + i * block, ldc)
+          }
+        }
+      }
+    }
+    return ops.indices.map { Array(UnsafeBufferPointer(start: out + $0 * block, count: block)) }
+  }
+
   func checkDegenerateSizes(file: StaticString = #filePath, line: UInt = #line) {
     func check(_ t: Case) {
       let o = makeOperands(t, seed: 1)
