@@ -49,9 +49,9 @@ TARGET void ecenet_bf16_gemm_pack_b(int transB, long k, long n, const float *b, 
 
 TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
                                      const float *a, long lda, const void *packed_b,
-                                     float beta, float *c, long ldc, long m0, long m1,
-                                     long n0, long n1, void *scratch) {
-  gemm_compute(transA, m, n, k, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, m0, m1, n0, n1,
+                                     float beta, float *c, long ldc, const float *bias,
+                                     long m0, long m1, long n0, long n1, void *scratch) {
+  gemm_compute(transA, m, n, k, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, bias, m0, m1, n0, n1,
                (uint32_t *)scratch);
 }
 

@@ -18,7 +18,8 @@
 // micro-panel, KC·128 bytes, stays in L1 while every MR strip of the A block
 // passes over it) → 32-column panels → MR strips; the two outer loops swap
 // when the call's C block fits in L2 (GEMM_C_IN_L2). The first K block applies
-// beta, later ones add.
+// beta (and adds the optional bias row, so a linear layer's bias costs no pass
+// over C), later ones add.
 //
 // This is a template. The including file defines first:
 //   GEMM_TARGET_FEATURES  the target("…") string of its AVX-512 subset; every
@@ -102,11 +103,11 @@ INLINE void gemm_pack_b(int transB, long k, long n, const float *b, long ldb, lo
 
 // ---- microkernel ----
 
-// C[mr × nr] (=|+=) alpha · Σ_q A[r, q] · B[q, :] over kp steps. Step q of
-// row r sits at a[r·RS + q·QS]; B is one panel at step 0. beta == 0 writes C
-// without reading it.
+// C[mr × nr] = alpha · Σ_q A[r, q] · B[q, :] + beta · C (+ bias[:] when bias is
+// not NULL) over kp steps. Step q of row r sits at a[r·RS + q·QS]; B is one
+// panel at step 0. beta == 0 writes C without reading it.
 INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, const GEMM_B_T *b,
-                   float *c, long ldc, int mr, int nr, float alpha, float beta) {
+                   float *c, long ldc, int mr, int nr, float alpha, float beta, const float *bias) {
   __m512 acc[MR][2];
 #pragma clang loop unroll(full)
   for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -121,11 +122,14 @@ INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, con
   for (long q = 0; q < kp; q++) kernel_step(acc, a + q * QS, RS, b + q * GEMM_B_STEP);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   if (nr == NR) {
+    // alpha·acc + bias in one rounding (+ 0 without a bias: alpha·acc's own).
+    const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
       if (r < mr) {
         float *cr = c + r * ldc;
-        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        __m512 x0 = _mm512_fmadd_ps(va, acc[r][0], b0), x1 = _mm512_fmadd_ps(va, acc[r][1], b1);
         if (beta != 0) {
           x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), x0);
           x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), x1);
@@ -136,11 +140,13 @@ INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, con
     }
   } else {
     const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
+    const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
       if (r < mr) {
         float *cr = c + r * ldc;
-        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        __m512 x0 = _mm512_fmadd_ps(va, acc[r][0], b0), x1 = _mm512_fmadd_ps(va, acc[r][1], b1);
         if (beta != 0) {
           x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
           x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
@@ -156,20 +162,22 @@ INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, con
 // constant displacements from one pointer.
 static TARGET __attribute__((noinline)) void kernel_rows(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
                                                           float *c, long ldc, int mr, int nr,
-                                                          float alpha, float beta) {
-  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta);
+                                                          float alpha, float beta, const float *bias) {
+  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta, bias);
 }
 static TARGET __attribute__((noinline)) void kernel_cols(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
                                                           float *c, long ldc, int mr, int nr,
-                                                          float alpha, float beta) {
-  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta);
+                                                          float alpha, float beta, const float *bias) {
+  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta, bias);
 }
 
-static void scale_block(float beta, float *c, long ldc, long m0, long m1, long n0, long n1) {
+// C = beta·C (+ bias) on the block: the whole product is zero (k == 0 or alpha == 0).
+static void scale_block(float beta, const float *bias, float *c, long ldc, long m0, long m1, long n0, long n1) {
   for (long i = m0; i < m1; i++) {
     float *cr = c + i * ldc;
     if (beta == 0) memset(cr + n0, 0, (size_t)(n1 - n0) * sizeof(float));
     else for (long j = n0; j < n1; j++) cr[j] *= beta;
+    if (bias) for (long j = n0; j < n1; j++) cr[j] += bias[j];
   }
 }
 
@@ -177,15 +185,15 @@ static void scale_block(float beta, float *c, long ldc, long m0, long m1, long n
 
 // The contract of `ecenet_*_gemm_compute` (bf16_gemm.h, f32_gemm.h).
 INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
-                         const GEMM_B_T *pb, float beta, float *c, long ldc, long m0, long m1,
-                         long n0, long n1, GEMM_A_T *blk) {
+                         const GEMM_B_T *pb, float beta, float *c, long ldc, const float *bias,
+                         long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
   if (m1 > m) m1 = m;
   if (m0 < 0) m0 = 0;
   if (n1 > n) n1 = n;
   if (n0 < 0) n0 = 0;
   n0 = n0 / NR * NR;
   if (m1 <= m0 || n1 <= n0) return;
-  if (k <= 0 || alpha == 0) { scale_block(beta, c, ldc, m0, m1, n0, n1); return; }
+  if (k <= 0 || alpha == 0) { scale_block(beta, bias, c, ldc, m0, m1, n0, n1); return; }
   const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
   // Row blocks outside K blocks keep each C block in cache across its K
   // blocks; when this call's whole C block fits in L2 anyway (small M·N, long
@@ -200,6 +208,7 @@ INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const 
       const long mc = m1 - i0 < MC ? m1 - i0 : MC;
       const long kcp = ks - q0 < KC ? ks - q0 : KC;
       const float be = q0 == 0 ? beta : 1.0f;
+      const float *bi = q0 == 0 ? bias : NULL;
       if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
       else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
       for (long j0 = n0; j0 < n1; j0 += NR) {
@@ -208,8 +217,9 @@ INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const 
         for (long s = 0; s < mc; s += MR) {
           const int mr = mc - s < MR ? (int)(mc - s) : MR;
           float *cp = c + (i0 + s) * ldc + j0;
-          if (transA) kernel_cols(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
-          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be);
+          const float *bj = bi ? bi + j0 : NULL;
+          if (transA) kernel_cols(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be, bj);
+          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be, bj);
         }
       }
     }
@@ -224,10 +234,10 @@ static inline void gemm_pack_b(int transB, long k, long n, const float *b, long 
   (void)transB; (void)k; (void)n; (void)b; (void)ldb; (void)n0; (void)n1; (void)pb;
 }
 static inline void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
-                                const GEMM_B_T *pb, float beta, float *c, long ldc, long m0, long m1,
-                                long n0, long n1, GEMM_A_T *blk) {
+                                const GEMM_B_T *pb, float beta, float *c, long ldc, const float *bias,
+                                long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
   (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)pb;
-  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
+  (void)beta; (void)c; (void)ldc; (void)bias; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
 }
 #endif
 #endif

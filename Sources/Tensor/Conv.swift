@@ -251,20 +251,21 @@ func col2imAdd(dx: UnsafeMutablePointer<Float>, dcols: UnsafePointer<Float>, lin
 func im2colConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) {
   let (Wo, Co, cg, og) = (g.outWidth, g.outChannels, g.groupIn, g.groupOut)
   let K = cg * g.taps, totalLines = g.batch * g.outHeight, chunk = im2colChunkLines(g)
-  if let b = bias {
-    let yp = y.data, bp = b.data
-    Parallel.forRange(y.count / Co, grain: 1024) { r in for row in r { (yp + row * Co).update(from: bp, count: Co) } }
-  }
   let cols = Tensor(uninitialized: [chunk * Wo * K])  // pooled; reused by every chunk and group
   var l0 = 0
   while l0 < totalLines {
     let lines = l0..<min(totalLines, l0 + chunk), rows = lines.count * Wo
     for grp in 0..<g.groups {
       im2col(cols: cols.data, x: x.data, lines: lines, channelOffset: grp * cg, channels: cg, g)
-      // y[rows, og] (+)= cols[rows, K] · W_g[og, K]ᵀ
-      gemm(transA: false, transB: true, m: rows, n: og, k: K, a: cols.data, lda: K,
-           b: weight.data + grp * og * K, ldb: K, beta: bias == nil ? 0 : 1,
-           c: y.data + l0 * Wo * Co + grp * og, ldc: Co)
+      // y[rows, og] = cols[rows, K] · W_g[og, K]ᵀ (+ bias_g)
+      let (w, out) = (weight.data + grp * og * K, y.data + l0 * Wo * Co + grp * og)
+      if let bias = bias {
+        gemmAddingBias(transA: false, transB: true, m: rows, n: og, k: K, a: cols.data, lda: K, b: w, ldb: K,
+                       bias: bias.data + grp * og, c: out, ldc: Co)
+      } else {
+        gemm(transA: false, transB: true, m: rows, n: og, k: K, a: cols.data, lda: K, b: w, ldb: K, beta: 0,
+             c: out, ldc: Co)
+      }
     }
     l0 = lines.upperBound
   }

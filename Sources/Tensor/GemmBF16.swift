@@ -81,12 +81,13 @@ func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
   }
 }
 
-/// The AVX512_BF16 path (PackedGEMM.swift's driver over CShims/bf16_gemm.c).
+/// The AVX512_BF16 path (PackedGEMM.swift's driver over CShims/bf16_gemm.c); `bias` as in `gemmF32Kernel`.
 func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+                    parallel: Bool) {
   BF16GEMM.kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
+                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, parallel: parallel)
 }
 
 /// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.

@@ -59,12 +59,15 @@ public func gemmF32KernelOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int
                 beta: beta, c: c, ldc: ldc, parallel: false)
 }
 
+/// With `bias`, C also gets bias[j] added to column j of every row (in the
+/// kernel's store: `gemmAddingBias`).
 func gemmF32Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+                   parallel: Bool) {
   precondition(f32GEMMKernelAvailable, "gemmF32Kernel: this CPU has no AVX-512F")
   if gemmFinishedWithoutKernel("gemmF32Kernel", transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                               lda: lda, ldb: ldb, beta: beta, c: c, ldc: ldc) { return }
+                               lda: lda, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias) { return }
   F32GEMM.kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: parallel)
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, parallel: parallel)
 }

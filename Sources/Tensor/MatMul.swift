@@ -33,6 +33,31 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
   }
 }
 
+/// C = op(A)·op(B) + bias, bias [N] added to every row (F.linear's form), in
+/// `GEMMPrecision.current`; C is only written. Our AVX-512 kernels add the bias
+/// in their store, so it costs no pass over C; where OpenBLAS (or the bf16
+/// fallback) runs, C is first filled with bias rows and the GEMM adds into it.
+/// Must not be called from inside `Parallel.forRange`.
+public func gemmAddingBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                           bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  switch GEMMPrecision.current {
+  case .fp32 where sgemmUsesF32Kernel(m: m, n: n, k: k):
+    gemmF32Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: 0, c: c, ldc: ldc, bias: bias, parallel: true)
+  case .bf16 where BF16GEMM.useKernel:
+    if gemmFinishedWithoutKernel("gemmBF16", transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1,
+                                 lda: lda, ldb: ldb, beta: 0, c: c, ldc: ldc, bias: bias) { return }
+    gemmBF16Kernel(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
+                   beta: 0, c: c, ldc: ldc, bias: bias, parallel: true)
+  default:
+    Parallel.forRange(m, grain: max(1, 16384 / max(1, n))) { r in
+      for i in r { (c + i * ldc).update(from: bias, count: n) }
+    }
+    gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: 1, c: c, ldc: ldc)
+  }
+}
+
 /// `gemm` on the calling thread; safe inside `Parallel.forRange`.
 @inline(__always)
 public func gemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -138,11 +163,12 @@ func openBLASSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Fl
 public func linearForward(out y: Tensor, x: Tensor, weight w: Tensor, bias b: Tensor?) {
   let inF = w.shape[1], outF = w.shape[0], rows = x.count / inF
   if let b = b {
-    let yp = y.data, bp = b.data
-    for r in 0..<rows { (yp + r * outF).update(from: bp, count: outF) }
+    gemmAddingBias(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+                   b: w.data, ldb: inF, bias: b.data, c: y.data, ldc: outF)
+  } else {
+    gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+         b: w.data, ldb: inF, beta: 0, c: y.data, ldc: outF)
   }
-  gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
-       b: w.data, ldb: inF, beta: b == nil ? 0 : 1, c: y.data, ldc: outF)
 }
 
 /// dx (+)= dy·w ; dw += dyᵀ·x ; db += Σ_rows dy   (any of the three may be

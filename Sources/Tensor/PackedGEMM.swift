@@ -11,11 +11,12 @@ import CShims
 /// The checks and trivial cases both packed-GEMM entry points (`gemmBF16`,
 /// `gemmF32Kernel`) keep before any kernel runs, with cblas semantics: sizes
 /// checked; an empty C returns before anything else; k == 0 or alpha == 0
-/// leaves C = beta·C (beta 0 writes zeros without reading C); A's and B's
-/// leading dimensions are checked only when they will be read. True when C is
-/// already final.
+/// leaves C = beta·C (beta 0 writes zeros without reading C), plus the bias row
+/// if any; A's and B's leading dimensions are checked only when they will be
+/// read. True when C is already final.
 func gemmFinishedWithoutKernel(_ name: String, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                               lda: Int, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+                               lda: Int, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                               bias: UnsafePointer<Float>? = nil) -> Bool {
   precondition(m >= 0 && n >= 0 && k >= 0, "\(name): negative size m \(m) n \(n) k \(k)")
   if m == 0 || n == 0 { return true }
   precondition(ldc >= n, "\(name): ldc \(ldc) < n \(n)")
@@ -23,6 +24,7 @@ func gemmFinishedWithoutKernel(_ name: String, transA: Bool, transB: Bool, m: In
     for i in 0..<m {
       let row = c + i * ldc
       if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+      if let bias = bias { for j in 0..<n { row[j] += bias[j] } }
     }
     return true
   }
@@ -34,7 +36,8 @@ func gemmFinishedWithoutKernel(_ name: String, transA: Bool, transB: Bool, m: In
 struct PackedGEMMKernel {
   typealias PackB = @convention(c) (Int32, Int, Int, UnsafePointer<Float>?, Int, Int, Int, UnsafeMutableRawPointer?) -> Void
   typealias Compute = @convention(c) (Int32, Int, Int, Int, Float, UnsafePointer<Float>?, Int, UnsafeRawPointer?, Float,
-                                      UnsafeMutablePointer<Float>?, Int, Int, Int, Int, Int, UnsafeMutableRawPointer?) -> Void
+                                      UnsafeMutablePointer<Float>?, Int, UnsafePointer<Float>?, Int, Int, Int, Int,
+                                      UnsafeMutableRawPointer?) -> Void
   let mr: Int, nr: Int
   /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
   let scratchFloats: Int
@@ -42,11 +45,11 @@ struct PackedGEMMKernel {
   let packB: PackB
   let compute: Compute
 
-  /// C = alpha·op(A)·op(B) + beta·C for k ≥ 1, m, n ≥ 1 (callers handle the rest),
-  /// on the calling thread only unless `parallel`.
+  /// C = alpha·op(A)·op(B) + beta·C (+ bias[j] in every row's column j) for k ≥ 1,
+  /// m, n ≥ 1 (callers handle the rest), on the calling thread only unless `parallel`.
   func run(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil, parallel: Bool) {
     let packed = Tensor(uninitialized: [(packedBBytes(k, n) + 3) / 4])
     let pb = UnsafeMutableRawPointer(packed.data)
     let panels = (n + nr - 1) / nr
@@ -76,7 +79,7 @@ struct PackedGEMMKernel {
         let (m0, m1, n0, n1) = byRows
           ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
           : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
-        compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
+        compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, bias, m0, m1, n0, n1,
                 UnsafeMutableRawPointer(sp + t * scratchFloats))
       }
     }

@@ -21,6 +21,16 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
     o.a.withUnsafeBufferPointer { pa in
       o.b.withUnsafeBufferPointer { pb in
         c.withUnsafeMutableBufferPointer { pc in
+          if let bias = o.bias {  // the kernel's bias (gemmAddingBias's bf16 kernel path)
+            precondition(!fallback, "the fallback's bias is gemmAddingBias's (testGemmAddingBiasOnKernelAndFallback)")
+            if gemmFinishedWithoutKernel("gemmBF16", transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k,
+                                         alpha: t.alpha, lda: o.lda, ldb: o.ldb, beta: t.beta, c: pc.baseAddress!,
+                                         ldc: o.ldc, bias: bias) { return }
+            gemmBF16Kernel(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                           a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
+                           beta: t.beta, c: pc.baseAddress!, ldc: o.ldc, bias: bias, parallel: true)
+            return
+          }
           gemmBF16(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
                    a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
                    beta: t.beta, c: pc.baseAddress!, ldc: o.ldc)
@@ -58,6 +68,30 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
   }
 
   func testDegenerateSizes() { checkDegenerateSizes() }
+
+  func testBiasAddedInTheStore() throws {
+    guard bf16GEMMAvailable else { throw XCTSkip("no AVX512_BF16 on this CPU") }
+    checkBias()
+  }
+
+  /// `gemmAddingBias` under bf16 precision: the kernel adds the bias in its store,
+  /// the fallback fills C with it first; both give op(A)·op(B) + bias over NaN C.
+  func testGemmAddingBiasOnKernelAndFallback() {
+    let saved = (BF16GEMM.forceFallback, GEMMPrecision.current)
+    defer { (BF16GEMM.forceFallback, GEMMPrecision.current) = saved }
+    GEMMPrecision.current = .bf16
+    let t = Case(transA: false, transB: true, m: 45, n: 50, k: 77, alpha: 1, beta: 0, bias: true)
+    let o = makeOperands(t, seed: 32)
+    for fallback in bf16GEMMAvailable ? [false, true] : [true] {
+      BF16GEMM.forceFallback = fallback
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        gemmAddingBias(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, a: pa.baseAddress!, lda: o.lda,
+                       b: pb.baseAddress!, ldb: o.ldb, bias: o.bias!, c: pc.baseAddress!, ldc: o.ldc)
+      } } }
+      verify(t, o, c, label: "\(t) fallback \(fallback)")
+    }
+  }
 
   /// Larger than every cache block of the kernel (MC 168 rows, KC 256 pairs, many panels),
   /// with beta 0 over NaN so the K blocks after the first must add, not reread garbage.

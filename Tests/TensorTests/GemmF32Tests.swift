@@ -28,7 +28,7 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
           } else {
             gemmF32Kernel(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
                           a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
-                          beta: t.beta, c: pc.baseAddress!, ldc: o.ldc)
+                          beta: t.beta, c: pc.baseAddress!, ldc: o.ldc, bias: o.bias, parallel: true)
           }
         }
       }
@@ -64,6 +64,28 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
   }
 
   func testDegenerateSizes() { checkDegenerateSizes() }
+
+  func testBiasAddedInTheStore() { checkBias() }
+
+  /// `gemmAddingBias` in fp32: on our kernel (routed shape) and on OpenBLAS (routing
+  /// off, and a shape under the threshold), C = op(A)·op(B) + bias over NaN C.
+  func testGemmAddingBiasOnKernelAndOpenBLAS() {
+    let saved = (F32GEMM.routeSgemm, Parallel.gemmThreading, GEMMPrecision.current)
+    defer { (F32GEMM.routeSgemm, Parallel.gemmThreading, GEMMPrecision.current) = saved }
+    (Parallel.gemmThreading, GEMMPrecision.current) = (.ours, .fp32)
+    for (t, route) in [(Case(transA: false, transB: true, m: 256, n: 40, k: 500, alpha: 1, beta: 0, bias: true), true),
+                       (Case(transA: false, transB: true, m: 256, n: 40, k: 500, alpha: 1, beta: 0, bias: true), false),
+                       (Case(transA: true, transB: false, m: 30, n: 17, k: 9, alpha: 1, beta: 0, bias: true), true)] {
+      F32GEMM.routeSgemm = route
+      let o = makeOperands(t, seed: 31)
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        gemmAddingBias(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, a: pa.baseAddress!, lda: o.lda,
+                       b: pb.baseAddress!, ldb: o.ldb, bias: o.bias!, c: pc.baseAddress!, ldc: o.ldc)
+      } } }
+      verify(t, o, c, label: "\(t) routing \(route), kernel \(sgemmUsesF32Kernel(m: t.m, n: t.n, k: t.k))")
+    }
+  }
 
   /// Larger than every cache block of the kernel (MC 168 rows, KC 256, many panels),
   /// with beta 0 over NaN so the K blocks after the first must add, not reread garbage.

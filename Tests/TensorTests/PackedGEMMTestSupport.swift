@@ -10,18 +10,20 @@ import XCTest
 // for both the only allowed difference is the fp32 summation order
 // (tolerance 1e-5·Σ|α·a·b| + |β·c| per element).
 
-/// One GEMM: C (m×n) = alpha·op(A)·op(B) + beta·C, each operand's row stride
-/// padded by `pad*` elements beyond its minimum.
+/// One GEMM: C (m×n) = alpha·op(A)·op(B) + beta·C (+ a random bias row when
+/// `bias`), each operand's row stride padded by `pad*` elements beyond its minimum.
 struct PackedGEMMCase {
   var transA = false, transB = false
   var m: Int, n: Int, k: Int
   var alpha: Float = 0.75, beta: Float = 0.5
   var padA = 3, padB = 5, padC = 7
+  var bias = false
 }
 
 struct PackedGEMMOperands {
   var a: [Float], b: [Float], c0: [Float]
   var lda: Int, ldb: Int, ldc: Int
+  var bias: [Float]? = nil
 }
 
 /// A test class of a packed GEMM kernel; `referenceRoundsToBF16` says whether
@@ -52,7 +54,8 @@ extension PackedGEMMTesting {
         c0[i * ldc + j] = j >= t.n ? Self.padValue : t.beta == 0 ? .nan : rng.uniform()
       }
     }
-    return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
+    let bias = t.bias ? (0..<t.n).map { _ in rng.uniform() } : nil
+    return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc, bias: bias)
   }
 
   /// Double reference on entries rounded to bf16 when the kernel rounds them
@@ -76,8 +79,9 @@ extension PackedGEMMTesting {
               s += x; sa += abs(x)
             }
             let old = t.beta == 0 ? 0 : Double(t.beta) * Double(o.c0[i * o.ldc + j])
-            c[i * t.n + j] = Double(t.alpha) * s + old
-            scale[i * t.n + j] = abs(Double(t.alpha)) * sa + abs(old)
+            let bias = o.bias.map { Double($0[j]) } ?? 0
+            c[i * t.n + j] = Double(t.alpha) * s + old + bias
+            scale[i * t.n + j] = abs(Double(t.alpha)) * sa + abs(old) + abs(bias)
           }
         }
       }
@@ -113,6 +117,24 @@ extension PackedGEMMTesting {
   }
 
   // MARK: test bodies both kernels run as they are (their test methods call these)
+
+  /// The bias row of `gemmAddingBias`, added in the kernel's store: once only
+  /// with several K blocks (rows outside K blocks, and K blocks outside rows
+  /// when C fits in L2), on ragged panels, with alpha and beta, over NaN C
+  /// (beta 0), transposed A, and when the product is empty (k 0, alpha 0).
+  func checkBias(file: StaticString = #filePath, line: UInt = #line) {
+    func check(_ t: Case) {
+      let o = makeOperands(t, seed: 9)
+      verify(t, o, runKernel(t, o), file: file, line: line)
+    }
+    for transA in [false, true] {
+      check(Case(transA: transA, transB: true, m: 37, n: 45, k: 67, alpha: 1, beta: 0, bias: true))
+      check(Case(transA: transA, transB: false, m: 300, n: 70, k: 530, alpha: 0.5, beta: 0.5, bias: true))
+      check(Case(transA: transA, transB: true, m: 20, n: 40, k: 1031, alpha: 1, beta: 0, bias: true))  // C in L2
+    }
+    check(Case(m: 9, n: 33, k: 0, alpha: 1, beta: 0, bias: true))
+    check(Case(m: 9, n: 33, k: 5, alpha: 0, beta: 2, bias: true))
+  }
 
   /// Empty C, k == 0, single rows and columns, every transpose; alpha 0 is
   /// C = beta·C, and with beta 0 zeros even over NaN.

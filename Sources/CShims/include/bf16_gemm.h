@@ -48,14 +48,16 @@ size_t ecenet_bf16_gemm_a_scratch_bytes(void);
 // The block rows [m0, m1) × columns [n0, n1) of C = alpha·op(A)·op(B) + beta·C
 // from the packed op(B) (n0 a multiple of 32; ranges are clipped to M, N).
 // op(A) is M×K (A is M×K with row stride lda, or K×M when transA). With
-// beta == 0, C is only written (it may hold NaN). `scratch` holds
+// beta == 0, C is only written (it may hold NaN). `bias` (NULL: none) is
+// N floats added to every row of C, bias[j] to column j (a linear layer's bias,
+// added in the GEMM's store instead of a pass over C). `scratch` holds
 // `a_scratch_bytes` bytes, 64-byte aligned, private to this call. Each
 // element's sum runs in the same order whatever the ranges, so any split of C
 // over threads gives bit-identical results.
 void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float alpha,
                               const float *a, long lda, const void *packed_b,
-                              float beta, float *c, long ldc, long m0, long m1,
-                              long n0, long n1, void *scratch);
+                              float beta, float *c, long ldc, const float *bias,
+                              long m0, long m1, long n0, long n1, void *scratch);
 
 #ifdef __cplusplus
 }
