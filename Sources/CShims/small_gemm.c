@@ -10,7 +10,10 @@
 // A in place whether transposed (row i at k: A[k·lda + i], one pointer with
 // constant offsets) or not (A[i·lda + k]). op(B) is read in place when not
 // transposed; transposed (B is N×K) it is turned into [K][N rounded up to 16]
-// in a 32 KiB stack buffer first, 16×16 blocks transposed in registers.
+// in a 32 KiB stack buffer first, 16×16 blocks transposed in registers;
+// with A not transposed (q·kᵀ), a tail of N mod 16 ≤ 3 columns (N = 49) is left
+// out of the tiles and done as dot products along k instead (a 1-lane masked
+// zmm would cost as many FMAs as a full one: 1.27× on 49×49×32).
 // The tile code is one always-inline body instantiated for every (NV, MR,
 // transA), so the row count and the A strides are constants in each.
 //
@@ -60,10 +63,19 @@ static inline __mmask16 sg_mask16(long count) {
 
 // Rows per tile for NV zmm per row: NV·MR accumulators + NV B vectors ≤ 32
 // (the A broadcasts are memory operands of the FMAs).
+// May be set with -D for tuning runs (at most 16).
+#ifndef MR_NV1
 #define MR_NV1 16
+#endif
+#ifndef MR_NV2
 #define MR_NV2 14
+#endif
+#ifndef MR_NV3
 #define MR_NV3 9
+#endif
+#ifndef MR_NV4
 #define MR_NV4 6
+#endif
 
 // The tile C[MR × NV·16 (last zmm masked by mlast)] (=|+=) alpha·Σ_k op(A)·op(B).
 // Row r of op(A) at k is a[r·RS + k·KS]; op(B) row k at b + k·ldb.
@@ -202,14 +214,45 @@ static TARGET void sg_run(int transA, long m, long n, long k, float alpha, const
   }
 }
 
+// C[:, j0..n) by dot products, when op(A) rows and op(B) columns both run along k
+// (A not transposed, B transposed: q·kᵀ). For a narrow tail (N = 49: one
+// column) this costs K/16 FMAs and a reduction per element, where a masked zmm
+// of the tile costs K FMAs per row for 1 useful lane of 16.
+static TARGET void sg_tail_dots(long m, long n, long j0, long k, float alpha, const float *a, long lda,
+                                const float *b, long ldb, float beta, float *c, long ldc) {
+  const long kv = k / 16 * 16;
+  const __mmask16 mk = sg_mask16(k - kv);
+  for (long j = j0; j < n; j++) {
+    const float *bj = b + j * ldb;
+    for (long i = 0; i < m; i++) {
+      const float *ai = a + i * lda;
+      __m512 acc = _mm512_setzero_ps();
+      long q = 0;
+      for (; q < kv; q += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(ai + q), _mm512_loadu_ps(bj + q), acc);
+      if (mk) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, ai + q), _mm512_maskz_loadu_ps(mk, bj + q), acc);
+      const float x = alpha * _mm512_reduce_add_ps(acc);
+      float *cij = c + i * ldc + j;
+      *cij = beta == 0 ? x : x + beta * *cij;
+    }
+  }
+}
+
+// Tail columns (N mod 16) that `sg_tail_dots` takes instead of a masked zmm.
+#ifndef SG_DOT_TAIL
+#define SG_DOT_TAIL 3
+#endif
+
 // transB: op(B) into a stack buffer first (its own frame, so other calls skip the 32 KiB).
 static TARGET __attribute__((noinline)) void sg_run_tb(int transA, long m, long n, long k, float alpha,
                                                        const float *a, long lda, const float *b, long ldb,
                                                        float beta, float *c, long ldc) {
   float bt[SG_MAX_B] __attribute__((aligned(64)));
-  const long ldd = (n + 15) / 16 * 16;
-  sg_transpose_b(n, k, b, ldb, bt, ldd);
-  sg_run(transA, m, n, k, alpha, a, lda, bt, ldd, beta, c, ldc);
+  const long tail = n % 16;
+  const long nMain = !transA && n > 16 && tail <= SG_DOT_TAIL ? n - tail : n;
+  const long ldd = (nMain + 15) / 16 * 16;
+  sg_transpose_b(nMain, k, b, ldb, bt, ldd);
+  sg_run(transA, m, nMain, k, alpha, a, lda, bt, ldd, beta, c, ldc);
+  if (nMain < n) sg_tail_dots(m, n, nMain, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 TARGET void ecenet_small_sgemm(int transA, int transB, long m, long n, long k, float alpha,

@@ -4,7 +4,9 @@
 // combinations), where OpenBLAS's per-call overhead and packing dominate.
 // Letters: M, N, K the GEMM sizes (op(A) M×K, op(B) K×N, C M×N).
 //
-// Same sums as cblas_sgemm (each element's K sum in k order, one FMA per k).
+// Same sums as cblas_sgemm: each element's K sum in k order, one FMA per k,
+// except the last N mod 16 ≤ 3 columns of A·Bᵀ (N = 49), summed as dot products
+// (16 partial sums, then added).
 // Bounded: op(B), N rounded up to 16, at most 8192 floats (32 KiB, an L1), so
 // K ≤ 512; M any. Not threaded; no allocation.
 //
@@ -40,8 +42,8 @@ enum SmallGEMM {
   #if DEBUG
   /// Test hook (debug builds only): called with (M, N, K) by every `smallSgemm` that
   /// runs the kernel, from the calling thread. The kernel gives OpenBLAS's bits on
-  /// attention's shapes (both sum each element in k order with one FMA per k), so
-  /// this is how tests see the route.
+  /// most of attention's shapes (both sum each element in k order with one FMA per k),
+  /// so this is how tests see the route.
   nonisolated(unsafe) static var onCall: ((Int, Int, Int) -> Void)?
   #endif
 }

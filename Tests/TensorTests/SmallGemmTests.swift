@@ -32,8 +32,9 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
   }
 
   /// The four trans combinations over odd and tile-edge sizes (1, 7, 15, 16, 17, 31,
-  /// 33, 49, 64: every row-tile and zmm tail), alpha 1 or not, beta 0 (C NaN on
-  /// entry), 1 or 0.5, strides padded beyond their minimum.
+  /// 33, 49, 64: every row-tile and zmm tail; N also 18, 35, 51: the 1…3 tail columns
+  /// that A·Bᵀ takes by dot products), alpha 1 or not, beta 0 (C NaN on entry), 1 or
+  /// 0.5, strides padded beyond their minimum.
   func testOddSizesAllTransposes() {
     let sizes = [1, 7, 15, 16, 17, 31, 33, 49, 64]
     let scalars: [(Float, Float)] = [(1, 0), (0.75, 1), (1, 1), (-1.5, 0.5), (0.125, 0)]
@@ -41,7 +42,7 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
     for transA in [false, true] {
       for transB in [false, true] {
         for m in sizes {
-          for n in sizes {
+          for n in sizes + [18, 35, 51] {
             for k in [1, 16, 17, 49] {
               let (alpha, beta) = scalars[index % scalars.count]
               let t = Case(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
@@ -148,8 +149,8 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
   /// `sgemm` / `sgemmOnThisThread` on routed shapes run the kernel (seen through the
   /// debug hook `SmallGEMM.onCall`) with routing on, and not with it off, under
   /// `.openBLAS` threading, or over the bound; the results match the reference.
-  /// (On attention's shapes the kernel and OpenBLAS give the same bits: both sum each
-  /// element in k order with one FMA per k; asserted, as a check on the kernel.)
+  /// (The hook, because on most of attention's shapes the kernel and OpenBLAS give the
+  /// same bits: both sum each element in k order with one FMA per k.)
   func testSgemmRoutes() throws {
     #if DEBUG
     let savedRoute = SmallGEMM.route, savedThreading = Parallel.gemmThreading
@@ -173,21 +174,11 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
       } } }
       return c
     }
-    func viaBLAS(_ t: Case, _ o: Operands) -> [UInt32] {
-      var c = o.c0
-      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in
-        cblas_sgemm(CblasRowMajor, t.transA ? CblasTrans : CblasNoTrans, t.transB ? CblasTrans : CblasNoTrans,
-                    Int32(t.m), Int32(t.n), Int32(t.k), t.alpha, pa.baseAddress!, Int32(o.lda),
-                    pb.baseAddress!, Int32(o.ldb), t.beta, &c, Int32(o.ldc))
-      } }
-      return c.map(\.bitPattern)
-    }
     let routed = [Case(transA: false, transB: true, m: 49, n: 49, k: 32, alpha: 0.17, beta: 0),
                   Case(transA: true, transB: false, m: 49, n: 32, k: 49, alpha: 0.17, beta: 1),
                   Case(transA: false, transB: false, m: 144, n: 32, k: 144, alpha: 1, beta: 0.3)]
     for t in routed {
       let o = makeOperands(t, seed: 31)
-      XCTAssertTrue(runKernel(t, o).map(\.bitPattern) == viaBLAS(t, o), "\(t): kernel and OpenBLAS bits")
       calls = []
       for onThisThread in [false, true] {
         Parallel.gemmThreading = .ours

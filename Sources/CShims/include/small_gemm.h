@@ -2,7 +2,9 @@
 // head) GEMMs of window attention (Swin: L = 49 or 144 tokens, head dim 32),
 // where OpenBLAS's per-call overhead and packing cost more than the sums.
 // C = alpha·op(A)·op(B) + beta·C, row-major, cblas semantics (the same sums as
-// cblas_sgemm, each element's K sum in k order with one FMA per k).
+// cblas_sgemm: each element's K sum in k order with one FMA per k, except the
+// last N mod 16 ≤ 3 columns when A is not transposed and B is, which are dot
+// products of 16 partial sums).
 //
 // Not a BLAS: one thread, no allocation, bounded sizes (`supported`). op(B)
 // must fit an L1-sized stack buffer (transB: it is transposed there once per
