@@ -26,8 +26,8 @@ extern "C" {
 long ecenet_small_sgemm_max_b_floats(void);
 
 // 1 when `ecenet_small_sgemm` takes these sizes: M, N, K ≥ 0 and
-// K · roundup(N, 16) ≤ max_b_floats (so N ≤ 8192, K ≤ 512). M is not bounded
-// (rows run one register tile at a time).
+// K · roundup(N, 16) ≤ max_b_floats (so K ≤ 512, and N ≤ 8192 when K ≥ 1). M is
+// not bounded (rows run one register tile at a time).
 int ecenet_small_sgemm_supported(long m, long n, long k);
 
 // 1 when this file was compiled with optimization (__OPTIMIZE__). SwiftPM debug
