@@ -23,10 +23,14 @@
 //  - depthwise (G == Cin == Cout): a direct loop; a GEMM with K = taps would be
 //    all overhead. The inner loop runs over contiguous channels, so it
 //    vectorises, and it touches x once per tap instead of building columns.
+//    3×3 / stride 1 / padding 1 (the only one ECENet runs) has line kernels
+//    of its own (see "Depth-wise 3×3" below).
 // Backward never scatters in parallel: dX is gathered per input line (each
 // input pixel sums the output pixels that saw it), so no two threads write the
 // same element and the result does not depend on the thread schedule.
 // Not here: transposed conv, non-zero padding modes, per-axis stride/padding.
+
+import CShims
 
 /// Sizes of one convolution, validated once.
 public struct Conv2dGeometry: Equatable, Sendable {
@@ -126,12 +130,13 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
 }
 
 /// dx += ∂/∂x, dWeight += ∂/∂w, dBias += ∂/∂b (each optional) given dy [B, Ho, Wo, Cout].
-/// `accumulateDx` false: dx is overwritten instead (the 1×1 GEMM writes it; the
-/// other algorithms add taps into it, so it is zeroed for them first).
+/// `accumulateDx` false: dx is overwritten instead (the 1×1 GEMM and the 3×3
+/// depth-wise line kernel write it; the other algorithms add taps into it, so it
+/// is zeroed for them first).
 public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tensor?, dBias: Tensor?, dy: Tensor,
                            x: Tensor, weight: Tensor, geometry g: Conv2dGeometry, algorithm: Conv2dAlgorithm) {
   algorithm.check(g)
-  if let dx = dx, !accumulateDx, algorithm != .pointwise { dx.zero() }
+  if let dx = dx, !accumulateDx, algorithm == .im2col || algorithm == .shifted { dx.zero() }
   switch algorithm {
   case .pointwise:
     linearBackward(dx: dx?.reshaped([-1, g.inChannels]), accumulateDx: accumulateDx, dWeight: dWeight?.reshaped([g.outChannels, g.inChannels]),
@@ -141,7 +146,8 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
     im2colConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
     if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
   case .depthwise:
-    depthwiseConvBackward(dx: dx, dWeight: dWeight, dBias: dBias, dy: dy, x: x, weight: weight, g)
+    depthwiseConvBackward(dx: dx, accumulateDx: accumulateDx, dWeight: dWeight, dBias: dBias, dy: dy, x: x,
+                          weight: weight, g)
   case .shifted:
     shiftedConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
     if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
@@ -155,6 +161,15 @@ public enum Conv2dTuning {
   /// Float budget of the column buffer (default 8 Mi floats = 32 MB); chunks of
   /// output lines are sized to it. Tests shrink it to exercise chunk boundaries.
   nonisolated(unsafe) public static var im2colBufferFloats = 1 << 23
+  /// The 3×3 same depth-wise conv on its line kernels (Mix-FFN's DWConv); tests
+  /// turn it off to compare with the generic depth-wise loops.
+  nonisolated(unsafe) public static var depthwise3x3Lines = true
+  /// Outputs of the 3×3 depth-wise line kernels at least this large (the
+  /// last-level cache here) are stored past the caches
+  /// (`ecenet_store16_nontemporal`): they cannot stay cached for the next op
+  /// anyway, and this saves reading each line before it is overwritten
+  /// (forward 11.2 → 9.7 ms at 160²×1024). Tests set 0 to run that store.
+  nonisolated(unsafe) public static var nonTemporalStoreMinimumBytes = 32 << 20
 }
 
 /// How many output lines one chunk holds so that lines·Wo·K ≤ the budget (at least one).
@@ -457,6 +472,18 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   let (kh, kw, s, p, d) = (g.kernelH, g.kernelW, g.stride, g.padding, g.dilation)
   let wt = tapMajorWeights(weight, g)
   let xp = x.data, yp = y.data, wp = wt.data, bp = bias?.data
+  if g.isDepthwise3x3Same && Conv2dTuning.depthwise3x3Lines {
+    let zeros = Tensor.zeros([W * C])  // the rows above and below the image
+    let zp = UnsafePointer(zeros.data), bypass = y.count * 4 >= Conv2dTuning.nonTemporalStoreMinimumBytes
+    Parallel.forRange(g.batch * Ho, grain: max(1, 8192 / max(1, Wo * C * 9))) { r in
+      for line in r {
+        let rows = Depthwise3x3Rows(xp, line: line, height: H, rowFloats: W * C, zeros: zp)
+        depthwise3x3Line(out: yp + line * Wo * C, rows: rows, width: W, channels: C, taps: wp,
+                         start: bp.map { .bias($0) } ?? .zero, bypassCache: bypass)
+      }
+    }
+    return
+  }
   Parallel.forRange(g.batch * Ho, grain: max(1, 8192 / max(1, Wo * C * g.taps))) { r in
     // The taps inside the image for one output pixel: (input offset, weight offset).
     withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: g.taps) { tapBuf in
@@ -481,10 +508,210 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   }
 }
 
+// MARK: Depth-wise 3×3, stride 1, padding 1 (Mix-FFN's DWConv)
+//
+// The one depth-wise shape ECENet runs, at up to 160²×1024 per image, gets
+// kernels of its own. Along a line, each 16-channel block keeps its 9 taps in
+// registers and slides a 3×3 window of input vectors over the pixels: 3 loads
+// and 9 FMAs per 16 outputs, where the generic tapSum loads 18 vectors and
+// rebuilds a tap list per pixel (≈ 3× slower at 160²×1024; BENCHMARKS.md). The
+// pixels go in tiles outside the channel blocks so that memory is read in
+// contiguous runs (blocks outside the pixels measured slower).
+// dX is the same correlation of dY with the taps flipped (tap t ↔ 8 − t), and
+// dW slides the same window of x while holding the 9 tap sums in registers.
+
+extension Conv2dGeometry {
+  /// 3×3, stride 1, padding 1, dilation 1, depth-wise: output size = input size.
+  var isDepthwise3x3Same: Bool {
+    kernelH == 3 && kernelW == 3 && stride == 1 && padding == 1 && dilation == 1
+      && groups == inChannels && groups == outChannels
+  }
+}
+
+/// The three rows (line − 1, line, line + 1 of one image) that a 3×3 line reads.
+/// Rows outside the image point at `zeros` (a zero row), so the kernels never
+/// branch on them.
+struct Depthwise3x3Rows {
+  let r0, r1, r2: UnsafePointer<Float>
+  subscript(a: Int) -> UnsafePointer<Float> { a == 0 ? r0 : a == 1 ? r1 : r2 }
+  init(_ base: UnsafePointer<Float>, line: Int, height H: Int, rowFloats: Int, zeros: UnsafePointer<Float>) {
+    let y = line % H, row = base + line * rowFloats
+    r0 = y > 0 ? row - rowFloats : zeros
+    r1 = row
+    r2 = y + 1 < H ? row + rowFloats : zeros
+  }
+}
+
+/// Where a line's sums start: 0, the bias, or what the output already holds.
+enum Depthwise3x3Start { case zero, bias(UnsafePointer<Float>), accumulate }
+
+/// Pixels per tile of the line kernels: the window is re-primed (6 loads) and
+/// the taps reloaded (9) once per tile and channel block.
+/// 4 measured best at 160²×1024 (forward 11.3 ms; 2: 12.3, 6: 11.8, 16: 13.8):
+/// longer tiles keep more 4 KiB-strided lines in flight at once.
+let depthwise3x3Tile = 4
+
+
+/// The 16 channels at c of column x of the three rows (zeros outside the image).
+@inline(__always)
+private func column16(_ rows: Depthwise3x3Rows, _ x: Int, width W: Int, channels C: Int, _ c: Int)
+  -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+  if x < 0 || x >= W { return (.zero, .zero, .zero) }
+  let o = x * C + c
+  return (load16(rows.r0 + o), load16(rows.r1 + o), load16(rows.r2 + o))
+}
+
+/// out[x, c] = start + Σ_{a, b < 3} rows[a][x − 1 + b, c] · taps[3a + b, c] for x < W, c < C,
+/// taps in that order (taps is [9, C]); columns −1 and W read as 0. `bypassCache`:
+/// store non-temporally where the line allows it (64-byte aligned vectors).
+func depthwise3x3Line(out o: UnsafeMutablePointer<Float>, rows: Depthwise3x3Rows, width W: Int, channels C: Int,
+                      taps w: UnsafePointer<Float>, start: Depthwise3x3Start, bypassCache: Bool) {
+  let streaming = bypassCache && C % 16 == 0 && Int(bitPattern: o) % 64 == 0
+  // One specialised copy of the loops per start (no test on it per pixel).
+  switch start {
+  case .zero: depthwise3x3Line(o, rows, W, C, w, bias: nil, accumulate: false, streaming: streaming)
+  case .bias(let bias): depthwise3x3Line(o, rows, W, C, w, bias: bias, accumulate: false, streaming: streaming)
+  case .accumulate: depthwise3x3Line(o, rows, W, C, w, bias: nil, accumulate: true, streaming: false)
+  }
+}
+
+@inline(__always)
+private func depthwise3x3Line(_ o: UnsafeMutablePointer<Float>, _ rows: Depthwise3x3Rows, _ W: Int, _ C: Int,
+                              _ w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, accumulate: Bool,
+                              streaming: Bool) {
+  var x0 = 0
+  while x0 < W {
+    let x1 = min(W, x0 + depthwise3x3Tile)
+    var c = 0
+    while c + 16 <= C {
+      let w0 = load16(w + c), w1 = load16(w + C + c), w2 = load16(w + 2 * C + c)
+      let w3 = load16(w + 3 * C + c), w4 = load16(w + 4 * C + c), w5 = load16(w + 5 * C + c)
+      let w6 = load16(w + 6 * C + c), w7 = load16(w + 7 * C + c), w8 = load16(w + 8 * C + c)
+      let first = bias.map { load16($0 + c) } ?? .zero
+      var (a0, a1, a2) = column16(rows, x0 - 1, width: W, channels: C, c)  // left column
+      var (b0, b1, b2) = column16(rows, x0, width: W, channels: C, c)      // centre
+      for x in x0..<x1 {
+        let (n0, n1, n2) = column16(rows, x + 1, width: W, channels: C, c)  // right
+        let out = o + x * C + c
+        var acc = accumulate ? load16(out) : first
+        acc.addProduct(a0, w0); acc.addProduct(b0, w1); acc.addProduct(n0, w2)
+        acc.addProduct(a1, w3); acc.addProduct(b1, w4); acc.addProduct(n1, w5)
+        acc.addProduct(a2, w6); acc.addProduct(b2, w7); acc.addProduct(n2, w8)
+        if streaming { ecenet_store16_nontemporal(out, acc) } else {
+          UnsafeMutableRawPointer(out).storeBytes(of: acc, as: SIMD16<Float>.self)
+        }
+        (a0, a1, a2) = (b0, b1, b2); (b0, b1, b2) = (n0, n1, n2)
+      }
+      c += 16
+    }
+    for c in c..<C {  // the last C mod 16 channels, one at a time
+      for x in x0..<x1 {
+        var acc = accumulate ? o[x * C + c] : bias?[c] ?? 0
+        for t in 0..<9 where x - 1 + t % 3 >= 0 && x - 1 + t % 3 < W {
+          acc = acc.addingProduct(rows[t / 3][(x - 1 + t % 3) * C + c], w[t * C + c])
+        }
+        o[x * C + c] = acc
+      }
+    }
+    x0 = x1
+  }
+}
+
+/// sums[3a + b, c] += Σ_x dy[x, c] · rows[a][x − 1 + b, c] and sums[9, c] += Σ_x dy[x, c]
+/// (sums is [10, C]): one output line's share of dW (tap-major) and dBias.
+func depthwise3x3WeightGradLine(sums s: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
+                                rows: Depthwise3x3Rows, width W: Int, channels C: Int) {
+  var x0 = 0
+  while x0 < W {
+    let x1 = min(W, x0 + depthwise3x3Tile)
+    var c = 0
+    while c + 16 <= C {
+      var d0 = SIMD16<Float>(), d1 = d0, d2 = d0, d3 = d0, d4 = d0, d5 = d0, d6 = d0, d7 = d0, d8 = d0, db = d0
+      var (a0, a1, a2) = column16(rows, x0 - 1, width: W, channels: C, c)
+      var (b0, b1, b2) = column16(rows, x0, width: W, channels: C, c)
+      for x in x0..<x1 {
+        let (n0, n1, n2) = column16(rows, x + 1, width: W, channels: C, c)
+        let g = load16(dy + x * C + c)
+        db += g
+        d0.addProduct(g, a0); d1.addProduct(g, b0); d2.addProduct(g, n0)
+        d3.addProduct(g, a1); d4.addProduct(g, b1); d5.addProduct(g, n1)
+        d6.addProduct(g, a2); d7.addProduct(g, b2); d8.addProduct(g, n2)
+        (a0, a1, a2) = (b0, b1, b2); (b0, b1, b2) = (n0, n1, n2)
+      }
+      func add(_ t: Int, _ v: SIMD16<Float>) {
+        let p = s + t * C + c
+        UnsafeMutableRawPointer(p).storeBytes(of: load16(p) + v, as: SIMD16<Float>.self)
+      }
+      add(0, d0); add(1, d1); add(2, d2); add(3, d3); add(4, d4); add(5, d5); add(6, d6); add(7, d7); add(8, d8)
+      add(9, db)
+      c += 16
+    }
+    for c in c..<C {
+      for x in x0..<x1 {
+        let g = dy[x * C + c]
+        s[9 * C + c] += g
+        for t in 0..<9 where x - 1 + t % 3 >= 0 && x - 1 + t % 3 < W {
+          s[t * C + c] += g * rows[t / 3][(x - 1 + t % 3) * C + c]
+        }
+      }
+    }
+    x0 = x1
+  }
+}
+
+/// Backward of the 3×3 same depth-wise conv: dx lines (overwritten or added to),
+/// then the weight and bias sums of the same lines, over contiguous line ranges
+/// (one per thread) whose partial sums are added in range order (deterministic
+/// for a given thread count, as the generic path).
+func depthwise3x3Backward(dx: Tensor?, accumulateDx: Bool, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor,
+                          weight: Tensor, _ g: Conv2dGeometry) {
+  let (H, W, C) = (g.height, g.width, g.inChannels)
+  let lines = g.batch * H, rowFloats = W * C
+  let wt = tapMajorWeights(weight, g)
+  let flipped = Tensor(uninitialized: [9, C])  // dX correlates dY with tap t ↔ 8 − t
+  for t in 0..<9 { flipped.data.advanced(by: t * C).update(from: wt.data + (8 - t) * C, count: C) }
+  let needSums = dWeight != nil || dBias != nil
+  let chunks = max(1, min(Parallel.threads, lines))
+  let partial = Tensor.zeros([needSums ? chunks : 0, 10 * C])
+  let zeros = Tensor.zeros([rowFloats])  // the rows above and below the image
+  let zp = UnsafePointer(zeros.data), bypass = dy.count * 4 >= Conv2dTuning.nonTemporalStoreMinimumBytes
+  let (xp, gp, fp, pp) = (UnsafePointer(x.data), UnsafePointer(dy.data), UnsafePointer(flipped.data), partial.data)
+  let dxp = dx?.data
+  Parallel.forRange(chunks) { cr in
+    for chunk in cr {
+      for line in (lines * chunk / chunks)..<(lines * (chunk + 1) / chunks) {
+        if let dxp = dxp {
+          depthwise3x3Line(out: dxp + line * rowFloats, rows: Depthwise3x3Rows(gp, line: line, height: H, rowFloats: rowFloats, zeros: zp),
+                           width: W, channels: C, taps: fp, start: accumulateDx ? .accumulate : .zero,
+                           bypassCache: bypass)
+        }
+        if needSums {  // dY's line was just read for dX: it is still in cache
+          depthwise3x3WeightGradLine(sums: pp + chunk * 10 * C, dy: gp + line * rowFloats,
+                                     rows: Depthwise3x3Rows(xp, line: line, height: H, rowFloats: rowFloats, zeros: zp),
+                                     width: W, channels: C)
+        }
+      }
+    }
+  }
+  guard needSums else { return }
+  for chunk in 1..<chunks {  // fold partials into chunk 0, in order
+    let src = pp + chunk * 10 * C
+    for i in 0..<(10 * C) { pp[i] += src[i] }
+  }
+  if let dw = dWeight { for c in 0..<C { for t in 0..<9 { dw.data[c * 9 + t] += pp[t * C + c] } } }
+  if let db = dBias { for c in 0..<C { db.data[c] += pp[9 * C + c] } }
+}
+
 /// dx gathered per input line; dW and dBias from per-chunk partials over output
 /// lines, summed in chunk order (deterministic for a given thread count).
-func depthwiseConvBackward(dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor, weight: Tensor,
-                           _ g: Conv2dGeometry) {
+func depthwiseConvBackward(dx: Tensor?, accumulateDx: Bool, dWeight: Tensor?, dBias: Tensor?, dy: Tensor, x: Tensor,
+                           weight: Tensor, _ g: Conv2dGeometry) {
+  if g.isDepthwise3x3Same && Conv2dTuning.depthwise3x3Lines {
+    depthwise3x3Backward(dx: dx, accumulateDx: accumulateDx, dWeight: dWeight, dBias: dBias, dy: dy, x: x,
+                         weight: weight, g)
+    return
+  }
+  if let dx = dx, !accumulateDx { dx.zero() }  // the gather below adds taps into dx
   let (H, W, C, Ho, Wo) = (g.height, g.width, g.inChannels, g.outHeight, g.outWidth)
   let (kh, kw, s, p, d, taps) = (g.kernelH, g.kernelW, g.stride, g.padding, g.dilation, g.taps)
   let xp = x.data, gp = dy.data

@@ -170,6 +170,38 @@ final class ConvTests: XCTestCase {
     }
     for (i, (a, e)) in zip(run(.depthwise), run(.im2col)).enumerated() { assertClose(a, e, rtol: 1e-4, atol: 1e-4, "output \(i)") }
   }
+
+  func testDepthwise3x3LineKernelsMatchGenericLoops() {
+    // The 3×3 same depth-wise conv's line kernels against the generic depth-wise
+    // loops: maps wider than two pixel tiles with a ragged last tile, a single row
+    // (both neighbour rows outside the image), channel counts with and without a
+    // tail after the 16-channel blocks; x used twice so that dx is first written,
+    // then added to; one and three threads (the weight sums' line ranges differ).
+    // The last two store past the caches (non-temporal stores, any size here).
+    let saved = (Conv2dTuning.depthwise3x3Lines, Parallel.threads, Conv2dTuning.nonTemporalStoreMinimumBytes)
+    defer { (Conv2dTuning.depthwise3x3Lines, Parallel.threads, Conv2dTuning.nonTemporalStoreMinimumBytes) = saved }
+    for (shape, threads, bypass) in [([2, 5, 37, 37], 3, false), ([1, 1, 19, 16], 1, false), ([1, 3, 33, 5], 3, false),
+                                     ([3, 4, 16, 48], 1, true), ([2, 6, 9, 32], 2, true)] {
+      Conv2dTuning.nonTemporalStoreMinimumBytes = bypass ? 0 : saved.2
+      let c = shape[3]
+      let x = rng.tensor(shape), w = rng.tensor([c, 1, 3, 3]), b = rng.tensor([c])
+      let seed = TestRNG(seed: 5).tensorCopy(shape)
+      func run(lines: Bool) -> [Tensor] {
+        Conv2dTuning.depthwise3x3Lines = lines
+        Parallel.threads = threads
+        let vx = Var(x.copy(), requiresGrad: true), vw = Var(w.copy(), requiresGrad: true), vb = Var(b.copy(), requiresGrad: true)
+        let y = withGradients {
+          conv2d(vx, weight: vw, bias: vb, padding: 1, groups: c) + conv2d(vx * 0.5, weight: vw, bias: nil, padding: 1, groups: c)
+        }
+        withGradients { (y * Var(seed)).sum() }.backward()
+        return [y.value, vx.grad!, vw.grad!, vb.grad!]
+      }
+      let (fast, generic) = (run(lines: true), run(lines: false))
+      for (i, (a, e)) in zip(fast, generic).enumerated() {
+        assertClose(a, e, rtol: 1e-5, atol: 1e-5, "x \(shape), \(threads) threads, bypass \(bypass), output \(i)")
+      }
+    }
+  }
 }
 
 extension TestRNG {

@@ -19,6 +19,15 @@
 extern "C" {
 #endif
 
+// 16 floats stored past the caches (a non-temporal store; `p` 64-byte
+// aligned): for outputs far larger than the last-level cache, it saves reading
+// each line before it is overwritten. Swift has no such intrinsic; it sees the
+// vector type as SIMD16<Float> and inlines this static function.
+typedef float ecenet_f32x16 __attribute__((ext_vector_type(16)));
+static inline void ecenet_store16_nontemporal(float *p, ecenet_f32x16 v) {
+  __builtin_nontemporal_store(v, (ecenet_f32x16 *)p);
+}
+
 // ---- MPI (world communicator only; rank/size, collectives on float buffers) ----
 // All return the MPI error code (0 = MPI_SUCCESS). `provided` receives the
 // thread level granted: 0 SINGLE, 1 FUNNELED, 2 SERIALIZED, 3 MULTIPLE.
