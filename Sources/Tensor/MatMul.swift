@@ -2,9 +2,10 @@
 // Letters: M, N, K the GEMM sizes; B the batch of a batched GEMM.
 // The GEMM goes to OpenBLAS's cblas_sgemm (row-major), or on large shapes with
 // AVX-512 to our fp32 kernel (GemmF32.swift; rule and figures at
-// sgemmUsesF32Kernel). Linear keeps PyTorch's weight layout [out, in] so
-// checkpoints load unchanged: y = x·Wᵀ + b is one sgemm with B transposed, over
-// all leading dimensions of x as rows.
+// sgemmUsesF32Kernel), or on small ones (attention slices) to our unpacked small
+// kernel (SmallGemm.swift, sgemmUsesSmallKernel). Linear keeps PyTorch's weight
+// layout [out, in] so checkpoints load unchanged: y = x·Wᵀ + b is one sgemm with
+// B transposed, over all leading dimensions of x as rows.
 import CShims
 
 /// What every `gemm` of the engine computes in, for this process (the config's
@@ -72,9 +73,11 @@ public func gemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
 }
 
 /// fp32 C = alpha·op(A)·op(B) + beta·C: our AVX-512 kernel (GemmF32.swift) on the
-/// shapes where it measured faster (`sgemmUsesF32Kernel`), else OpenBLAS. Large
-/// OpenBLAS GEMMs are split over our threads by rows of C (or by columns when C is
-/// wider than tall), each block one single-threaded sgemm (see Parallel.gemmThreading).
+/// shapes where it measured faster (`sgemmUsesF32Kernel`), the small kernel
+/// (SmallGemm.swift) on GEMMs or split blocks within its bound (`sgemmUsesSmallKernel`),
+/// else OpenBLAS. Large OpenBLAS GEMMs are split over our threads by rows of C (or by
+/// columns when C is wider than tall), each block one single-threaded sgemm (see
+/// Parallel.gemmThreading).
 /// Must not be called from inside `Parallel.forRange`; use `sgemmOnThisThread` there.
 public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -87,8 +90,8 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
   // Below about a quarter MFLOP the fork/join costs more than it saves.
   let threads = Parallel.threads
   if threads == 1 || Parallel.gemmThreading == .openBLAS || m * n * k < gemmSplitMinimum {
-    openBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    smallOrOpenBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                         b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     return
   }
   // Blocks of 16 rows/columns keep the split points on the kernels' tile edges.
@@ -96,13 +99,13 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
   Parallel.forRange((extent + tile - 1) / tile, grain: 2) { r in
     let lo = r.lowerBound * tile, hi = min(extent, r.upperBound * tile)
     if byRows {  // rows lo..<hi of C come from rows lo..<hi of op(A)
-      openBLASSgemm(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
-                    a: a + (transA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
-                    beta: beta, c: c + lo * ldc, ldc: ldc)
+      smallOrOpenBLASSgemm(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+                           a: a + (transA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
+                           beta: beta, c: c + lo * ldc, ldc: ldc)
     } else {     // columns lo..<hi of C come from columns lo..<hi of op(B)
-      openBLASSgemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
-                    a: a, lda: lda, b: b + (transB ? lo * ldb : lo), ldb: ldb,
-                    beta: beta, c: c + lo, ldc: ldc)
+      smallOrOpenBLASSgemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
+                           a: a, lda: lda, b: b + (transB ? lo * ldb : lo), ldb: ldb,
+                           beta: beta, c: c + lo, ldc: ldc)
     }
   }
 }
@@ -110,9 +113,10 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 /// m·n·k below which `gemm` does not split (OpenBLAS's own threshold is similar).
 let gemmSplitMinimum = 1 << 18
 
-/// One fp32 sgemm on the calling thread (our kernel where `sgemmUsesF32Kernel`, else
-/// OpenBLAS single-threaded under the default Parallel.gemmThreading); safe inside
-/// `Parallel.forRangeCallingBLAS`.
+/// One fp32 sgemm on the calling thread (our kernel where `sgemmUsesF32Kernel`, the
+/// small kernel where `sgemmUsesSmallKernel` (SmallGemm.swift: attention's per-slice
+/// GEMMs), else OpenBLAS single-threaded under the default Parallel.gemmThreading);
+/// safe inside `Parallel.forRangeCallingBLAS`.
 @inline(__always)
 public func sgemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -122,8 +126,8 @@ public func sgemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int
                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parallel: false)
     return
   }
-  openBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  smallOrOpenBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
 }
 
 /// Which fp32 GEMMs `sgemm` / `sgemmOnThisThread` give to our AVX-512 kernel: those of
@@ -141,6 +145,21 @@ public func sgemmOnThisThread(transA: Bool, transB: Bool, m: Int, n: Int, k: Int
 @inline(__always)
 func sgemmUsesF32Kernel(m: Int, n: Int, k: Int) -> Bool {
   F32GEMM.routeSgemm && Parallel.gemmThreading == .ours && m >= 256 && m * n * k >= 1 << 22
+}
+
+/// One GEMM on the calling thread: the small kernel where `sgemmUsesSmallKernel`, else
+/// `openBLASSgemm`.
+@inline(__always)
+func smallOrOpenBLASSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                          beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  if sgemmUsesSmallKernel(m: m, n: n, k: k) {
+    smallSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+               b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  } else {
+    openBLASSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  }
 }
 
 /// cblas_sgemm, row-major, on the calling thread (single-threaded under `.ours`).

@@ -13,6 +13,7 @@
 #include <zstd.h>
 #include "bf16_gemm.h"
 #include "f32_gemm.h"
+#include "small_gemm.h"
 
 #ifdef __cplusplus
 extern "C" {
