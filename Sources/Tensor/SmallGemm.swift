@@ -51,7 +51,7 @@ enum SmallGEMM {
 /// Which fp32 GEMMs `sgemm` / `sgemmOnThisThread` give to the small kernel: M ≤ 256 and
 /// op(B) within the kernel's bound (`smallSgemmSupports`), when `SmallGEMM.route` under
 /// `Parallel.gemmThreading == .ours`. These never overlap `sgemmUsesF32Kernel`'s (M ≥ 256
-/// and ≥ 2²² multiply-adds; here M·N·K ≤ 256·8192 = 2²¹). Measured on the 2-vCPU Zen 4
+/// and ≥ 2²² multiply-adds; here M·N·K ≤ 256·8192 = 2²¹). Measured on the 2-vCPU Zen 5
 /// (one thread, C at -O2, 64 slices' operands in rotation, best of 7, µs per call,
 /// OpenBLAS 0.3.21 cblas_sgemm vs kernel): 49×49×32 NT (q·kᵀ) 2.37 vs 1.85 (1.28×),
 /// 49×32×49 NN 1.45 vs 1.44, TN 1.49 vs 1.46; 144×144×32 NT 15.9 vs 13.8 (1.16×),
