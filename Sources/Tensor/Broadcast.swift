@@ -74,6 +74,28 @@ func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> 
   return out
 }
 
+/// out[j] += Σ_i m[i, j] for a row-major [rows, columns] matrix (a bias's
+/// gradient): up to 64 blocks of contiguous rows, each summed into its own
+/// partial (vectorised over columns) in parallel, the partials then added in
+/// block order. The blocks depend only on `rows`, so the result has the same
+/// bits on any thread count.
+func addColumnSums(into out: UnsafeMutablePointer<Float>, of m: UnsafePointer<Float>, rows: Int, columns: Int) {
+  if rows <= 0 || columns <= 0 { return }
+  let blocks = min(rows, 64)
+  let partial = Tensor.zeros([blocks, columns])
+  let pp = partial.data
+  Parallel.forRange(blocks, grain: max(1, (1 << 14) / max(1, rows / blocks * columns))) { br in
+    for blk in br {
+      let acc = pp + blk * columns
+      for i in (rows * blk / blocks)..<(rows * (blk + 1) / blocks) {
+        let src = m + i * columns
+        for j in 0..<columns { acc[j] += src[j] }
+      }
+    }
+  }
+  for blk in 0..<blocks { let acc = pp + blk * columns; for j in 0..<columns { out[j] += acc[j] } }
+}
+
 /// Sums `g` (of a broadcast shape) down to `shape`: the gradient of a broadcast.
 public func sumToShape(_ g: Tensor, _ shape: [Int]) -> Tensor {
   if g.shape == shape { return g }
@@ -86,11 +108,7 @@ public func sumToShape(_ g: Tensor, _ shape: [Int]) -> Tensor {
     for i in 0..<n { s += Double(pg[i]) }
     o[0] = Float(s)
   } else if isSuffix(shape, of: g.shape) {
-    // Bias-like: sum the rows, in parallel over columns for cache-friendly access.
-    let rows = n / m
-    Parallel.forRange(m, grain: 64) { cr in
-      for row in 0..<rows { let base = row * m; for j in cr { o[j] += pg[base + j] } }
-    }
+    addColumnSums(into: o, of: pg, rows: n / m, columns: m)  // bias-like: sum the rows
   } else {
     let s = broadcastStrides(shape, to: g.shape)
     var idx = [Int](repeating: 0, count: g.rank)

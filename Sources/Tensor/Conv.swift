@@ -300,24 +300,6 @@ func im2colConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, we
   }
 }
 
-/// out[j] += Σ_i m[i, j] for a row-major [rows, columns] matrix: per-chunk partial
-/// sums (contiguous rows, vectorised over columns) added in chunk order.
-func addColumnSums(into out: UnsafeMutablePointer<Float>, of m: UnsafePointer<Float>, rows: Int, columns: Int) {
-  let chunks = max(1, min(Parallel.threads, rows / 64))
-  let partial = Tensor.zeros([chunks, columns])
-  let pp = partial.data
-  Parallel.forRange(chunks) { cr in
-    for c in cr {
-      let acc = pp + c * columns
-      for i in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
-        let src = m + i * columns
-        for j in 0..<columns { acc[j] += src[j] }
-      }
-    }
-  }
-  for c in 0..<chunks { let acc = pp + c * columns; for j in 0..<columns { out[j] += acc[j] } }
-}
-
 // MARK: Shifted GEMMs (stride 1, groups 1)
 
 /// The padded-row frame of the shifted algorithm: images of Hp×Wp padded

@@ -203,10 +203,7 @@ public func linearBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
     gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: dy.data, lda: outF,
          b: x.data, ldb: inF, beta: 1, c: dw.data, ldc: inF)
   }
-  if let db = dBias {
-    let s = sumToShape(dy.reshaped([rows, outF]), [outF])
-    db.add(s)
-  }
+  if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: rows, columns: outF) }
 }
 
 /// F.linear: x[..., in] · weight[out, in]ᵀ + bias[out].

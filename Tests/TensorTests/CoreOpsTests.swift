@@ -27,6 +27,28 @@ final class CoreOpsTests: XCTestCase {
     checkGradients([rng.tensor([3, 5])]) { $0[0] * 2.5 + 1 }
   }
 
+  func testBiasGradientColumnSumsSameBitsOnAnyThreadCount() {
+    // sumToShape to a suffix (a bias's gradient) and linear's dBias: the row
+    // blocks depend only on the row count, so 1, 2 and 3 threads agree bit for
+    // bit, and the sums match a Double loop. 200 rows: 64 blocks of 3–4 rows;
+    // 37 rows: a block per row; 1 row.
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    for (rows, cols) in [(200, 37), (37, 5), (1, 16)] {
+      let g = rng.tensor([rows, cols])
+      var expected = [Double](repeating: 0, count: cols)
+      for i in 0..<rows { for j in 0..<cols { expected[j] += Double(g.data[i * cols + j]) } }
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        Parallel.threads = threads
+        runs.append(sumToShape(g, [cols]).toArray())
+      }
+      XCTAssertEqual(runs[1], runs[0], "\(rows)×\(cols), 2 threads")
+      XCTAssertEqual(runs[2], runs[0], "\(rows)×\(cols), 3 threads")
+      for j in 0..<cols { XCTAssertEqual(Double(runs[0][j]), expected[j], accuracy: 1e-5 * Double(rows), "column \(j)") }
+    }
+  }
+
   func testReductionsForwardAndBackward() {
     let x = Tensor(shape: [2, 3], values: [1, 5, 3, 4, 2, 6])
     XCTAssertEqual(Var(x).sum().value.scalar, 21)
