@@ -75,32 +75,7 @@ TARGET void ecenet_f32_gemm_compute(int transA, long m, long n, long k, float al
 
 #if defined(__x86_64__)
 
-// In-register transpose of 16 rows of 16 floats: r[i][j] → r[j][i].
-INLINE void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; i++) {  // per 128-bit lane: pairs of rows interleaved
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; g++) {  // u[4g + c], lane L: column 4L + c of rows 4g..4g+3
-    const __m512 *tg = t + 4 * g;
-    u[4 * g + 0] = _mm512_shuffle_ps(tg[0], tg[2], 0x44);
-    u[4 * g + 1] = _mm512_shuffle_ps(tg[0], tg[2], 0xEE);
-    u[4 * g + 2] = _mm512_shuffle_ps(tg[1], tg[3], 0x44);
-    u[4 * g + 3] = _mm512_shuffle_ps(tg[1], tg[3], 0xEE);
-  }
-  for (int c = 0; c < 4; c++) {
-    // Row groups (0, 1) and (2, 3): lanes of columns c, 8+c (0x88) and 4+c, 12+c (0xDD).
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-    r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-    r[4 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-  }
-}
+#include "transpose16.h"
 
 // ---- packing op(B) ----
 

@@ -149,31 +149,7 @@ SG_DISPATCH(sg_nv4_t, 4, MR_NV4, 1)
 typedef void (*sg_tile_fn)(int, long, const float *, long, const float *, long, float *, long, __mmask16,
                            float, float);
 
-// In-register transpose of 16 rows of 16 floats: r[i][j] → r[j][i] (as f32_gemm.c's).
-INLINE void sg_transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; i++) {  // per 128-bit lane: pairs of rows interleaved
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; g++) {  // u[4g + c], lane L: column 4L + c of rows 4g..4g+3
-    const __m512 *tg = t + 4 * g;
-    u[4 * g + 0] = _mm512_shuffle_ps(tg[0], tg[2], 0x44);
-    u[4 * g + 1] = _mm512_shuffle_ps(tg[0], tg[2], 0xEE);
-    u[4 * g + 2] = _mm512_shuffle_ps(tg[1], tg[3], 0x44);
-    u[4 * g + 3] = _mm512_shuffle_ps(tg[1], tg[3], 0xEE);
-  }
-  for (int c = 0; c < 4; c++) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-    r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-    r[4 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-  }
-}
+#include "transpose16.h"
 
 // op(B) = Bᵀ (B is N×K, row stride ldb) → dst[K][ldd], ldd = N rounded up to 16;
 // columns ≥ N are zero.
@@ -185,7 +161,7 @@ static TARGET void sg_transpose_b(long n, long k, const float *b, long ldb, floa
       __m512 r[16];
       for (int i = 0; i < 16; i++)
         r[i] = j0 + i < n ? _mm512_maskz_loadu_ps(mk, b + (j0 + i) * ldb + q0) : _mm512_setzero_ps();
-      sg_transpose16(r);
+      transpose16(r);
       for (long x = 0; x < kk; x++) _mm512_store_ps(dst + (q0 + x) * ldd + j0, r[x]);
     }
   }

@@ -19,20 +19,27 @@ import Foundation
 /// True when this CPU (and OS) runs the AVX-512F kernel; `gemmF32Kernel` may only be called then.
 public let f32GEMMKernelAvailable: Bool = ecenet_cpu_has_avx512f() != 0
 
+/// Whether `sgemm` routes to one of our AVX-512F kernels by default: only where the
+/// CPU has AVX-512F, and then when its C was compiled `optimized` (SwiftPM debug
+/// builds compile C at -O0, where our kernels lose to OpenBLAS), unless the
+/// `environment` variable says `0` (off) or `1` (on).
+func avx512KernelRoute(environment variable: String, optimized: Bool) -> Bool {
+  guard f32GEMMKernelAvailable else { return false }
+  switch ProcessInfo.processInfo.environment[variable] {
+  case "0": return false
+  case "1": return true
+  default: return optimized
+  }
+}
+
 enum F32GEMM {
   /// Whether `sgemm` / `sgemmOnThisThread` may use the kernel (on the shapes of
   /// `sgemmUsesF32Kernel`, and only under `Parallel.gemmThreading == .ours`): AVX-512F
   /// and CShims compiled with optimization (a debug build's -O0 kernel is ~40× slower
   /// than OpenBLAS). `ECENET_SGEMM_KERNEL=0` / `=1` forces it off / on (on still needs
   /// AVX-512F; for A/B benchmarks and debug-build test runs). Tests may set it.
-  nonisolated(unsafe) static var routeSgemm: Bool = {
-    guard f32GEMMKernelAvailable else { return false }
-    switch ProcessInfo.processInfo.environment["ECENET_SGEMM_KERNEL"] {
-    case "0": return false
-    case "1": return true
-    default: return ecenet_f32_gemm_optimized() != 0
-    }
-  }()
+  nonisolated(unsafe) static var routeSgemm: Bool =
+    avx512KernelRoute(environment: "ECENET_SGEMM_KERNEL", optimized: ecenet_f32_gemm_optimized() != 0)
   static let kernel = PackedGEMMKernel(
     mr: Int(ecenet_f32_gemm_mr()), nr: Int(ecenet_f32_gemm_nr()),
     scratchFloats: (Int(ecenet_f32_gemm_a_scratch_bytes()) + 63) / 64 * 16,

@@ -31,14 +31,8 @@ enum SmallGEMM {
   /// CShims compiled with optimization (the -O0 kernel of a debug build is slower than
   /// OpenBLAS). `ECENET_SMALL_GEMM=0` / `=1` forces it off / on (on still needs AVX-512F;
   /// for A/B benchmarks and debug-build runs). Tests may set it.
-  nonisolated(unsafe) static var route: Bool = {
-    guard f32GEMMKernelAvailable else { return false }
-    switch ProcessInfo.processInfo.environment["ECENET_SMALL_GEMM"] {
-    case "0": return false
-    case "1": return true
-    default: return ecenet_small_sgemm_optimized() != 0
-    }
-  }()
+  nonisolated(unsafe) static var route: Bool =
+    avx512KernelRoute(environment: "ECENET_SMALL_GEMM", optimized: ecenet_small_sgemm_optimized() != 0)
   #if DEBUG
   /// Test hook (debug builds only): called with (M, N, K) by every `smallSgemm` that
   /// runs the kernel, from the calling thread. The kernel gives OpenBLAS's bits on

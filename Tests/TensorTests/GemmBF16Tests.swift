@@ -197,21 +197,7 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
     let o = makeOperands(t, seed: 77)
     let saved = GEMMPrecision.current
     defer { GEMMPrecision.current = saved }
-    func run(_ onThisThread: Bool) -> [UInt32] {
-      var c = o.c0
-      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-        if onThisThread {
-          gemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                           a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
-                           c: pc.baseAddress!, ldc: o.ldc)
-        } else {
-          gemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-               a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
-               c: pc.baseAddress!, ldc: o.ldc)
-        }
-      } } }
-      return c.map(\.bitPattern)
-    }
+    func run(_ onThisThread: Bool) -> [UInt32] { gemmRouted(t, o, onThisThread: onThisThread).map(\.bitPattern) }
     let bf16 = runGemm(t, o, fallback: false).map(\.bitPattern)
     GEMMPrecision.current = .bf16
     XCTAssertEqual(run(false), bf16)

@@ -185,19 +185,7 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
     let savedRoute = F32GEMM.routeSgemm, savedThreading = Parallel.gemmThreading
     defer { F32GEMM.routeSgemm = savedRoute; Parallel.gemmThreading = savedThreading }
     func viaSgemm(_ t: Case, _ o: Operands, onThisThread: Bool) -> [UInt32] {
-      var c = o.c0
-      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-        if onThisThread {
-          sgemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                            a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
-                            c: pc.baseAddress!, ldc: o.ldc)
-        } else {
-          sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
-                c: pc.baseAddress!, ldc: o.ldc)
-        }
-      } } }
-      return c.map(\.bitPattern)
+      gemmRouted(t, o, onThisThread: onThisThread).map(\.bitPattern)
     }
     func viaBLAS(_ t: Case, _ o: Operands) -> [UInt32] {
       var c = o.c0

@@ -116,6 +116,25 @@ extension PackedGEMMTesting {
     }
   }
 
+  /// C from the engine's `gemm` (or `gemmOnThisThread`): whichever kernel
+  /// `GEMMPrecision.current` and the routing pick (under the default .fp32,
+  /// `sgemm`'s), for the routing tests of all three kernels.
+  func gemmRouted(_ t: Case, _ o: Operands, onThisThread: Bool) -> [Float] {
+    var c = o.c0
+    o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+      if onThisThread {
+        gemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                         a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+                         c: pc.baseAddress!, ldc: o.ldc)
+      } else {
+        gemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+             a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
+             c: pc.baseAddress!, ldc: o.ldc)
+      }
+    } } }
+    return c
+  }
+
   // MARK: test bodies both kernels run as they are (their test methods call these)
 
   /// The bias row of `gemmAddingBias`, added in the kernel's store: once only

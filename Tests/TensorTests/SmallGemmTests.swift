@@ -159,21 +159,6 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
     let lock = NSLock()
     nonisolated(unsafe) var calls: [[Int]] = []
     SmallGEMM.onCall = { m, n, k in lock.lock(); calls.append([m, n, k]); lock.unlock() }
-    func viaSgemm(_ t: Case, _ o: Operands, onThisThread: Bool) -> [Float] {
-      var c = o.c0
-      o.a.withUnsafeBufferPointer { pa in o.b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-        if onThisThread {
-          sgemmOnThisThread(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                            a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
-                            c: pc.baseAddress!, ldc: o.ldc)
-        } else {
-          sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
-                a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb, beta: t.beta,
-                c: pc.baseAddress!, ldc: o.ldc)
-        }
-      } } }
-      return c
-    }
     let routed = [Case(transA: false, transB: true, m: 49, n: 49, k: 32, alpha: 0.17, beta: 0),
                   Case(transA: true, transB: false, m: 49, n: 32, k: 49, alpha: 0.17, beta: 1),
                   Case(transA: false, transB: false, m: 144, n: 32, k: 144, alpha: 1, beta: 0.3)]
@@ -183,7 +168,7 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
       for onThisThread in [false, true] {
         Parallel.gemmThreading = .ours
         SmallGEMM.route = true
-        verify(t, o, viaSgemm(t, o, onThisThread: onThisThread))
+        verify(t, o, gemmRouted(t, o, onThisThread: onThisThread))
         if onThisThread || t.m * t.n * t.k < gemmSplitMinimum || Parallel.threads == 1 {
           XCTAssertEqual(calls, [[t.m, t.n, t.k]], "\(t) routed, onThisThread \(onThisThread)")
         } else {  // split by rows (M ≥ N here): every block, all M rows in all
@@ -192,10 +177,10 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
         }
         calls = []
         SmallGEMM.route = false
-        verify(t, o, viaSgemm(t, o, onThisThread: onThisThread))
+        verify(t, o, gemmRouted(t, o, onThisThread: onThisThread))
         SmallGEMM.route = true
         Parallel.gemmThreading = .openBLAS
-        verify(t, o, viaSgemm(t, o, onThisThread: onThisThread))
+        verify(t, o, gemmRouted(t, o, onThisThread: onThisThread))
         XCTAssertEqual(calls, [], "\(t) route off or .openBLAS, onThisThread \(onThisThread)")
       }
     }
@@ -206,10 +191,10 @@ final class SmallGemmTests: XCTestCase, PackedGEMMTesting {
     for t in [Case(transA: false, transB: false, m: 49, n: 170, k: 49, alpha: 1, beta: 0),
               Case(transA: true, transB: false, m: 257, n: 32, k: 49, alpha: 1, beta: 0)] {
       let o = makeOperands(t, seed: 32)
-      verify(t, o, viaSgemm(t, o, onThisThread: true))
+      verify(t, o, gemmRouted(t, o, onThisThread: true))
       XCTAssertEqual(calls, [], "\(t)")
       // sgemm may split it into blocks that are within the bound: only those reach the kernel.
-      verify(t, o, viaSgemm(t, o, onThisThread: false))
+      verify(t, o, gemmRouted(t, o, onThisThread: false))
       XCTAssertTrue(calls.allSatisfy { $0[0] <= 256 && smallSgemmSupports(m: $0[0], n: $0[1], k: $0[2]) }, "\(calls)")
       calls = []
     }
