@@ -497,7 +497,7 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
 // kernels of its own. Along a line, each 16-channel block keeps its 9 taps in
 // registers and slides a 3×3 window of input vectors over the pixels: 3 loads
 // and 9 FMAs per 16 outputs, where the generic tapSum loads 18 vectors and
-// rebuilds a tap list per pixel (≈ 3× slower at 160²×1024; BENCHMARKS.md). The
+// rebuilds a tap list per pixel (1.7× the time at 160²×1024; BENCHMARKS.md). The
 // pixels go in tiles outside the channel blocks so that memory is read in
 // contiguous runs (blocks outside the pixels measured slower).
 // dX is the same correlation of dY with the taps flipped (tap t ↔ 8 − t), and
