@@ -19,10 +19,11 @@ import Foundation
 /// Floats of op(B) (N rounded up to 16) that `smallSgemm` takes.
 public let smallSgemmMaxBFloats: Int = ecenet_small_sgemm_max_b_floats()
 
-/// Whether `smallSgemm` takes these sizes: K · roundup(N, 16) ≤ `smallSgemmMaxBFloats`.
+/// Whether `smallSgemm` takes these sizes: K · roundup(N, 16) ≤ `smallSgemmMaxBFloats`
+/// (the kernel's own rule, so the two cannot disagree).
 @inline(__always)
 public func smallSgemmSupports(m: Int, n: Int, k: Int) -> Bool {
-  m >= 0 && n >= 0 && k >= 0 && k * ((n + 15) & ~15) <= smallSgemmMaxBFloats
+  ecenet_small_sgemm_supported(m, n, k) != 0
 }
 
 enum SmallGEMM {

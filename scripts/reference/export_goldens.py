@@ -69,6 +69,14 @@ def small_config(embed: int, channels: int, depths, dropout: float = 0.0, **over
     return cfg
 
 
+def add_small_model_args(ap: argparse.ArgumentParser, depths, what: str = "", depths_note: str = "") -> None:
+    """--embed, --channels, --depths of `small_config` (defaults embed 8, C 16)."""
+    ap.add_argument("--embed", type=int, default=8, help=f"Swin embed dim{what} (spec tiny: 32)")
+    ap.add_argument("--channels", type=int, default=16, help=f"head width C{what} (spec tiny: 32)")
+    ap.add_argument("--depths", type=lambda s: [int(x) for x in s.split(",")], default=list(depths),
+                    help=f"Swin blocks per stage{what} (spec tiny: 1,1,1,1{depths_note})")
+
+
 def config_record(cfg: R.ECENetConfig) -> dict:
     """What a golden records about its model (safetensors metadata and JSON
     sidecar): `model_overrides`, the keys in which it differs from
@@ -369,10 +377,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="seed of the Swin goldens")
     ap.add_argument("--ecenet-seed", type=int, default=1,
                     help="seed of the ECENet golden (with 0 the single SE unit of stage 0 is dead at embed 8)")
-    ap.add_argument("--embed", type=int, default=8, help="Swin embed dim of the ECENet golden (spec tiny: 32)")
-    ap.add_argument("--channels", type=int, default=16, help="head width C of the ECENet golden (spec tiny: 32)")
-    ap.add_argument("--depths", type=lambda s: [int(x) for x in s.split(",")], default=[2, 2, 1, 1],
-                    help="Swin blocks per stage of the ECENet golden (spec tiny: 1,1,1,1; 2 = a shifted block)")
+    add_small_model_args(ap, [2, 2, 1, 1], " of the ECENet golden", "; 2 = a shifted block")
     ap.add_argument("--name", default="tiny_ecenet", help="file stem of the ECENet golden")
     ap.add_argument("--only-ecenet", action="store_true", help="skip the Swin goldens")
     args = ap.parse_args()

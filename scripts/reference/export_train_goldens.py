@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ecenet_ref as R  # noqa: E402
-from export_goldens import perturb_, nhwc, f32, small_config, config_record  # noqa: E402
+from export_goldens import perturb_, nhwc, f32, small_config, config_record, add_small_model_args  # noqa: E402
 from st_util import save_deterministic  # noqa: E402
 
 GOLDEN = "Tests/TrainTests/Golden"
@@ -193,10 +193,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=1,
                     help="1: a well-conditioned trajectory for the default model (see conditioning in the .json)")
-    ap.add_argument("--embed", type=int, default=8, help="Swin embed dim (spec tiny: 32)")
-    ap.add_argument("--channels", type=int, default=16, help="head width C (spec tiny: 32)")
-    ap.add_argument("--depths", type=lambda s: [int(x) for x in s.split(",")], default=[1, 1, 1, 1],
-                    help="Swin blocks per stage (spec tiny: 1,1,1,1)")
+    add_small_model_args(ap, [1, 1, 1, 1])
     ap.add_argument("--out", default=GOLDEN, help="output folder (for trying seeds without touching the golden)")
     ap.add_argument("--dump-step1", default="", help="also write step-1 gradients here (debugging)")
     args = ap.parse_args()
