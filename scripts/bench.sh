@@ -9,6 +9,9 @@
 #   scripts/bench.sh memory                          peak RSS per process, ours vs PyTorch (from step runs)
 #   scripts/bench.sh data [options]                  loader throughput vs the trainer (docs/bench-data.md)
 #   scripts/bench.sh --quick                         reduced run (< 5 min); ends with the one-line summary
+#   BENCH_BIN=path scripts/bench.sh cluster [--ranks "1 2 4 8 16"]
+#                                                    many-core machine without Swift: weak scaling, one core
+#                                                    per rank (tiny; Swin-T 256²), and the step vs PyTorch
 #
 # Environment: BENCH_SWIFT_FLAGS extra `swift build` flags; ECENET_TARGET_CPU the
 # kernels' target CPU (default native; Package.swift); BENCH_PYTHON a python with torch
@@ -31,6 +34,8 @@ THREADS=${ECENET_THREADS:-$(nproc)}
 REPS=3
 
 build_release() {
+  # A prebuilt binary (BENCH_BIN) lets a machine without Swift run the benchmark (cluster mode).
+  if [[ -n "${BENCH_BIN:-}" ]]; then BIN=$BENCH_BIN; echo "bench: using $BIN (BENCH_BIN; not rebuilt)" >&2; return; fi
   echo "bench: swift build -c release ${BENCH_SWIFT_FLAGS:-}" >&2
   # shellcheck disable=SC2086
   swift build -c release ${BENCH_SWIFT_FLAGS:-} >&2
@@ -131,9 +136,13 @@ step_one() {
   echo "bench: step $label: ours $preset ${crop}² b$batch, $steps steps (OpenBLAS auto core; environment has OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})" >&2
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" bench step --json --preset "$preset" --crop "$crop" \
     --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_auto.json"
-  echo "bench: step $label: ours (OPENBLAS_CORETYPE=Haswell)" >&2
-  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell "$BIN" bench step --json --preset "$preset" --crop "$crop" \
-    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_haswell.json"
+  if [[ ${STEP_HASWELL:-1} == 1 ]]; then
+    echo "bench: step $label: ours (OPENBLAS_CORETYPE=Haswell)" >&2
+    env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell "$BIN" bench step --json --preset "$preset" --crop "$crop" \
+      --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_haswell.json"
+  else  # STEP_HASWELL=0: the auto-core run stands in for it in the table
+    cp "$OUT/step_${label}_auto.json" "$OUT/step_${label}_haswell.json"
+  fi
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch" >&2
     OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
@@ -230,27 +239,34 @@ for l in ("swin-t-512", "swin-b-640"):
 PY
 }
 
-# scale_run <ranks> <iterations> <per-rank batch>: one weak-scaling point into $OUT/scale_<ranks>/
+# scale_run <ranks> <iterations> <per-rank batch> [config overrides...]: one weak-scaling
+# point into $OUT/scale_<SCALE_TAG><ranks>/; SCALE_MPI_ARGS adds mpirun options (cluster mode
+# binds each rank to a core with it).
 scale_run() {
-  local n=$1 it=$2 b=$3 dir=$OUT/scale_$1
+  local n=$1 it=$2 b=$3 dir=$OUT/scale_${SCALE_TAG:-}$1
+  shift 3
   rm -rf "$dir"
-  echo "bench: scaling: mpirun -n $n --oversubscribe train (tiny synthetic, $b image(s)/rank, $it iterations)" >&2
-  mpirun -n "$n" --oversubscribe --allow-run-as-root -x OMPI_MCA_rmaps_base_oversubscribe=1 \
+  echo "bench: scaling: mpirun -n $n ${SCALE_MPI_ARGS:-} train (${SCALE_TAG:-tiny_}synthetic, $b image(s)/rank, $it iterations)" >&2
+  # shellcheck disable=SC2086
+  mpirun -n "$n" --oversubscribe --allow-run-as-root -x OMPI_MCA_rmaps_base_oversubscribe=1 ${SCALE_MPI_ARGS:-} \
     "$BIN" train --config configs/debug/synthetic.yaml --work-dir "$dir" --iterations "$it" \
     --threads "${SCALE_THREADS:-1}" train.global_batch=$((n * b)) train.per_rank_batch="$b" \
-    train.log_every=5 train.checkpoint_every=0 train.eval_every=0 evaluation.samples=2 data.synthetic.val_count=2 \
+    train.log_every=5 train.checkpoint_every=0 train.eval_every=0 evaluation.samples=2 data.synthetic.val_count=2 "$@" \
     > "$dir.log" 2>&1 || { echo "bench: scaling run with $n rank(s) failed; see $dir.log" >&2; tail -5 "$dir.log" >&2; return 1; }
 }
 
 # scale_table <per-rank batch> <ranks...>: table over $OUT/scale_<n>/metrics.jsonl (train records after the first window); last line "C <comm share at the largest n>".
 scale_table() {
-  python3 - "$OUT" "$@" <<'PY'
-import json, sys
-out, b, ranks = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3:]]
+  python3 - "$OUT" "${SCALE_TAG:-}" "$@" <<'PY'
+import json, os, sys
+out, tag, b, ranks = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4:]]
 base = None; last = None
 print(f"{'ranks':>5} {'it/s':>7} {'images/s':>9} {'efficiency':>10} {'comm_wait share':>15} {'data_wait share':>15}")
 for n in ranks:
-    recs = [json.loads(l) for l in open(f"{out}/scale_{n}/metrics.jsonl") if '"train"' in l]
+    path = f"{out}/scale_{tag}{n}/metrics.jsonl"
+    if not os.path.exists(path):
+        print(f"{n:>5} failed: see {out}/scale_{tag}{n}.log"); continue
+    recs = [json.loads(l) for l in open(path) if '"train"' in l]
     recs = [r for r in recs if r.get("type") == "train"][1:] or recs  # skip the first window (warm-up)
     it = sum(r["it_per_s"] for r in recs) / len(recs)
     comm = sum(r["comm_wait"] for r in recs) / len(recs)
@@ -258,7 +274,10 @@ for n in ranks:
     if base is None: base = it
     last = comm
     print(f"{n:>5} {it:>7.2f} {it * n * b:>9.1f} {it / base:>10.2f} {comm:>15.3f} {data:>15.3f}")
-print("weak scaling: fixed images per rank; efficiency = it/s(n) / it/s(1); ranks oversubscribe this machine's cores")
+cores = len(os.sched_getaffinity(0))
+print("weak scaling: fixed images per rank; efficiency = it/s(n) / it/s(1); " +
+      (f"ranks oversubscribe this machine's {cores} cores" if max(ranks) * int(os.environ.get("SCALE_THREADS", "1")) > cores
+       else f"{cores} cores, one per rank or more"))
 print(f"C {last:.3f}")
 PY
 }
@@ -297,6 +316,46 @@ mode_quick() {
   echo "bench: step_ratio_vs_pytorch=$ratio gemm_fraction_of_peak=$frac comm_exposed_fraction=$comm"
 }
 
+# cluster: issue 9 on a many-core machine, from a prebuilt binary (BENCH_BIN=path; needs
+# mpirun and python3, and torch for the PyTorch columns; no Swift). Weak scaling over
+# --ranks (default "1 2 4 8 16"), one core and one compute thread per rank, of the tiny
+# model (2 images/rank) and of Swin-T at 256² with 150 classes (1 image/rank); then the
+# training step against PyTorch on all cores: Swin-T 512² b2 and Swin-B 640² b1 in fp32,
+# Swin-T in bf16. Each part goes on when an earlier one fails.
+mode_cluster() {
+  local ranks="1 2 4 8 16" n
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --ranks) ranks=$2; shift 2 ;;
+      *) echo "bench cluster: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  ensure_torch
+  export SCALE_MPI_ARGS=${SCALE_MPI_ARGS---bind-to core --map-by core}
+  echo "== $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "== weak scaling: tiny model, 2 images per rank, ${SCALE_ITERATIONS:-30} iterations"
+  export SCALE_TAG=tiny_
+  for n in $ranks; do scale_run "$n" "${SCALE_ITERATIONS:-30}" 2 || true; done
+  # shellcheck disable=SC2086
+  scale_table 2 $ranks | grep -v '^C '
+  echo "== weak scaling: Swin-T 256², 150 classes, 1 image per rank, 6 iterations"
+  export SCALE_TAG=swint_
+  for n in $ranks; do
+    scale_run "$n" 6 1 model.backbone=swin-t model.channels=256 model.num_classes=150 data.synthetic.size=256 \
+      'data.scale=[256,256]' 'data.crop_size=[256,256]' 'data.test_scale=[256,256]' train.log_every=2 \
+      evaluation.samples=0 data.synthetic.val_count=1 || true
+  done
+  # shellcheck disable=SC2086
+  scale_table 1 $ranks | grep -v '^C '
+  unset SCALE_TAG
+  echo "== training step on $THREADS threads, ours vs PyTorch"
+  STEP_HASWELL=0 step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
+  STEP_HASWELL=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
+  step_bf16 swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
+  step_table swin-t-512 swin-b-640 | grep -v '^R ' || true
+}
+
 # Loader throughput at the ADE20K 640² recipe vs the trainer (issue 5): fixture
 # JPEGs packed with the real packer, decode / augment / loader with 1 and 2 workers.
 #   scripts/bench.sh data [--threads N] [--reps N] [--quick]
@@ -325,5 +384,6 @@ case ${1:-} in
   memory) shift; mode_memory "$@" ;;
   data) shift; mode_data "$@" ;;
   --quick|quick) shift; mode_quick "$@" ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  cluster) shift; mode_cluster "$@" ;;
+  *) sed -n '2,28p' "$0"; exit 2 ;;
 esac
