@@ -2,8 +2,16 @@
 // MPI_SUM, MPI_IN_PLACE) that Swift's importer cannot see.
 #include "CShims.h"
 #include <mpi/mpi.h>
+#include <stdlib.h>
 
 int ecenet_mpi_init(int required_level, int *provided) {
+  // A rank usually owns one core, which its compute thread shares with the
+  // communication thread (GradientBuckets). While a blocking allreduce waits
+  // for other ranks, OpenMPI spins on that core and takes it from backward,
+  // unless the node is oversubscribed. Yielding while idle measured 2.76 ->
+  // 2.18 s per Swin-T step at 8 ranks on 16 cores (BENCHMARKS.md, session 5).
+  // A value the user gave (mpirun -x / --mca) is kept (overwrite = 0).
+  setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
   static const int levels[4] = {MPI_THREAD_SINGLE, MPI_THREAD_FUNNELED,
                                 MPI_THREAD_SERIALIZED, MPI_THREAD_MULTIPLE};
   int got = MPI_THREAD_SINGLE;
@@ -11,6 +19,21 @@ int ecenet_mpi_init(int required_level, int *provided) {
   *provided = 0;
   for (int i = 0; i < 4; i++) if (levels[i] == got) *provided = i;
   return rc;
+}
+// The value MPI runs with for the boolean control variable `name`, read
+// through the MPI tool interface (MPI_T); -1 when it cannot be read.
+int ecenet_mpi_cvar_bool(const char *name) {
+  int provided = 0, index = 0, count = 0, value = -1;
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return -1;
+  MPI_T_cvar_handle handle;
+  if (MPI_T_cvar_get_index(name, &index) == MPI_SUCCESS &&
+      MPI_T_cvar_handle_alloc(index, NULL, &handle, &count) == MPI_SUCCESS) {
+    long long raw = 0;  // OpenMPI reads bools as MPI_INT; room to spare
+    if (count == 1 && MPI_T_cvar_read(handle, &raw) == MPI_SUCCESS) value = (int)raw != 0;
+    MPI_T_cvar_handle_free(&handle);
+  }
+  MPI_T_finalize();
+  return value;
 }
 int ecenet_mpi_initialized(void) { int f = 0; MPI_Initialized(&f); return f; }
 int ecenet_mpi_finalized(void) { int f = 0; MPI_Finalized(&f); return f; }

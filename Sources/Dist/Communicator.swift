@@ -86,6 +86,17 @@ public final class MPICommunicator: Communicator {
     rank = Int(r); worldSize = Int(s); threadLevel = Int(provided)
   }
 
+  /// Whether OpenMPI yields the core while a collective waits
+  /// (`mpi_yield_when_idle`; on unless the user sets it, see ecenet_mpi_init);
+  /// nil when MPI cannot say.
+  public var yieldsWhenIdle: Bool? {
+    switch ecenet_mpi_cvar_bool("mpi_yield_when_idle") {
+    case 0: return false
+    case 1: return true
+    default: return nil
+    }
+  }
+
   /// True when this process was started by mpirun/srun (so MPI must be initialised).
   public static var launchedByMPI: Bool {
     let env = ProcessInfo.processInfo.environment

@@ -73,6 +73,9 @@ struct SelfTest: ParsableCommand {
     let g = try world.allgather(Array("rank\(r)".utf8))
     try world.barrier()
     print("rank=\(r) size=\(n) allreduce_ok=\(sumOK) sum0=\(buf[0]) avg=\(avg[0]) bcast=\(b.map { String($0) }.joined(separator: ",")) gather=\(g.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ","))")
-    (world as? MPICommunicator)?.finalize()
+    if let mpi = world as? MPICommunicator {
+      print("yield_when_idle rank=\(r) value=\(mpi.yieldsWhenIdle.map { $0 ? "1" : "0" } ?? "unknown")")
+      mpi.finalize()
+    }
   }
 }

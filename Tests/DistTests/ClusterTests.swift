@@ -86,6 +86,9 @@ final class SlurmClusterTests: XCTestCase {
     for expected in expectedSelftestMPILines(worldSize: n) {
       XCTAssertTrue(lines.contains(expected), "missing '\(expected)' in srun output:\n\(out)")
     }
+    for r in 0..<n {  // srun starts ranks without mpirun: our MPI init still turns yielding on
+      XCTAssertTrue(out.contains("yield_when_idle rank=\(r) value=1"), "rank \(r) does not yield while idle:\n\(out)")
+    }
   }
 
   /// The real trainer under srun (ranks from PMIx, no mpirun) computes exactly

@@ -33,6 +33,7 @@ static inline void ecenet_store16_nontemporal(float *p, ecenet_f32x16 v) {
 // thread level granted: 0 SINGLE, 1 FUNNELED, 2 SERIALIZED, 3 MULTIPLE.
 int ecenet_mpi_init(int required_level, int *provided);
 int ecenet_mpi_initialized(void);
+int ecenet_mpi_cvar_bool(const char *name);
 int ecenet_mpi_finalized(void);
 int ecenet_mpi_finalize(void);
 int ecenet_mpi_rank(int *rank);
