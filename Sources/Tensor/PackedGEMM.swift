@@ -61,29 +61,63 @@ struct PackedGEMMKernel {
     } else {
       packB(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
     }
-    // C is split over the tasks by whole MR-row strips, or by NR-column panels when C
-    // is wider than tall or has fewer strips than threads (small M); a task reads all
-    // of op(B) when split by rows, all of op(A) by columns, so the split keeps the
-    // larger operand divided (the M 128 N 512 K 25600 weight gradient gained ≈ 5%).
-    // Products under 2²¹ multiply-adds (≈10 µs on one thread) stay on one thread:
-    // two threads were no faster at 2²¹ and half as fast at 2¹⁹. Every split sums
-    // each element in the same order, so the thread count never changes the result.
+    // C is split into a grid of tasks: row groups of whole MR strips × column groups of
+    // whole NR panels (`grid`). Products under 2²¹ multiply-adds (≈10 µs on one thread)
+    // stay on one thread: two threads were no faster at 2²¹ and half as fast at 2¹⁹.
+    // Every split sums each element in the same order, so the thread count never
+    // changes the result.
     let strips = (m + mr - 1) / mr
     let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
-    let byRows = (strips >= threads && (m >= n || panels < threads)) || strips >= panels
-    let tasks = max(1, min(threads, byRows ? strips : panels))
+    let (rowGroups, columnGroups) = Self.grid(m: m, n: n, mr: mr, nr: nr, threads: threads)
+    let tasks = rowGroups * columnGroups
     let scratch = Tensor(uninitialized: [tasks * scratchFloats])
     let sp = scratch.data
     let body = { (r: Range<Int>) in
       for t in r {
-        let (m0, m1, n0, n1) = byRows
-          ? (min(m, strips * t / tasks * mr), min(m, strips * (t + 1) / tasks * mr), 0, n)
-          : (0, m, panels * t / tasks * nr, min(n, panels * (t + 1) / tasks * nr))
+        let (gr, gc) = (t / columnGroups, t % columnGroups)
+        let m0 = min(m, strips * gr / rowGroups * mr), m1 = min(m, strips * (gr + 1) / rowGroups * mr)
+        let n0 = min(n, panels * gc / columnGroups * nr), n1 = min(n, panels * (gc + 1) / columnGroups * nr)
         compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, bias, m0, m1, n0, n1,
                 UnsafeMutableRawPointer(sp + t * scratchFloats))
       }
     }
     if tasks == 1 { body(0..<1) } else { Parallel.forRange(tasks, body) }
     withExtendedLifetime((packed, scratch)) {}
+  }
+
+  /// The task grid for an M×N product on `threads` threads: (row groups, column
+  /// groups), at most `threads` tasks. A task packs its rows of A for every K
+  /// block and streams its columns of the packed B once per MC-row block, so a
+  /// grid of r × c tasks packs A c times over and streams B about r times over.
+  ///
+  /// Up to 4 threads C is split one way only, as measured on 2 threads: by
+  /// whole MR-row strips, or by NR-column panels when C is wider than tall or has
+  /// fewer strips than threads (small M). The split keeps the larger operand
+  /// divided (the M 128 N 512 K 25600 weight gradient gained ≈ 5% by columns).
+  /// On more threads a one-way split repeats too much: by columns every task
+  /// packs all of A (a weight gradient of M 96, N 384 packed it 12 times on 16
+  /// threads), by rows small-M products leave threads idle. There the grid
+  /// with the least estimated time per task wins (ties: fewer tasks): the
+  /// multiply-adds of its block, plus A packing and B streaming in multiply-add
+  /// units (one A element packed ≈ 16, one packed-B element streamed ≈ 8: rough
+  /// costs of a converted, transposed copy and of an L3 read beside a 16-wide
+  /// FMA; not yet measured on a many-core machine).
+  static func grid(m: Int, n: Int, mr: Int, nr: Int, threads: Int) -> (rows: Int, columns: Int) {
+    let strips = (m + mr - 1) / mr, panels = (n + nr - 1) / nr
+    if threads <= 1 { return (1, 1) }
+    if threads <= 4 {
+      let byRows = (strips >= threads && (m >= n || panels < threads)) || strips >= panels
+      return byRows ? (max(1, min(threads, strips)), 1) : (1, max(1, min(threads, panels)))
+    }
+    var best = (rows: 1, columns: 1), bestCost = Int.max
+    for r in 1...min(strips, threads) {
+      let c = min(panels, threads / r)
+      let rows = min(m, (strips + r - 1) / r * mr), cols = min(n, (panels + c - 1) / c * nr)
+      let cost = rows * cols + 16 * rows + 8 * cols * ((rows + 167) / 168)
+      if cost < bestCost || (cost == bestCost && r * c < best.rows * best.columns) {
+        best = (r, c); bestCost = cost
+      }
+    }
+    return best
   }
 }

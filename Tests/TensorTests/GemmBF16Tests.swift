@@ -138,13 +138,14 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
   func testThreadCountsGiveIdenticalResults() {
     for t in [Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5),
               Case(transA: false, transB: false, m: 5, n: 700, k: 777, alpha: 1, beta: 0),
-              Case(transA: true, transB: false, m: 20, n: 70, k: 1999, alpha: 1, beta: 1)] {
+              Case(transA: true, transB: false, m: 20, n: 70, k: 1999, alpha: 1, beta: 1),
+              Case(transA: false, transB: false, m: 96, n: 384, k: 300, alpha: 1, beta: 0.5)] {
       let o = makeOperands(t, seed: 3)
       let saved = Parallel.threads
       defer { Parallel.threads = saved }
       Parallel.threads = 1
       let one = runGemm(t, o, fallback: false)
-      for threads in [2, 3, 5] {
+      for threads in [2, 3, 5, 8, 16] {  // 8 and 16 split C both ways (PackedGEMMKernel.grid)
         Parallel.threads = threads
         let many = runGemm(t, o, fallback: false)
         XCTAssertEqual(many.map(\.bitPattern), one.map(\.bitPattern), "\(t) threads \(threads)")

@@ -128,20 +128,45 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
   func testThreadCountsGiveIdenticalResults() {
     for t in [Case(transA: true, transB: true, m: 201, n: 77, k: 301, alpha: 1, beta: 0.5),
               Case(transA: false, transB: false, m: 5, n: 700, k: 777, alpha: 1, beta: 0),
-              Case(transA: false, transB: true, m: 20, n: 70, k: 1999, alpha: 1, beta: 1)] {
+              Case(transA: false, transB: true, m: 20, n: 70, k: 1999, alpha: 1, beta: 1),
+              Case(transA: false, transB: false, m: 96, n: 384, k: 300, alpha: 1, beta: 0.5)] {
       let o = makeOperands(t, seed: 3)
       let saved = Parallel.threads
       defer { Parallel.threads = saved }
       Parallel.threads = 1
       let one = runGemm(t, o)
       XCTAssertEqual(runGemm(t, o, onThisThread: true).map(\.bitPattern), one.map(\.bitPattern), "\(t) on this thread")
-      for threads in [2, 3, 5] {
+      for threads in [2, 3, 5, 8, 16] {  // 8 and 16 split C both ways (PackedGEMMKernel.grid)
         Parallel.threads = threads
         let many = runGemm(t, o)
         XCTAssertEqual(many.map(\.bitPattern), one.map(\.bitPattern), "\(t) threads \(threads)")
       }
       verify(t, o, one)
     }
+  }
+
+  /// The task grid of both packed kernels: never more tasks than threads or
+  /// blocks than strips and panels; one-way up to 4 threads (the split measured
+  /// on 2); on 16 threads the M 96 N 384 weight gradient no longer packs all of
+  /// A in each of 12 column tasks, and keeps at least as many tasks busy.
+  func testTaskGridBoundsAndTwoWaySplitOnManyThreads() {
+    let (mr, nr) = (14, 32)
+    for threads in [1, 2, 3, 4, 5, 8, 16, 64] {
+      for m in [1, 13, 14, 96, 128, 301, 4096] {
+        for n in [1, 31, 32, 96, 384, 512, 3072] {
+          let g = PackedGEMMKernel.grid(m: m, n: n, mr: mr, nr: nr, threads: threads)
+          let (strips, panels) = ((m + mr - 1) / mr, (n + nr - 1) / nr)
+          XCTAssertTrue(g.rows >= 1 && g.columns >= 1 && g.rows * g.columns <= max(1, threads), "\(m)×\(n) on \(threads): \(g)")
+          XCTAssertTrue(g.rows <= strips && g.columns <= panels, "\(m)×\(n) on \(threads): \(g)")
+          if threads <= 4 { XCTAssertTrue(g.rows == 1 || g.columns == 1, "\(m)×\(n) on \(threads): \(g)") }
+        }
+      }
+    }
+    XCTAssertTrue(PackedGEMMKernel.grid(m: 128, n: 512, mr: mr, nr: nr, threads: 2) == (1, 2))
+    XCTAssertTrue(PackedGEMMKernel.grid(m: 25600, n: 512, mr: mr, nr: nr, threads: 2) == (2, 1))
+    let g = PackedGEMMKernel.grid(m: 96, n: 384, mr: mr, nr: nr, threads: 16)
+    XCTAssertLessThan(g.columns, 12, "\(g)")
+    XCTAssertGreaterThanOrEqual(g.rows * g.columns, 12, "\(g)")
   }
 
   /// The kernel's scratch (packed B, A blocks) comes from the pool and may hold
