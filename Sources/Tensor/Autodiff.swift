@@ -83,6 +83,8 @@ public final class Tape {
     /// Parameter inputs (named leaves): their gradient is final once every
     /// entry that uses them has run, which lets communication start early.
     let parameters: [Var]
+    /// The recording function (OpProfile's row).
+    let op: StaticString
   }
 
   /// The tape of the (single) training thread. Ops record here while `isRecording`.
@@ -105,9 +107,11 @@ public final class Tape {
 
   /// Records that `output` was computed from inputs needing gradients; `backward`
   /// receives d(loss)/d(output) and must accumulate into the inputs.
-  public func record(_ output: Var, parameters: [Var] = [], _ backward: @escaping (Tensor) -> Void) {
+  public func record(_ output: Var, parameters: [Var] = [], op: StaticString = #function,
+                     _ backward: @escaping (Tensor) -> Void) {
+    if OpProfile.enabled && isRecording { OpProfile.forwardEnded(op) }
     for p in parameters { pendingUses[ObjectIdentifier(p), default: 0] += 1 }
-    entries.append(Entry(output: output, backward: backward, parameters: parameters))
+    entries.append(Entry(output: output, backward: backward, parameters: parameters, op: op))
   }
 
   /// Runs backward from a scalar `loss` (seed 1), or from a given seed gradient.
@@ -120,7 +124,13 @@ public final class Tape {
     while let e = entries.popLast() {
       if let g = e.output.grad {
         if !e.output.retainsGrad { e.output.grad = nil; handOff = g.storage === callerSeed ? nil : g.storage }
-        e.backward(g)
+        if OpProfile.enabled {
+          let t0 = OpProfile.now()
+          e.backward(g)
+          OpProfile.backwardRan(e.op, ns: OpProfile.now() &- t0)
+        } else {
+          e.backward(g)
+        }
         handOff = nil
       }
       for p in e.parameters {
@@ -166,7 +176,8 @@ extension Var {
 /// gradient and the tape is on. The single place that decides whether an op
 /// is differentiated.
 @inline(__always)
-public func makeResult(_ value: Tensor, inputs: [Var?], backward: @escaping (Tensor) -> Void) -> Var {
+public func makeResult(_ value: Tensor, inputs: [Var?], op: StaticString = #function,
+                       backward: @escaping (Tensor) -> Void) -> Var {
   let tape = Tape.shared
   let needs = tape.isRecording && inputs.contains { $0?.requiresGrad == true }
   let out = Var(value, requiresGrad: needs)
@@ -175,7 +186,7 @@ public func makeResult(_ value: Tensor, inputs: [Var?], backward: @escaping (Ten
       guard let v = v, v.requiresGrad, v.name != nil else { return nil }
       return v
     }
-    tape.record(out, parameters: params, backward)
+    tape.record(out, parameters: params, op: op, backward)
   }
   return out
 }

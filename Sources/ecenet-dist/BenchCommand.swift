@@ -50,6 +50,8 @@ struct Bench: ParsableCommand {
   @Option(help: "step: timed steps.") var steps = 3
   @Option(help: "step: untimed warm-up steps (the first fills the buffer pool).") var warmup = 1
   @Option(help: "step: GEMM precision, fp32 or bf16 (train.precision).") var precision = "fp32"
+  @Flag(help: "step: also print each op's wall time per step, forward and backward, measured on the tape during the timed steps (OpProfile).")
+  var profile = false
 
   func validate() throws {
     if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -68,7 +70,7 @@ struct Bench: ParsableCommand {
     case "step":
       if let t = threads { Parallel.threads = t }
       try StepBench(preset: preset, crop: crop, batch: batch, classes: classes, steps: steps, warmup: warmup, reps: reps,
-                    precision: precision)
+                    precision: precision, profile: profile)
         .run(json: json)
     case "data": try runDataBench(threads: threads, reps: reps, quick: quick, json: json)  // BenchData.swift
     default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step or data")
@@ -467,6 +469,7 @@ struct OpsBench {
 struct StepBench {
   let preset: String, crop: Int, batch: Int, classes: Int, steps: Int, warmup: Int, reps: Int
   let precision: String
+  var profile = false
 
   static func procStatus(_ key: String) -> Double? {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
@@ -534,8 +537,12 @@ struct StepBench {
     var times: [Double] = [], mallocs: [Int] = [], faults: [Int] = []
     var loss = 0.0
     func minorFaults() -> Int { var u = rusage(); getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u); return u.ru_minflt }
+    OpProfile.enabled = profile
+    OpProfile.reset()
+    defer { OpProfile.enabled = false }
     for _ in 0..<steps {
       let m0 = pool.mallocCount, f0 = minorFaults()
+      OpProfile.mark()
       let t0 = DispatchTime.now().uptimeNanoseconds
       let r = try trainer.step(micro: micro)
       times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
@@ -546,7 +553,7 @@ struct StepBench {
     let sorted = times.sorted()
     let tMin = sorted[0], tMed = sorted[sorted.count / 2]
     let gflops = stepFlops / tMin / 1e9
-    let out: [String: Any] = [
+    var out: [String: Any] = [
       "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes, "precision": precision,
       "bf16_kernel": bf16GEMMAvailable,
       "threads": Parallel.threads, "steps": steps, "warmup": warmup,
@@ -565,6 +572,18 @@ struct StepBench {
       "mallocs_per_step": mallocs, "mallocs_per_step_last": mallocs.last ?? 0, "minor_faults_per_step": faults,
       "params": trainer.model.store.parameterCount, "loss_last": loss,
     ]
+    // Per-op wall time per step (mean over the timed steps); "other" is the rest of
+    // the step: optimizer, clipping, loss bookkeeping, waiting for the buckets.
+    let meanStep = times.reduce(0, +) / Double(steps)
+    let opRows = OpProfile.rows()
+    let recorded = opRows.reduce(0) { $0 + $1.forward + $1.backward } / Double(steps)
+    if profile {
+      out["profile"] = opRows.map { r -> [String: Any] in
+        ["op": r.op, "calls_per_step": Double(r.calls) / Double(steps),
+         "forward_ms": r.forward / Double(steps) * 1e3, "backward_ms": r.backward / Double(steps) * 1e3]
+      }
+      out["profile_other_ms"] = (meanStep - recorded) * 1e3
+    }
     if json {
       let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
       print(String(decoding: data, as: UTF8.self))
@@ -579,6 +598,21 @@ struct StepBench {
       print(String(format: "memory: peak RSS %.0f MiB, pool peak live %.0f MiB; pool mallocs per timed step: %@; minor page faults per step: %@",
                    out["peak_rss_mb"] as! Double, out["pool_peak_mb"] as! Double, mallocs.map(String.init).joined(separator: " "),
                    faults.map(String.init).joined(separator: " ")))
+      if profile { printProfile(opRows, steps: steps, meanStep: meanStep, recorded: recorded) }
     }
+  }
+
+  /// The --profile table: ops by total time per step, then what the tape did not see.
+  func printProfile(_ rows: [(op: String, calls: Int, forward: Double, backward: Double)], steps: Int,
+                    meanStep: Double, recorded: Double) {
+    print(String(format: "profile (wall ms per step, mean of %d timed steps of %.1f ms; forward = time since the previous op recorded):", steps, meanStep * 1e3))
+    print("  " + "op".padding(toLength: 34, withPad: " ", startingAt: 0) + "  calls   fwd ms   bwd ms  share")
+    for r in rows {
+      let f = r.forward / Double(steps) * 1e3, b = r.backward / Double(steps) * 1e3
+      print("  " + String(r.op.prefix(34)).padding(toLength: 34, withPad: " ", startingAt: 0)
+            + String(format: " %6.0f %8.1f %8.1f %5.1f%%", Double(r.calls) / Double(steps), f, b, (f + b) / (meanStep * 1e3) * 100))
+    }
+    print("  " + "other (optimizer, clipping, ...)".padding(toLength: 34, withPad: " ", startingAt: 0)
+          + String(format: "        %8.1f          %5.1f%%", (meanStep - recorded) * 1e3, (meanStep - recorded) / meanStep * 100))
   }
 }
