@@ -73,6 +73,16 @@ public enum Conv2dAlgorithm: Sendable {
     return .im2col
   }
 
+  /// The op's name in `bench step --profile` (OpProfile): one row per algorithm.
+  var profileName: StaticString {
+    switch self {
+    case .pointwise: return "conv2d 1×1"
+    case .im2col: return "conv2d im2col"
+    case .depthwise: return "conv2d depth-wise"
+    case .shifted: return "conv2d shifted taps"
+    }
+  }
+
   func check(_ g: Conv2dGeometry) {
     switch self {
     case .pointwise:
@@ -106,7 +116,7 @@ public func conv2d(_ x: Var, weight: Var, bias: Var?, stride: Int = 1, padding: 
   let y = Tensor(uninitialized: g.outputShape)
   conv2dForward(out: y, x: x.value, weight: weight.value, bias: bias?.value, geometry: g, algorithm: algorithm)
   let (xv, wv) = (x.value, weight.value)
-  return makeResult(y, inputs: [x, weight, bias]) { dy in
+  return makeResult(y, inputs: [x, weight, bias], op: algorithm.profileName) { dy in
     let dx = x.requiresGrad ? x.gradDestination() : nil
     conv2dBackward(dx: dx?.tensor, accumulateDx: dx?.accumulate ?? true,
                    dWeight: weight.requiresGrad ? weight.gradBuffer() : nil,

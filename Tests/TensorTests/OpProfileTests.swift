@@ -38,6 +38,21 @@ final class OpProfileTests: XCTestCase {
     XCTAssertEqual(OpProfile.rows().first { $0.op == "linear" }?.calls, 2)
   }
 
+  func testConvolutionsGetOneRowPerAlgorithm() {
+    OpProfile.enabled = true
+    OpProfile.reset()
+    var rng = TestRNG(seed: 6)
+    let x = Var(rng.tensor([1, 6, 6, 4]), requiresGrad: true)
+    let loss = withGradients { () -> Var in
+      let a = conv2d(x, weight: Var(rng.tensor([4, 4, 1, 1]), requiresGrad: true, name: "p"), bias: nil)
+      let b = conv2d(a, weight: Var(rng.tensor([4, 4, 3, 3]), requiresGrad: true, name: "s"), bias: nil, padding: 1)
+      return b.sum()
+    }
+    loss.backward()
+    let names = Set(OpProfile.rows().map(\.op))
+    XCTAssertTrue(names.isSuperset(of: ["conv2d 1×1", "conv2d shifted taps"]), "\(names.sorted())")
+  }
+
   func testNothingRecordedWhenOffOrWithoutGradients() {
     OpProfile.enabled = false
     OpProfile.reset()
