@@ -321,7 +321,7 @@ mode_quick() {
 # --ranks (default "1 2 4 8 16"), one core and one compute thread per rank, of the tiny
 # model (2 images/rank) and of Swin-T at 256² with 150 classes (1 image/rank); then the
 # training step against PyTorch on all cores: Swin-T 512² b2 and Swin-B 640² b1 in fp32,
-# Swin-T in bf16; then the per-op profile of the Swin-T step on all cores and on 2.
+# Swin-T in bf16; then the per-op profile of the Swin-T step on all cores (fp32, bf16) and on 2.
 # Each part goes on when an earlier one fails.
 mode_cluster() {
   local ranks="1 2 4 8 16" n
@@ -355,10 +355,14 @@ mode_cluster() {
   STEP_HASWELL=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
   step_bf16 swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
   step_table swin-t-512 swin-b-640 | grep -v '^R ' || true
-  # Which ops stop scaling: the tape's per-op wall time on all threads and on 2.
-  for t in "$THREADS" 2; do
-    echo "== per-op profile: Swin-T 512² b2, fp32, $t threads (bench step --profile)"
-    "$BIN" bench step --preset swin-t --crop 512 --batch 2 --steps 2 --warmup 1 --threads "$t" --profile | tail -n +5 || true
+  # Which ops stop scaling: the tape's per-op wall time on all threads (fp32 and bf16)
+  # and on 2 (fp32; one timed step after two warm-ups, which leave the pool warm).
+  local spec
+  for spec in "$THREADS fp32 2 2" "$THREADS bf16 2 2" "2 fp32 1 2"; do
+    set -- $spec
+    echo "== per-op profile: Swin-T 512² b2, $2, $1 threads (bench step --profile)"
+    "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$1" --precision "$2" --steps "$3" --warmup "$4" \
+      --profile | tail -n +5 || true
   done
 }
 
