@@ -55,6 +55,15 @@ TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float a
                (uint32_t *)scratch);
 }
 
+size_t ecenet_bf16_gemm_taps_scratch_bytes(long span) { return gemm_taps_scratch_bytes(span); }
+
+TARGET void ecenet_bf16_gemm_taps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                         const float *a, long lda, const void *packed_b, float beta,
+                                         float *c, long ldc, long m0, long m1, long n0, long n1, void *scratch) {
+  gemm_taps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, m0, m1, n0, n1,
+                    (uint32_t *)scratch);
+}
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 

@@ -50,6 +50,15 @@ static inline size_t gemm_packed_b_bytes(long k, long n) {
 
 static inline size_t gemm_a_scratch_bytes(void) { return (size_t)MC * KC * sizeof(GEMM_A_T); }
 
+// Rows per row block of `gemm_taps_compute`: its A block holds these plus the
+// taps' span, so it is packed once for every tap (24 strips: with the 3×3 fuse
+// conv's span of 2 padded lines + 2 at 128² the block is 598 rows, 598 KiB of
+// fp32 in a 1 MiB L2).
+#define GEMM_TAPS_MC (2 * MC)
+static inline size_t gemm_taps_scratch_bytes(long span) {
+  return (size_t)(GEMM_TAPS_MC + (span > 0 ? span : 0) + 2 * MR) * KC * sizeof(GEMM_A_T);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <string.h>
@@ -226,6 +235,54 @@ INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const 
   }
 }
 
+// C = alpha · Σ_t A[row + off[t], :] · op(B_t) + beta · C on rows [m0, m1) ×
+// columns [n0, n1): the shifted-taps convolution (Tensor's Conv.swift), where
+// row r of A is padded pixel r and tap t reads the pixel off[t] rows further.
+// A is not transposed and holds m + max(off) rows; `pb` holds the taps'
+// packed op(B_t) one after another, gemm_packed_b_bytes(k, n) bytes each.
+// Instead of one GEMM per tap (A packed taps times, C read and written taps
+// times per K block), each row block packs its rows plus the span once per K
+// block and every tap reads that block at its offset ([row][KC] layout: a row
+// shift is a pointer shift); per 32-column panel the taps run one after
+// another over the strips, so the panel's C block stays in L2 between taps.
+// The sums run tap by tap, K block by K block, in the same order for any
+// split of rows or columns. off[t] ≥ 0. blk: gemm_taps_scratch_bytes(span).
+INLINE void gemm_taps_compute(long m, long n, long k, long taps, const long *off, float alpha,
+                              const float *a, long lda, const GEMM_B_T *pb, float beta, float *c, long ldc,
+                              long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
+  if (m1 > m) m1 = m;
+  if (m0 < 0) m0 = 0;
+  if (n1 > n) n1 = n;
+  if (n0 < 0) n0 = 0;
+  n0 = n0 / NR * NR;
+  if (m1 <= m0 || n1 <= n0) return;
+  if (k <= 0 || alpha == 0 || taps <= 0) { scale_block(beta, NULL, c, ldc, m0, m1, n0, n1); return; }
+  const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
+  const long btap = (long)(gemm_packed_b_bytes(k, n) / sizeof(GEMM_B_T));
+  long span = 0;
+  for (long t = 0; t < taps; t++) span = off[t] > span ? off[t] : span;
+  for (long i0 = m0; i0 < m1; i0 += GEMM_TAPS_MC) {
+    const long mc = m1 - i0 < GEMM_TAPS_MC ? m1 - i0 : GEMM_TAPS_MC;
+    for (long q0 = 0; q0 < ks; q0 += KC) {
+      const long kcp = ks - q0 < KC ? ks - q0 : KC;
+      // Rows a tap reads past mc + span (the last strip's rows ≥ its mr) only
+      // feed accumulator rows that are never stored: left as they are.
+      pack_a_n(a, lda, k, i0, mc + span, q0, kcp, blk);
+      for (long j0 = n0; j0 < n1; j0 += NR) {
+        const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
+        for (long t = 0; t < taps; t++) {
+          const GEMM_B_T *bp = pb + t * btap + (j0 / NR * ks + q0) * GEMM_B_STEP;
+          const float be = q0 == 0 && t == 0 ? beta : 1.0f;
+          for (long s = 0; s < mc; s += MR) {
+            const int mr = mc - s < MR ? (int)(mc - s) : MR;
+            kernel_rows(kcp, blk + (s + off[t]) * KC, bp, c + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL);
+          }
+        }
+      }
+    }
+  }
+}
+
 #else  // not x86-64: no kernels (callers see the CPU checks return 0).
 
 #define TARGET
@@ -238,6 +295,12 @@ static inline void gemm_compute(int transA, long m, long n, long k, float alpha,
                                 long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
   (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)pb;
   (void)beta; (void)c; (void)ldc; (void)bias; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
+}
+static inline void gemm_taps_compute(long m, long n, long k, long taps, const long *off, float alpha,
+                                     const float *a, long lda, const GEMM_B_T *pb, float beta, float *c,
+                                     long ldc, long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
+  (void)m; (void)n; (void)k; (void)taps; (void)off; (void)alpha; (void)a; (void)lda; (void)pb;
+  (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
 }
 #endif
 #endif

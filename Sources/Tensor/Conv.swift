@@ -180,6 +180,10 @@ public enum Conv2dTuning {
   /// anyway, and this saves reading each line before it is overwritten
   /// (forward 11.2 → 9.7 ms at 160²×1024). Tests set 0 to run that store.
   nonisolated(unsafe) public static var nonTemporalStoreMinimumBytes = 32 << 20
+  /// The shifted algorithm's forward on one taps-summing GEMM per row block
+  /// (`PackedGEMMKernel.runTaps`) where our kernels run; tests turn it off to
+  /// compare with one GEMM per tap.
+  nonisolated(unsafe) public static var shiftedTapsKernel = true
 }
 
 /// How many output lines one chunk holds so that lines·Wo·K ≤ the budget (at least one).
@@ -367,9 +371,15 @@ func shiftedConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?,
   padCopy(x.data, xpad.data, g, f, toPadded: true)
   let wt = tapMatrices(weight, g)
   let acc = Tensor(uninitialized: [f.rows * Co])
-  for t in 0..<g.taps {  // acc (+)= xp shifted · W_tapᵀ
-    gemm(transA: false, transB: true, m: f.rows, n: Co, k: Ci, a: xpad.data + f.shift(g, tap: t) * Ci, lda: Ci,
-         b: wt.data + t * Co * Ci, ldb: Ci, beta: t == 0 ? 0 : 1, c: acc.data, ldc: Co)
+  if Conv2dTuning.shiftedTapsKernel, let kernel = packedKernelForGEMMPrecision() {
+    // One pass: xp packed once per row block for all taps, C written once per K block.
+    kernel.runTaps(m: f.rows, n: Co, k: Ci, offsets: (0..<g.taps).map { f.shift(g, tap: $0) }, a: xpad.data, lda: Ci,
+                   transB: true, b: wt.data, ldb: Ci, tapStride: Co * Ci, beta: 0, c: acc.data, ldc: Co)
+  } else {
+    for t in 0..<g.taps {  // acc (+)= xp shifted · W_tapᵀ
+      gemm(transA: false, transB: true, m: f.rows, n: Co, k: Ci, a: xpad.data + f.shift(g, tap: t) * Ci, lda: Ci,
+           b: wt.data + t * Co * Ci, ldb: Ci, beta: t == 0 ? 0 : 1, c: acc.data, ldc: Co)
+    }
   }
   let yp = y.data, ap = acc.data, bp = bias?.data
   Parallel.forRange(g.batch * Ho, grain: max(1, 16384 / max(1, Wo * Co))) { r in

@@ -38,12 +38,18 @@ struct PackedGEMMKernel {
   typealias Compute = @convention(c) (Int32, Int, Int, Int, Float, UnsafePointer<Float>?, Int, UnsafeRawPointer?, Float,
                                       UnsafeMutablePointer<Float>?, Int, UnsafePointer<Float>?, Int, Int, Int, Int,
                                       UnsafeMutableRawPointer?) -> Void
+  typealias TapsCompute = @convention(c) (Int, Int, Int, Int, UnsafePointer<Int>?, Float, UnsafePointer<Float>?, Int,
+                                          UnsafeRawPointer?, Float, UnsafeMutablePointer<Float>?, Int, Int, Int, Int, Int,
+                                          UnsafeMutableRawPointer?) -> Void
   let mr: Int, nr: Int
   /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
   let scratchFloats: Int
   let packedBBytes: @convention(c) (Int, Int) -> Int
   let packB: PackB
   let compute: Compute
+  /// The shifted-taps GEMM (`gemm_taps_compute`) and its A scratch bytes for a span.
+  let tapsScratchBytes: @convention(c) (Int) -> Int
+  let tapsCompute: TapsCompute
 
   /// C = alpha·op(A)·op(B) + beta·C (+ bias[j] in every row's column j) for k ≥ 1,
   /// m, n ≥ 1 (callers handle the rest), on the calling thread only unless `parallel`.
@@ -82,6 +88,40 @@ struct PackedGEMMKernel {
       }
     }
     if tasks == 1 { body(0..<1) } else { Parallel.forRange(tasks, body) }
+    withExtendedLifetime((packed, scratch)) {}
+  }
+
+  /// C = Σ_t A[row + offsets[t], :] · op(B_t) + beta·C for rows 0..<m (the shifted-taps
+  /// convolution; `gemm_taps_compute` in CShims/gemm_driver.h): A is M+max(offsets) rows
+  /// of K with row stride lda; B_t starts at b + t·tapStride (K×N, or N×K when transB).
+  /// The taps' B are packed once, then C is split by whole MR strips over the threads,
+  /// each task with its own A block; the result does not depend on the split.
+  func runTaps(m: Int, n: Int, k: Int, offsets: [Int], a: UnsafePointer<Float>, lda: Int,
+               transB: Bool, b: UnsafePointer<Float>, ldb: Int, tapStride: Int,
+               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    precondition(offsets.allSatisfy { $0 >= 0 }, "runTaps: negative offset in \(offsets)")
+    let taps = offsets.count, tapBytes = packedBBytes(k, n)
+    let packed = Tensor(uninitialized: [(taps * tapBytes + 3) / 4])
+    let pb = UnsafeMutableRawPointer(packed.data)
+    Parallel.forRange(taps) { r in
+      for t in r { packB(transB ? 1 : 0, k, n, b + t * tapStride, ldb, 0, n, pb + t * tapBytes) }
+    }
+    let strips = (m + mr - 1) / mr
+    let tasks = m * n * k * taps < 1 << 21 ? 1 : max(1, min(Parallel.threads, strips))
+    let span = offsets.max() ?? 0
+    let scratchFloatsPerTask = (tapsScratchBytes(span) + 63) / 64 * 16
+    let scratch = Tensor(uninitialized: [tasks * scratchFloatsPerTask])
+    let sp = scratch.data
+    offsets.withUnsafeBufferPointer { off in
+      let body = { (r: Range<Int>) in
+        for t in r {
+          let m0 = min(m, strips * t / tasks * mr), m1 = min(m, strips * (t + 1) / tasks * mr)
+          tapsCompute(m, n, k, taps, off.baseAddress, 1, a, lda, pb, beta, c, ldc, m0, m1, 0, n,
+                      UnsafeMutableRawPointer(sp + t * scratchFloatsPerTask))
+        }
+      }
+      if tasks == 1 { body(0..<1) } else { Parallel.forRange(tasks, body) }
+    }
     withExtendedLifetime((packed, scratch)) {}
   }
 

@@ -58,6 +58,18 @@ void ecenet_f32_gemm_compute(int transA, long m, long n, long k, float alpha,
                              float beta, float *c, long ldc, const float *bias,
                              long m0, long m1, long n0, long n1, void *scratch);
 
+
+// The shifted-taps GEMM (gemm_driver.h, `gemm_taps_compute`): rows [m0, m1) ×
+// columns [n0, n1) of C = alpha · Σ_t A[row + offsets[t], :] · op(B_t) + beta · C,
+// A not transposed with m + max(offsets) rows (offsets ≥ 0), `packed_b` the
+// taps' packed op(B_t) one after another (`packed_b_bytes(k, n)` bytes each),
+// `scratch` `taps_scratch_bytes(max(offsets))` bytes, 64-byte aligned. Any split
+// of C gives bit-identical results.
+size_t ecenet_f32_gemm_taps_scratch_bytes(long span);
+void ecenet_f32_gemm_taps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                  const float *a, long lda, const void *packed_b, float beta,
+                                  float *c, long ldc, long m0, long m1, long n0, long n1, void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
