@@ -192,16 +192,22 @@ static void scale_block(float beta, const float *bias, float *c, long ldc, long 
 
 // ---- driver ----
 
+// Clips the block [m0, m1) × [n0, n1) to C's M × N, n0 down to its panel's
+// first column; 0 when nothing is left.
+static inline int clip_block(long m, long n, long *m0, long *m1, long *n0, long *n1) {
+  if (*m1 > m) *m1 = m;
+  if (*m0 < 0) *m0 = 0;
+  if (*n1 > n) *n1 = n;
+  if (*n0 < 0) *n0 = 0;
+  *n0 = *n0 / NR * NR;
+  return *m1 > *m0 && *n1 > *n0;
+}
+
 // The contract of `ecenet_*_gemm_compute` (bf16_gemm.h, f32_gemm.h).
 INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
                          const GEMM_B_T *pb, float beta, float *c, long ldc, const float *bias,
                          long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
-  if (m1 > m) m1 = m;
-  if (m0 < 0) m0 = 0;
-  if (n1 > n) n1 = n;
-  if (n0 < 0) n0 = 0;
-  n0 = n0 / NR * NR;
-  if (m1 <= m0 || n1 <= n0) return;
+  if (!clip_block(m, n, &m0, &m1, &n0, &n1)) return;
   if (k <= 0 || alpha == 0) { scale_block(beta, bias, c, ldc, m0, m1, n0, n1); return; }
   const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
   // Row blocks outside K blocks keep each C block in cache across its K
@@ -250,12 +256,7 @@ INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const 
 INLINE void gemm_taps_compute(long m, long n, long k, long taps, const long *off, float alpha,
                               const float *a, long lda, const GEMM_B_T *pb, float beta, float *c, long ldc,
                               long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
-  if (m1 > m) m1 = m;
-  if (m0 < 0) m0 = 0;
-  if (n1 > n) n1 = n;
-  if (n0 < 0) n0 = 0;
-  n0 = n0 / NR * NR;
-  if (m1 <= m0 || n1 <= n0) return;
+  if (!clip_block(m, n, &m0, &m1, &n0, &n1)) return;
   if (k <= 0 || alpha == 0 || taps <= 0) { scale_block(beta, NULL, c, ldc, m0, m1, n0, n1); return; }
   const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
   const long btap = (long)(gemm_packed_b_bytes(k, n) / sizeof(GEMM_B_T));
