@@ -140,8 +140,8 @@ step_one() {
     echo "bench: step $label: ours (OPENBLAS_CORETYPE=Haswell)" >&2
     env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell "$BIN" bench step --json --preset "$preset" --crop "$crop" \
       --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_haswell.json"
-  else  # STEP_HASWELL=0: the auto-core run stands in for it in the table
-    cp "$OUT/step_${label}_auto.json" "$OUT/step_${label}_haswell.json"
+  else  # STEP_HASWELL=0: no Haswell-pinned run (step_table says so)
+    rm -f "$OUT/step_${label}_haswell.json"
   fi
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch" >&2
@@ -176,22 +176,24 @@ out, labels = sys.argv[1], sys.argv[2:]
 print(f"{'case':<10} {'ours Haswell s':>14} {'ours auto s':>11} {'torch s':>8} {'ratio':>6} {'GFLOP/s':>8} {'of sgemm':>8} "
       f"{'sgemm':>6} {'RSS MiB':>8} {'pool MiB':>8} {'torch RSS':>9} {'mallocs':>7}")
 first = None
+import os
 for l in labels:
-    e, u = (json.load(open(f"{out}/step_{l}_{k}.json")) for k in ("haswell", "auto"))
+    u = json.load(open(f"{out}/step_{l}_auto.json"))
+    pinned = os.path.exists(f"{out}/step_{l}_haswell.json")  # absent under STEP_HASWELL=0
+    e = json.load(open(f"{out}/step_{l}_haswell.json")) if pinned else u
     t = json.load(open(f"{out}/step_{l}_torch.json"))
     ts = t.get("step_s_min")
     r = u["step_s_min"] / ts if ts else None
     if first is None: first = r
-    print(f"{l:<10} {e['step_s_min']:>14.3f} {u['step_s_min']:>11.3f} {ts if ts else float('nan'):>8.3f} "
+    print(f"{l:<10} {e['step_s_min'] if pinned else float('nan'):>14.3f} {u['step_s_min']:>11.3f} {ts if ts else float('nan'):>8.3f} "
           f"{r if r else float('nan'):>6.2f} {u['gflops']:>8.1f} {u['fraction_of_sgemm']:>8.2f} {u['sgemm_2048_gflops']:>6.0f} "
           f"{u['peak_rss_mb']:>8.0f} {u['pool_peak_mb']:>8.0f} {t.get('peak_rss_mb', float('nan')):>9.0f} {u['mallocs_per_step_last']:>7}")
-    print(f"{'':<10} Haswell-pinned: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
-          f"{e['sgemm_2048_gflops']:.0f}; auto: core {u['openblas_corename']}, pool mallocs/step {u['mallocs_per_step']}, page faults/step {u['minor_faults_per_step']}; medians ours {u['step_s_median']:.3f} s, "
+    print(f"{'':<10} " + (f"Haswell-pinned: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
+          f"{e['sgemm_2048_gflops']:.0f}; " if pinned else "Haswell-pinned: not run; ") + f"auto: core {u['openblas_corename']}, pool mallocs/step {u['mallocs_per_step']}, page faults/step {u['minor_faults_per_step']}; medians ours {u['step_s_median']:.3f} s, "
           f"torch {t.get('step_s_median', float('nan')):.3f} s; fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
-    # Issue 9's measure: the better of our two runs against the best sgemm of the run (either core).
+    # Issue 9's measure: the better of our runs against the best sgemm of the run (either core).
     best, peak = max(u["gflops"], e["gflops"]), max(u["sgemm_2048_gflops"], e["sgemm_2048_gflops"])
     print(f"{'':<10} whole step vs the run's best sgemm: {best:.1f} / {peak:.0f} GFLOP/s = {best / peak:.2f}")
-    import os
     if os.path.exists(f"{out}/step_{l}_bf16.json"):
         b = json.load(open(f"{out}/step_{l}_bf16.json")); tb = json.load(open(f"{out}/step_{l}_torchbf16.json"))
         tbs = tb.get("step_s_min")
