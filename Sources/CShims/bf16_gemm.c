@@ -64,6 +64,16 @@ TARGET void ecenet_bf16_gemm_taps_compute(long m, long n, long k, long taps, con
                     (uint32_t *)scratch);
 }
 
+size_t ecenet_bf16_gemm_ktaps_scratch_bytes(long span) { return gemm_ktaps_scratch_bytes(span); }
+
+TARGET void ecenet_bf16_gemm_ktaps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                           const float *a, long lda, const void *packed_b, float beta,
+                                           float *c, long ldc, long ctap, long m0, long m1, long n0, long n1,
+                                           void *scratch) {
+  gemm_ktaps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, ctap,
+                     m0, m1, n0, n1, (uint32_t *)scratch);
+}
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 
@@ -166,7 +176,7 @@ INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0
 // A is K×M (transA): the pairs of op(A)'s row i are column i of A's rows
 // k, k+1. Rows i0+r for one k pair come from two contiguous loads, so this
 // packing writes blk[strip][pair][MR]: each strip's A stream is sequential.
-INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
+INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp, long ss, long e,
                      uint32_t *blk) {
   // One cvtne2ps gives row k0's 16 values in words 0..15, row k1's in 16..31;
   // this puts each row's (k0, k1) pair in one 32-bit word.
@@ -174,15 +184,16 @@ INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0
                                            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const long strips = (mc + MR - 1) / MR;
   for (long qq = 0; qq < kcp; qq++) {
-    const long k0 = 2 * (q0 + qq);
+    const long k0 = 2 * (q0 + qq) + e;
     const float *row0 = a + k0 * lda + i0, *row1 = row0 + lda;
     const int odd = k0 + 1 >= k;  // K odd, last pair: the second value is the zero pad
+    const int past = k0 >= k;     // a K-shifted block's last steps may lie wholly past A
     for (long st = 0; st < strips; st++) {
-      const __mmask16 mk = mask16(mc - st * MR < MR ? mc - st * MR : MR);
+      const __mmask16 mk = past ? 0 : mask16(mc - st * MR < MR ? mc - st * MR : MR);
       const __m512 x0 = _mm512_maskz_loadu_ps(mk, row0 + st * MR);
       const __m512 x1 = odd ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk, row1 + st * MR);
       const __m512i v = _mm512_permutexvar_epi16(pairIdx, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
-      _mm512_mask_storeu_epi32(blk + st * MR * KC + qq * MR, mask16(MR), v);
+      _mm512_mask_storeu_epi32(blk + st * MR * ss + qq * MR, mask16(MR), v);
     }
   }
 }

@@ -82,6 +82,16 @@ TARGET void ecenet_f32_gemm_taps_compute(long m, long n, long k, long taps, cons
                     (float *)scratch);
 }
 
+size_t ecenet_f32_gemm_ktaps_scratch_bytes(long span) { return gemm_ktaps_scratch_bytes(span); }
+
+TARGET void ecenet_f32_gemm_ktaps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                          const float *a, long lda, const void *packed_b, float beta,
+                                          float *c, long ldc, long ctap, long m0, long m1, long n0, long n1,
+                                          void *scratch) {
+  gemm_ktaps_compute(m, n, k, taps, offsets, alpha, a, lda, (const float *)packed_b, beta, c, ldc, ctap,
+                     m0, m1, n0, n1, (float *)scratch);
+}
+
 #if defined(__x86_64__)
 
 #include "transpose16.h"
@@ -140,9 +150,11 @@ INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long p0
 }
 
 // A is K×M (transA): op(A)'s rows i0+r at one k are contiguous in A's row k,
-// so this packing writes blk[strip][k][MR]: each strip's A stream is sequential.
-INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long p0, long kc, float *blk) {
-  (void)k;
+// so this packing writes blk[strip][k][MR] (ss k per strip): each strip's A
+// stream is sequential. Every caller's rows lie below k (e is always 0 here).
+INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long p0, long kc, long ss, long e,
+                     float *blk) {
+  (void)k; (void)e;
   const long strips = (mc + MR - 1) / MR;
   for (long qq = 0; qq < kc; qq++) {
     const float *row = a + (p0 + qq) * lda + i0;
@@ -153,7 +165,7 @@ INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long p0
 #endif
     for (long st = 0; st < strips; st++) {
       const __mmask16 mk = mask16(mc - st * MR < MR ? mc - st * MR : MR);
-      _mm512_mask_storeu_ps(blk + st * MR * KC + qq * MR, mask16(MR), _mm512_maskz_loadu_ps(mk, row + st * MR));
+      _mm512_mask_storeu_ps(blk + st * MR * ss + qq * MR, mask16(MR), _mm512_maskz_loadu_ps(mk, row + st * MR));
     }
   }
 }

@@ -59,6 +59,14 @@ static inline size_t gemm_taps_scratch_bytes(long span) {
   return (size_t)(GEMM_TAPS_MC + (span > 0 ? span : 0) + 2 * MR) * KC * sizeof(GEMM_A_T);
 }
 
+// Steps per strip of `gemm_ktaps_compute`'s A block: a K block plus the taps'
+// span, so each tap reads the block at its offset.
+static inline long gemm_ktaps_strip_steps(long span) { return KC + (span > 0 ? span : 0) / GEMM_KSTEP; }
+// Its A scratch: one block of MC rows per phase (bf16: even and odd offsets).
+static inline size_t gemm_ktaps_scratch_bytes(long span) {
+  return (size_t)GEMM_KSTEP * ((MC + MR - 1) / MR * MR) * gemm_ktaps_strip_steps(span) * sizeof(GEMM_A_T);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <string.h>
@@ -81,9 +89,11 @@ INLINE void pack_b_panel_t(const float *b, long ldb, long k, long n, long j0, GE
 // multiple of MR zero (A not transposed) …
 INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
                      GEMM_A_T *blk);
-// … or blk[strip][step][MR] (A transposed, K×M): the same strip bases, since
-// MR·KC elements = MR rows of KC.
-INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
+// … or blk[strip][step][MR] (A transposed, K×M) with `ss` steps per strip
+// (KC: the same strip bases as [row][KC], since MR·KC elements = MR rows of KC).
+// Step q holds A rows q·GEMM_KSTEP + e onward (e < GEMM_KSTEP: the K-shifted
+// taps' odd offsets in bf16); rows ≥ k read as zero.
+INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp, long ss, long e,
                      GEMM_A_T *blk);
 // One k step of the microkernel: acc[r][h] += A(r) · B(columns 16h..16h+15),
 // A(r) at aq[r·RS], B at bq (one step of one panel).
@@ -224,7 +234,7 @@ INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const 
       const long kcp = ks - q0 < KC ? ks - q0 : KC;
       const float be = q0 == 0 ? beta : 1.0f;
       const float *bi = q0 == 0 ? bias : NULL;
-      if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, blk);
+      if (transA) pack_a_t(a, lda, k, i0, mc, q0, kcp, KC, 0, blk);
       else pack_a_n(a, lda, k, i0, mc, q0, kcp, blk);
       for (long j0 = n0; j0 < n1; j0 += NR) {
         const GEMM_B_T *bp = pb + (j0 / NR * ks + q0) * GEMM_B_STEP;
@@ -284,6 +294,58 @@ INLINE void gemm_taps_compute(long m, long n, long k, long taps, const long *off
   }
 }
 
+// C_t = alpha · Σ_{q<k} A[q + off[t], i] · B[q, j] + beta · C_t for every tap t,
+// C_t at c + t·ctap, on rows [m0, m1) × columns [n0, n1): the shifted-taps
+// convolution's weight gradient (Conv.swift), dW_tᵀ = (x padded, shifted by
+// tap t)ᵀ · dy, where the taps shift op(A) = Aᵀ along K. A is K×M (read
+// transposed) with k + max(off) rows; `pb` is B (k × n) packed by gemm_pack_b.
+// Per-tap GEMMs would pack the shifted A once per tap; here each row block
+// packs its K block plus the span once ([strip][ss][MR], ss steps per strip),
+// and tap t reads it off[t] steps further (bf16: a step is a pair of rows, so
+// odd offsets read a second block packed one row later). B's panel stays in
+// L1 while every tap's strips pass over it. Each element's sum runs K block by
+// K block in the same order for any split. off[t] ≥ 0. blk:
+// gemm_ktaps_scratch_bytes(max(off)).
+INLINE void gemm_ktaps_compute(long m, long n, long k, long taps, const long *off, float alpha,
+                               const float *a, long lda, const GEMM_B_T *pb, float beta, float *c, long ldc,
+                               long ctap, long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
+  if (!clip_block(m, n, &m0, &m1, &n0, &n1)) return;
+  if (k <= 0 || alpha == 0 || taps <= 0) {
+    for (long t = 0; t < taps; t++) scale_block(beta, NULL, c + t * ctap, ldc, m0, m1, n0, n1);
+    return;
+  }
+  const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
+  long span = 0;
+  int phase[GEMM_KSTEP] = {0};
+  for (long t = 0; t < taps; t++) {
+    span = off[t] > span ? off[t] : span;
+    phase[off[t] % GEMM_KSTEP] = 1;
+  }
+  const long ss = gemm_ktaps_strip_steps(span);
+  const long phaseStride = (MC + MR - 1) / MR * MR * ss;
+  for (long i0 = m0; i0 < m1; i0 += MC) {
+    const long mc = m1 - i0 < MC ? m1 - i0 : MC;
+    for (long q0 = 0; q0 < ks; q0 += KC) {
+      const long kcp = ks - q0 < KC ? ks - q0 : KC;
+      const float be = q0 == 0 ? beta : 1.0f;
+      for (long e = 0; e < GEMM_KSTEP; e++) {
+        if (phase[e]) pack_a_t(a, lda, k + span, i0, mc, q0, kcp + span / GEMM_KSTEP, ss, e, blk + e * phaseStride);
+      }
+      for (long j0 = n0; j0 < n1; j0 += NR) {
+        const GEMM_B_T *bp = pb + (j0 / NR * ks + q0) * GEMM_B_STEP;
+        const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
+        for (long t = 0; t < taps; t++) {
+          const GEMM_A_T *at = blk + off[t] % GEMM_KSTEP * phaseStride + off[t] / GEMM_KSTEP * MR;
+          for (long s = 0; s < mc; s += MR) {
+            const int mr = mc - s < MR ? (int)(mc - s) : MR;
+            kernel_cols(kcp, at + s * ss, bp, c + t * ctap + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL);
+          }
+        }
+      }
+    }
+  }
+}
+
 #else  // not x86-64: no kernels (callers see the CPU checks return 0).
 
 #define TARGET
@@ -302,6 +364,12 @@ static inline void gemm_taps_compute(long m, long n, long k, long taps, const lo
                                      long ldc, long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
   (void)m; (void)n; (void)k; (void)taps; (void)off; (void)alpha; (void)a; (void)lda; (void)pb;
   (void)beta; (void)c; (void)ldc; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
+}
+static inline void gemm_ktaps_compute(long m, long n, long k, long taps, const long *off, float alpha,
+                                      const float *a, long lda, const GEMM_B_T *pb, float beta, float *c,
+                                      long ldc, long ctap, long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
+  (void)m; (void)n; (void)k; (void)taps; (void)off; (void)alpha; (void)a; (void)lda; (void)pb;
+  (void)beta; (void)c; (void)ldc; (void)ctap; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
 }
 #endif
 #endif

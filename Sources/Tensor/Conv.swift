@@ -20,6 +20,9 @@
 //    are dropped (4% extra work at 48², 1.5% at 128²). im2col instead copies
 //    each input element taps times with a channel stride of taps: 0.86 of
 //    sgemm on the FR fuse conv, against ≈ 0.95 for this (BENCHMARKS.md).
+//    On our kernels the forward is one taps-summing GEMM (each block of xp
+//    packed once for all taps) and dW one K-shifted taps GEMM (dW_tapᵀ =
+//    (xp shifted)ᵀ·dy, each block of xp packed once for all taps).
 //  - depthwise (G == Cin == Cout): a direct loop; a GEMM with K = taps would be
 //    all overhead. The inner loop runs over contiguous channels, so it
 //    vectorises, and it touches x once per tap instead of building columns.
@@ -181,8 +184,9 @@ public enum Conv2dTuning {
   /// (forward 11.2 → 9.7 ms at 160²×1024). Tests set 0 to run that store.
   nonisolated(unsafe) public static var nonTemporalStoreMinimumBytes = 32 << 20
   /// The shifted algorithm's forward on one taps-summing GEMM per row block
-  /// (`PackedGEMMKernel.runTaps`) where our kernels run; tests turn it off to
-  /// compare with one GEMM per tap.
+  /// (`PackedGEMMKernel.runTaps`) and its weight gradient on one K-shifted taps
+  /// GEMM (`runKTaps`) where our kernels run; tests turn it off to compare with
+  /// one GEMM per tap.
   nonisolated(unsafe) public static var shiftedTapsKernel = true
 }
 
@@ -416,14 +420,27 @@ func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, w
   let xpad = Tensor(uninitialized: [g.batch * f.hp * f.wp * Ci])
   if let dw = dWeight {
     padCopy(x.data, xpad.data, g, f, toPadded: true)
-    let dwt = Tensor(uninitialized: [taps, Co, Ci])
-    for t in 0..<taps {
-      gemm(transA: true, transB: false, m: Co, n: Ci, k: f.rows, a: dyp, lda: Co,
-           b: xpad.data + f.shift(g, tap: t) * Ci, ldb: Ci, beta: 0, c: dwt.data + t * Co * Ci, ldc: Ci)
-    }
-    let src = dwt.data, dst = dw.data
-    Parallel.forRange(Co, grain: 8) { r in
-      for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Co + co) * Ci + ci] } } }
+    let dst = dw.data
+    if Conv2dTuning.shiftedTapsKernel, let kernel = packedKernelForGEMMPrecision() {
+      // dW_tapᵀ [Ci, Co] = (xp shifted)ᵀ·dyP for all taps in one pass: dyP packed
+      // once, each block of xp packed once for every tap (not once per tap).
+      let dwt = Tensor(uninitialized: [taps, Ci, Co])
+      kernel.runKTaps(m: Ci, n: Co, k: f.rows, offsets: (0..<taps).map { f.shift(g, tap: $0) }, a: xpad.data,
+                      lda: Ci, b: dyp, ldb: Co, beta: 0, c: dwt.data, ldc: Co, tapStride: Ci * Co)
+      let src = dwt.data
+      Parallel.forRange(Co, grain: 8) { r in
+        for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Ci + ci) * Co + co] } } }
+      }
+    } else {
+      let dwt = Tensor(uninitialized: [taps, Co, Ci])
+      for t in 0..<taps {
+        gemm(transA: true, transB: false, m: Co, n: Ci, k: f.rows, a: dyp, lda: Co,
+             b: xpad.data + f.shift(g, tap: t) * Ci, ldb: Ci, beta: 0, c: dwt.data + t * Co * Ci, ldc: Ci)
+      }
+      let src = dwt.data
+      Parallel.forRange(Co, grain: 8) { r in
+        for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Co + co) * Ci + ci] } } }
+      }
     }
   }
   if let dx = dx {

@@ -29,7 +29,8 @@ enum BF16GEMM {
     mr: Int(ecenet_bf16_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),
     scratchFloats: (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 63) / 64 * 16,
     packedBBytes: ecenet_bf16_gemm_packed_b_bytes, packB: ecenet_bf16_gemm_pack_b, compute: ecenet_bf16_gemm_compute,
-    tapsScratchBytes: ecenet_bf16_gemm_taps_scratch_bytes, tapsCompute: ecenet_bf16_gemm_taps_compute)
+    tapsScratchBytes: ecenet_bf16_gemm_taps_scratch_bytes, tapsCompute: ecenet_bf16_gemm_taps_compute,
+    kTapsScratchBytes: ecenet_bf16_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_bf16_gemm_ktaps_compute)
 }
 
 /// Rounds to the nearest bf16 value (ties to even), returned as a Float; NaN stays

@@ -44,7 +44,8 @@ enum F32GEMM {
     mr: Int(ecenet_f32_gemm_mr()), nr: Int(ecenet_f32_gemm_nr()),
     scratchFloats: (Int(ecenet_f32_gemm_a_scratch_bytes()) + 63) / 64 * 16,
     packedBBytes: ecenet_f32_gemm_packed_b_bytes, packB: ecenet_f32_gemm_pack_b, compute: ecenet_f32_gemm_compute,
-    tapsScratchBytes: ecenet_f32_gemm_taps_scratch_bytes, tapsCompute: ecenet_f32_gemm_taps_compute)
+    tapsScratchBytes: ecenet_f32_gemm_taps_scratch_bytes, tapsCompute: ecenet_f32_gemm_taps_compute,
+    kTapsScratchBytes: ecenet_f32_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_f32_gemm_ktaps_compute)
 }
 
 /// C = alpha·op(A)·op(B) + beta·C in fp32 on the AVX-512F kernel: cblas_sgemm's

@@ -41,6 +41,9 @@ struct PackedGEMMKernel {
   typealias TapsCompute = @convention(c) (Int, Int, Int, Int, UnsafePointer<Int>?, Float, UnsafePointer<Float>?, Int,
                                           UnsafeRawPointer?, Float, UnsafeMutablePointer<Float>?, Int, Int, Int, Int, Int,
                                           UnsafeMutableRawPointer?) -> Void
+  typealias KTapsCompute = @convention(c) (Int, Int, Int, Int, UnsafePointer<Int>?, Float, UnsafePointer<Float>?, Int,
+                                           UnsafeRawPointer?, Float, UnsafeMutablePointer<Float>?, Int, Int, Int, Int,
+                                           Int, Int, UnsafeMutableRawPointer?) -> Void
   let mr: Int, nr: Int
   /// Floats of A scratch per task, rounded up to 64 bytes so every task's slice stays aligned.
   let scratchFloats: Int
@@ -50,12 +53,26 @@ struct PackedGEMMKernel {
   /// The shifted-taps GEMM (`gemm_taps_compute`) and its A scratch bytes for a span.
   let tapsScratchBytes: @convention(c) (Int) -> Int
   let tapsCompute: TapsCompute
+  /// The K-shifted taps GEMM (`gemm_ktaps_compute`) and its A scratch bytes for a span.
+  let kTapsScratchBytes: @convention(c) (Int) -> Int
+  let kTapsCompute: KTapsCompute
 
   /// C = alpha·op(A)·op(B) + beta·C (+ bias[j] in every row's column j) for k ≥ 1,
   /// m, n ≥ 1 (callers handle the rest), on the calling thread only unless `parallel`.
   func run(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil, parallel: Bool) {
+    let packed = packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: parallel)
+    forEachGridTask(m: m, n: n, multiplyAdds: m * n * k, parallel: parallel, scratchFloats: scratchFloats) {
+      m0, m1, n0, n1, scratch in
+      compute(transA ? 1 : 0, m, n, k, alpha, a, lda, packed.data, beta, c, ldc, bias, m0, m1, n0, n1, scratch)
+    }
+    withExtendedLifetime(packed) {}
+  }
+
+  /// op(B) (K×N, or N×K when transB) packed into pooled scratch, its panels split
+  /// over the threads when `parallel`.
+  private func packedB(transB: Bool, k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, parallel: Bool) -> Tensor {
     let packed = Tensor(uninitialized: [(packedBBytes(k, n) + 3) / 4])
     let pb = UnsafeMutableRawPointer(packed.data)
     let panels = (n + nr - 1) / nr
@@ -67,28 +84,59 @@ struct PackedGEMMKernel {
     } else {
       packB(transB ? 1 : 0, k, n, b, ldb, 0, n, pb)
     }
-    // C is split into a grid of tasks: row groups of whole MR strips × column groups of
-    // whole NR panels (`grid`). Products under 2²¹ multiply-adds (≈10 µs on one thread)
-    // stay on one thread: two threads were no faster at 2²¹ and half as fast at 2¹⁹.
-    // Every split sums each element in the same order, so the thread count never
-    // changes the result.
-    let strips = (m + mr - 1) / mr
-    let threads = !parallel || m * n * k < 1 << 21 ? 1 : Parallel.threads
+    return packed
+  }
+
+  /// Splits an M×N product of `multiplyAdds` into a grid of tasks — row groups of
+  /// whole MR strips × column groups of whole NR panels (`grid`) — and runs
+  /// `body(m0, m1, n0, n1, scratch)` for each, with `scratchFloats` of A scratch
+  /// of its own (64-byte aligned). Products under 2²¹ multiply-adds (≈10 µs on one
+  /// thread) stay on one thread: two threads were no faster at 2²¹ and half as fast
+  /// at 2¹⁹. The kernels sum each element in the same order for every split, so the
+  /// thread count never changes the result.
+  private func forEachGridTask(m: Int, n: Int, multiplyAdds: Int, parallel: Bool, scratchFloats: Int,
+                               _ body: (Int, Int, Int, Int, UnsafeMutableRawPointer) -> Void) {
+    let strips = (m + mr - 1) / mr, panels = (n + nr - 1) / nr
+    let threads = !parallel || multiplyAdds < 1 << 21 ? 1 : Parallel.threads
     let (rowGroups, columnGroups) = Self.grid(m: m, n: n, mr: mr, nr: nr, threads: threads)
     let tasks = rowGroups * columnGroups
-    let scratch = Tensor(uninitialized: [tasks * scratchFloats])
+    let perTask = (scratchFloats + 15) / 16 * 16
+    let scratch = Tensor(uninitialized: [tasks * perTask])
     let sp = scratch.data
-    let body = { (r: Range<Int>) in
+    func runTasks(_ r: Range<Int>) {
       for t in r {
         let (gr, gc) = (t / columnGroups, t % columnGroups)
         let m0 = min(m, strips * gr / rowGroups * mr), m1 = min(m, strips * (gr + 1) / rowGroups * mr)
         let n0 = min(n, panels * gc / columnGroups * nr), n1 = min(n, panels * (gc + 1) / columnGroups * nr)
-        compute(transA ? 1 : 0, m, n, k, alpha, a, lda, pb, beta, c, ldc, bias, m0, m1, n0, n1,
-                UnsafeMutableRawPointer(sp + t * scratchFloats))
+        body(m0, m1, n0, n1, UnsafeMutableRawPointer(sp + t * perTask))
       }
     }
-    if tasks == 1 { body(0..<1) } else { Parallel.forRange(tasks, body) }
-    withExtendedLifetime((packed, scratch)) {}
+    if tasks == 1 { runTasks(0..<1) } else { Parallel.forRange(tasks, runTasks) }
+    withExtendedLifetime(scratch) {}
+  }
+
+  /// C_t = Σ_{q<K} A[q + offsets[t], i] · B[q, j] + beta·C_t for every tap t, C_t at
+  /// c + t·tapStride (M×N, row stride ldc): the shifted-taps convolution's weight
+  /// gradient (`gemm_ktaps_compute` in CShims/gemm_driver.h). A is K + max(offsets)
+  /// rows of M (row stride lda), read transposed; B is K×N. B is packed once, A once
+  /// per row and K block for all the taps; C is split over the threads as `run`
+  /// splits it, and the result does not depend on the split.
+  func runKTaps(m: Int, n: Int, k: Int, offsets: [Int], a: UnsafePointer<Float>, lda: Int,
+                b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                tapStride: Int) {
+    precondition(offsets.allSatisfy { $0 >= 0 }, "runKTaps: negative offset in \(offsets)")
+    precondition(m >= 1 && n >= 1 && k >= 1 && lda >= m && ldb >= n && ldc >= n,
+                 "runKTaps: m \(m) n \(n) k \(k) lda \(lda) ldb \(ldb) ldc \(ldc)")
+    let packed = packedB(transB: false, k: k, n: n, b: b, ldb: ldb, parallel: true)
+    let scratchBytes = kTapsScratchBytes(offsets.max() ?? 0)
+    offsets.withUnsafeBufferPointer { off in
+      forEachGridTask(m: m, n: n, multiplyAdds: m * n * k * offsets.count, parallel: true,
+                      scratchFloats: (scratchBytes + 3) / 4) { m0, m1, n0, n1, scratch in
+        kTapsCompute(m, n, k, off.count, off.baseAddress, 1, a, lda, packed.data, beta, c, ldc, tapStride,
+                     m0, m1, n0, n1, scratch)
+      }
+    }
+    withExtendedLifetime(packed) {}
   }
 
   /// C = Σ_t A[row + offsets[t], :] · op(B_t) + beta·C for rows 0..<m (the shifted-taps

@@ -71,6 +71,18 @@ void ecenet_bf16_gemm_taps_compute(long m, long n, long k, long taps, const long
                                   const float *a, long lda, const void *packed_b, float beta,
                                   float *c, long ldc, long m0, long m1, long n0, long n1, void *scratch);
 
+// The K-shifted taps GEMM (gemm_driver.h, `gemm_ktaps_compute`): rows [m0, m1) ×
+// columns [n0, n1) of C_t = alpha · Σ_{q<k} A[q + offsets[t], i] · B[q, j] + beta · C_t
+// for every tap t, C_t at c + t·ctap; A is K×M (op(A) = Aᵀ) with k + max(offsets)
+// rows (offsets ≥ 0), `packed_b` B (k × n) packed by `pack_b` with transB 0,
+// `scratch` `ktaps_scratch_bytes(max(offsets))` bytes, 64-byte aligned. Any split
+// of C gives bit-identical results.
+size_t ecenet_bf16_gemm_ktaps_scratch_bytes(long span);
+void ecenet_bf16_gemm_ktaps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                   const float *a, long lda, const void *packed_b, float beta,
+                                   float *c, long ldc, long ctap, long m0, long m1, long n0, long n1,
+                                   void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
