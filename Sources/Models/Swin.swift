@@ -106,7 +106,13 @@ public struct SwinBlock {
   }
 
   /// x [B, H, W, C] → [B, H, W, C]; `mask` is the stage's shift mask for the padded size.
+  /// Its intermediates' values are released when it returns (`releasingIntermediates`):
+  /// what backward needs stays captured by the tape.
   public func callAsFunction(_ x: Var, mask: Tensor?, _ ctx: ForwardContext) -> Var {
+    releasingIntermediates { forward(x, mask: mask, ctx) }
+  }
+
+  func forward(_ x: Var, mask: Tensor?, _ ctx: ForwardContext) -> Var {
     let (h, w) = (x.shape[1], x.shape[2])
     let (padB, padR) = ((window - h % window) % window, (window - w % window) % window)
     var y = norm1(x)

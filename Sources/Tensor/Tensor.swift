@@ -26,6 +26,13 @@ public struct Tensor: @unchecked Sendable {
     self.storage = storage; self.offset = offset; self.shape = shape
   }
 
+  /// A shape with no data (a released Var's value): its storage holds one float,
+  /// so `data` must never be read through it.
+  init(placeholderOf shape: [Int]) {
+    self.storage = Tensor.placeholderStorage; self.offset = 0; self.shape = shape
+  }
+  private static let placeholderStorage = Storage(unpooledCount: 1)
+
   /// Uninitialised contents: for outputs that a kernel fully overwrites.
   public init(uninitialized shape: [Int]) {
     self.init(storage: Storage(count: shape.reduce(1, *)), shape: shape)
