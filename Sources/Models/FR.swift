@@ -37,7 +37,12 @@ public struct FeatureReconstruction {
   }
 
   /// F_i [B, H, W, Ci] → (X_i [B, H, W, C], Y'' [B, H, W, C']).
+  /// Intermediates' values are released on return (`releasingIntermediates`).
   public func callAsFunction(_ f: Var, _ ctx: ForwardContext) -> (x: Var, diverse: Var) {
+    releasingIntermediates({ forward(f, ctx) }, outputs: { [$0.x, $0.diverse] })
+  }
+
+  func forward(_ f: Var, _ ctx: ForwardContext) -> (x: Var, diverse: Var) {
     let y1 = primary(f, ctx)                                 // Y'  [B, H, W, C']
     let y2 = se(cheap(y1, ctx))                              // Y'' [B, H, W, C']
     let y = proj(concat([y1, y2], axis: 3), ctx)             // Y_i [B, H, W, Ci]

@@ -20,8 +20,10 @@ public struct GhostUpsample {
   }
 
   public func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var {
-    let a = primary(x, ctx)
-    return pixelShuffle(concat([a, cheap(a, ctx)], axis: 3), factor: factor)
+    releasingIntermediates {
+      let a = primary(x, ctx)
+      return pixelShuffle(concat([a, cheap(a, ctx)], axis: 3), factor: factor)
+    }
   }
 }
 
@@ -74,7 +76,15 @@ public final class ECENetHead {
   }
 
   /// Backbone features F_1…F_4 [B, Hi, Wi, Ci] → HeadOutput.
+  /// Intermediates' values are released on return (`releasingIntermediates`);
+  /// every Var of the HeadOutput keeps its value.
   public func callAsFunction(_ feats: [Var], _ ctx: ForwardContext) -> HeadOutput {
+    releasingIntermediates({ forward(feats, ctx) }, outputs: { o in
+      [o.logits, o.logitsConv, o.classLogits, o.classProbs, o.maskSum, o.diversitySum] + o.masks
+    })
+  }
+
+  func forward(_ feats: [Var], _ ctx: ForwardContext) -> HeadOutput {
     precondition(feats.count == 4, "ECENetHead: expected 4 feature maps, got \(feats.count)")
     let n = config.numClasses
     let frOut = zip(fr, feats).map { $0.0($0.1, ctx) }

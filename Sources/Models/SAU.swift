@@ -53,7 +53,12 @@ public struct SAU {
   }
 
   /// X [B, H, W, C], G [B, N, C] → (refined X [B, H, W, C], masks M [B, H, W, N], new G [B, N, C]).
+  /// Intermediates' values are released on return (`releasingIntermediates`).
   public func callAsFunction(_ x: Var, classes g: Var, ece: ECE) -> (x: Var, masks: Var, g: Var) {
+    releasingIntermediates({ forward(x, classes: g, ece: ece) }, outputs: { [$0.x, $0.masks, $0.g] })
+  }
+
+  func forward(_ x: Var, classes g: Var, ece: ECE) -> (x: Var, masks: Var, g: Var) {
     let (bsz, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (n, l, d) = (g.shape[1], h * w, c / heads)
     func splitHeads(_ t: Var, _ len: Int) -> Var {         // [B, len, C] → [B·h, len, d]

@@ -145,6 +145,10 @@ public struct PatchMerging {
 
   /// [B, H, W, C] → [B, ⌈H/2⌉, ⌈W/2⌉, 2C]
   public func callAsFunction(_ x: Var) -> Var {
+    releasingIntermediates { forward(x) }
+  }
+
+  func forward(_ x: Var) -> Var {
     var x = x
     let (b, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     if h % 2 == 1 || w % 2 == 1 { x = padSpatial(x, bottom: h % 2, right: w % 2) }

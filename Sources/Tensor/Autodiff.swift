@@ -190,9 +190,15 @@ public final class Tape {
 /// for a body whose intermediates stay local to it: a Var it stores elsewhere
 /// would lose its value.
 public func releasingIntermediates(_ body: () -> Var) -> Var {
+  releasingIntermediates(body, outputs: { [$0] })
+}
+
+/// `releasingIntermediates` for a module with several outputs: `outputs` lists
+/// the Vars of its result, which keep their values.
+public func releasingIntermediates<T>(_ body: () -> T, outputs: (T) -> [Var]) -> T {
   let tape = Tape.shared, mark = tape.count
   let out = body()
-  tape.releaseValues(recordedSince: mark, keeping: [out])
+  tape.releaseValues(recordedSince: mark, keeping: outputs(out))
   return out
 }
 
