@@ -116,9 +116,12 @@ public struct Bottleneck {
   }
 
   /// [B, H, W, Cin] → [B, ⌈H/stride⌉, ⌈W/stride⌉, 4·planes]
+  /// Intermediates' values are released on return (`releasingIntermediates`).
   public func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var {
-    let y = c3(relu(c2(relu(c1(x, ctx)), ctx)), ctx)
-    return relu(y + (downsample.map { $0(x, ctx) } ?? x))
+    releasingIntermediates {
+      let y = c3(relu(c2(relu(c1(x, ctx)), ctx)), ctx)
+      return relu(y + (downsample.map { $0(x, ctx) } ?? x))
+    }
   }
 }
 

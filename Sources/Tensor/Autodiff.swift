@@ -7,6 +7,15 @@
 // Leaves that are parameters get their gradient buffer from the NN arena up
 // front (`grad` preset to a view of the flat gradient buffer), so backward
 // writes straight into what the allreduce sends.
+//
+// Memory: a backward closure captures the Tensors it will read (an input, a
+// mask, statistics) when it is recorded, and the Vars of its inputs only to
+// add their gradients. So once a module's forward has returned, the values of
+// its intermediate Vars are needed by no one; modules release them
+// (`releasingIntermediates`), and an output that no backward captured (a
+// permute or window copy, a residual branch) is freed during forward instead
+// of living until backward reaches it, as PyTorch frees tensors autograd did
+// not save.
 
 public final class Var {
   /// The forward value. An intermediate's value may be released once the module
