@@ -22,7 +22,9 @@ public final class Var {
   /// that made it has returned (`Tape.releaseValues`); reading it then traps.
   public var value: Tensor {
     get {
-      precondition(!valueReleased, "the value of an intermediate (\(name ?? "unnamed") \(stored.shape)) was read after its module released it")
+      // fatalError, not precondition: release builds (-Ounchecked) drop preconditions,
+      // and a released value would then read a one-float placeholder as data.
+      if valueReleased { fatalError("the value of an intermediate (\(name ?? "unnamed") \(stored.shape)) was read after its module released it") }
       return stored
     }
     set { stored = newValue; valueReleased = false }
