@@ -357,6 +357,11 @@ mode_cluster() {
   STEP_HASWELL=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
   step_bf16 swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
   step_table swin-t-512 swin-b-640 | grep -v '^R ' || true
+  # bf16 without the AVX512_BF16 kernel (bf16-rounded copies through the fp32 GEMMs):
+  # does vdpbf16ps outrun fp32 FMA on this CPU?
+  echo "== bf16 step with ECENET_BF16_KERNEL=0 (rounded copies, fp32 GEMMs), $THREADS threads"
+  ECENET_BF16_KERNEL=0 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
+    --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep '^step:' || true
   # Which ops stop scaling: the tape's per-op wall time on all threads (fp32 and bf16)
   # and on 2 (fp32; one timed step after two warm-ups, which leave the pool warm).
   local spec

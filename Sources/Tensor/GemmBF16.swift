@@ -17,13 +17,23 @@
 // says which path runs so a caller can log it. The two differ only in fp32
 // summation order and in denormals (the bf16 instructions flush them to 0).
 import CShims
+import Foundation
 
 /// True when `gemmBF16` runs the AVX512_BF16 kernel (else the rounded-copy OpenBLAS fallback).
 public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
 
+/// True when bf16 GEMMs run on the AVX512_BF16 kernel now: available and not
+/// turned off (`ECENET_BF16_KERNEL=0`).
+public var bf16GEMMKernelInUse: Bool { BF16GEMM.useKernel }
+
 enum BF16GEMM {
   /// Tests set this to run the fallback on a machine that has the instructions.
-  static var forceFallback = false
+  /// `ECENET_BF16_KERNEL=0` sets it for a run: bf16-rounded copies through the fp32
+  /// GEMMs (same values, other summation order), to compare without rebuilding on
+  /// CPUs where one `vdpbf16ps` may do no more than two fp32 FMAs (the Intel Xeon of
+  /// session 5 ran our bf16 step slower than our fp32 one).
+  nonisolated(unsafe) static var forceFallback = bf16KernelDisabled(environment: ProcessInfo.processInfo.environment)
+  static func bf16KernelDisabled(environment: [String: String]) -> Bool { environment["ECENET_BF16_KERNEL"] == "0" }
   static var useKernel: Bool { bf16GEMMAvailable && !forceFallback }
   static let kernel = PackedGEMMKernel(
     mr: Int(ecenet_bf16_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),

@@ -555,7 +555,7 @@ struct StepBench {
     let gflops = stepFlops / tMin / 1e9
     var out: [String: Any] = [
       "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes, "precision": precision,
-      "bf16_kernel": bf16GEMMAvailable,
+      "bf16_kernel": bf16GEMMKernelInUse,
       "threads": Parallel.threads, "steps": steps, "warmup": warmup,
       "openblas_corename": String(cString: ecenet_blas_corename()),
       "openblas_coretype_env": env["OPENBLAS_CORETYPE"] ?? "(unset)",

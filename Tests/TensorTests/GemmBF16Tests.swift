@@ -276,4 +276,11 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
       XCTAssertEqual(c[0].bitPattern, roundedToBF16(x).bitPattern, "x = \(x) (0x\(String(x.bitPattern, radix: 16)))")
     }
   }
+
+  /// `ECENET_BF16_KERNEL=0` (and only "0") turns the AVX512_BF16 kernel off for a run.
+  func testEnvironmentSwitchTurnsTheKernelOff() {
+    XCTAssertTrue(BF16GEMM.bf16KernelDisabled(environment: ["ECENET_BF16_KERNEL": "0"]))
+    XCTAssertFalse(BF16GEMM.bf16KernelDisabled(environment: ["ECENET_BF16_KERNEL": "1"]))
+    XCTAssertFalse(BF16GEMM.bf16KernelDisabled(environment: [:]))
+  }
 }

@@ -30,7 +30,7 @@ final class ShiftedTapsTests: XCTestCase {
                  Case(b: 3, h: 6, w: 5, ci: 7, co: 70, kh: 3, kw: 2, pad: 1, dil: 1)]      // kh ≠ kw, 3 panels
     for precision in [GEMMPrecision.fp32, .bf16] {
       GEMMPrecision.current = precision
-      if precision == .bf16 && !bf16GEMMAvailable { continue }
+      if precision == .bf16 && !bf16GEMMKernelInUse { continue }
       XCTAssertNotNil(packedKernelForGEMMPrecision(), "\(precision): the taps path would not run")
       for c in cases {
         let x = rng.tensor([c.b, c.h, c.w, c.ci]), w = rng.tensor([c.co, c.ci, c.kh, c.kw])
@@ -130,7 +130,7 @@ final class ShiftedTapsTests: XCTestCase {
                  Case(b: 3, h: 6, w: 5, ci: 7, co: 70, kh: 3, kw: 2, pad: 1, dil: 1)]
     for precision in [GEMMPrecision.fp32, .bf16] {
       GEMMPrecision.current = precision
-      if precision == .bf16 && !bf16GEMMAvailable { continue }
+      if precision == .bf16 && !bf16GEMMKernelInUse { continue }
       for c in cases {
         let x = rng.tensor([c.b, c.h, c.w, c.ci]), w = rng.tensor([c.co, c.ci, c.kh, c.kw])
         let dy = rng.tensor([c.b, c.h + 2 * c.pad - c.dil * (c.kh - 1), c.w + 2 * c.pad - c.dil * (c.kw - 1), c.co])
