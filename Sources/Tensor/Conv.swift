@@ -333,6 +333,8 @@ struct ShiftedFrame {
   func shift(_ g: Conv2dGeometry, tap t: Int) -> Int {
     (t / g.kernelW) * g.dilation * wp + (t % g.kernelW) * g.dilation
   }
+  /// Every tap's shift, in tap order (the taps GEMMs' offsets).
+  func shifts(_ g: Conv2dGeometry) -> [Int] { (0..<g.taps).map { shift(g, tap: $0) } }
 }
 
 /// Copies between x [B, H, W, C] and the interior of padded [B, Hp, Wp, C]
@@ -377,7 +379,7 @@ func shiftedConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor?,
   let acc = Tensor(uninitialized: [f.rows * Co])
   if Conv2dTuning.shiftedTapsKernel, let kernel = packedKernelForGEMMPrecision() {
     // One pass: xp packed once per row block for all taps, C written once per K block.
-    kernel.runTaps(m: f.rows, n: Co, k: Ci, offsets: (0..<g.taps).map { f.shift(g, tap: $0) }, a: xpad.data, lda: Ci,
+    kernel.runTaps(m: f.rows, n: Co, k: Ci, offsets: f.shifts(g), a: xpad.data, lda: Ci,
                    transB: true, b: wt.data, ldb: Ci, tapStride: Co * Ci, beta: 0, c: acc.data, ldc: Co)
   } else {
     for t in 0..<g.taps {  // acc (+)= xp shifted · W_tapᵀ
@@ -420,27 +422,21 @@ func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, w
   let xpad = Tensor(uninitialized: [g.batch * f.hp * f.wp * Ci])
   if let dw = dWeight {
     padCopy(x.data, xpad.data, g, f, toPadded: true)
-    let dst = dw.data
+    // dW_tapᵀ [Ci, Co] = (xp shifted)ᵀ·dyP per tap, then added into dW [Co, Ci, taps].
+    let dwt = Tensor(uninitialized: [taps, Ci, Co])
     if Conv2dTuning.shiftedTapsKernel, let kernel = packedKernelForGEMMPrecision() {
-      // dW_tapᵀ [Ci, Co] = (xp shifted)ᵀ·dyP for all taps in one pass: dyP packed
-      // once, each block of xp packed once for every tap (not once per tap).
-      let dwt = Tensor(uninitialized: [taps, Ci, Co])
-      kernel.runKTaps(m: Ci, n: Co, k: f.rows, offsets: (0..<taps).map { f.shift(g, tap: $0) }, a: xpad.data,
+      // All taps in one pass: dyP packed once, each block of xp once for every tap.
+      kernel.runKTaps(m: Ci, n: Co, k: f.rows, offsets: f.shifts(g), a: xpad.data,
                       lda: Ci, b: dyp, ldb: Co, beta: 0, c: dwt.data, ldc: Co, tapStride: Ci * Co)
-      let src = dwt.data
-      Parallel.forRange(Co, grain: 8) { r in
-        for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Ci + ci) * Co + co] } } }
-      }
     } else {
-      let dwt = Tensor(uninitialized: [taps, Co, Ci])
       for t in 0..<taps {
-        gemm(transA: true, transB: false, m: Co, n: Ci, k: f.rows, a: dyp, lda: Co,
-             b: xpad.data + f.shift(g, tap: t) * Ci, ldb: Ci, beta: 0, c: dwt.data + t * Co * Ci, ldc: Ci)
+        gemm(transA: true, transB: false, m: Ci, n: Co, k: f.rows, a: xpad.data + f.shift(g, tap: t) * Ci, lda: Ci,
+             b: dyp, ldb: Co, beta: 0, c: dwt.data + t * Ci * Co, ldc: Co)
       }
-      let src = dwt.data
-      Parallel.forRange(Co, grain: 8) { r in
-        for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Co + co) * Ci + ci] } } }
-      }
+    }
+    let src = dwt.data, dst = dw.data
+    Parallel.forRange(Co, grain: 8) { r in
+      for co in r { for ci in 0..<Ci { for k in 0..<taps { dst[(co * Ci + ci) * taps + k] += src[(k * Ci + ci) * Co + co] } } }
     }
   }
   if let dx = dx {
