@@ -19,7 +19,8 @@
 import CShims
 import Foundation
 
-/// True when `gemmBF16` runs the AVX512_BF16 kernel (else the rounded-copy OpenBLAS fallback).
+/// True when this CPU has AVX512_BF16, so the bf16 kernel can run (`bf16GEMMKernelInUse`
+/// says whether it does; else `gemmBF16` takes the rounded-copy fallback).
 public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
 
 /// True when bf16 GEMMs run on the AVX512_BF16 kernel now: available and not

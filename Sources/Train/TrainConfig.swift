@@ -187,11 +187,12 @@ extension TrainConfig {
   /// One line for the log when the GEMMs do not run in plain fp32; nil otherwise.
   public var precisionNote: String? {
     guard train.precision == "bf16" else { return nil }
-    if bf16GEMMAvailable && !bf16GEMMKernelInUse {
+    if bf16GEMMKernelInUse {
+      return "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+    }
+    if bf16GEMMAvailable {
       return "precision: GEMMs in bf16 with fp32 accumulation, as bf16-rounded copies through the fp32 GEMMs (ECENET_BF16_KERNEL=0); weights, optimizer and the rest in fp32"
     }
-    return bf16GEMMAvailable
-      ? "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
-      : "precision: train.precision=bf16 on a CPU without AVX512_BF16: GEMM inputs are rounded to bf16 and multiplied by the fp32 sgemm (bf16 numerics, slower than fp32); use train.precision=fp32 for speed here"
+    return "precision: train.precision=bf16 on a CPU without AVX512_BF16: GEMM inputs are rounded to bf16 and multiplied by the fp32 sgemm (bf16 numerics, slower than fp32); use train.precision=fp32 for speed here"
   }
 }
