@@ -1,5 +1,8 @@
-// zstd and OpenBLAS shims: macro constants and OpenBLAS extensions.
+// zstd and OpenBLAS shims (macro constants, OpenBLAS extensions), CPU features,
+// and per-thread scratch.
 #include "CShims.h"
+#include <pthread.h>
+#include <stdlib.h>
 
 long long ecenet_zstd_frame_size(const void *src, size_t len) {
   unsigned long long n = ZSTD_getFrameContentSize(src, len);
@@ -27,4 +30,34 @@ int ecenet_cpu_has_avx512f(void) {
 #else
   return 0;
 #endif
+}
+
+// The thread's buffer lives in a thread-local struct (no lock, no lookup on the
+// hot path); a pthread key, set once the thread first allocates, frees it at exit.
+struct thread_scratch { void *p; size_t cap; };
+static __thread struct thread_scratch tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
+static void scratch_free(void *s) {
+  struct thread_scratch *ts = s;
+  free(ts->p);
+  ts->p = NULL;
+  ts->cap = 0;
+}
+static void scratch_make_key(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *ecenet_thread_scratch(size_t bytes) {
+  struct thread_scratch *ts = &tls_scratch;
+  if (ts->cap >= bytes && ts->p) return ts->p;
+  if (!ts->p) {  // first allocation on this thread: register the exit hook
+    pthread_once(&scratch_key_once, scratch_make_key);
+    pthread_setspecific(scratch_key, ts);
+  }
+  free(ts->p);
+  ts->p = NULL;
+  ts->cap = 0;
+  size_t cap = bytes < 4096 ? 4096 : bytes;
+  if (posix_memalign(&ts->p, 64, cap) != 0) { ts->p = NULL; return NULL; }
+  ts->cap = cap;
+  return ts->p;
 }

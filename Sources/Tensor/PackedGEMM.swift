@@ -62,6 +62,21 @@ struct PackedGEMMKernel {
   func run(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil, parallel: Bool) {
+    if !parallel {
+      // On one thread — usually one of many pool threads, each running thousands
+      // of small GEMMs a step (attention's slices) — packed B and the A scratch
+      // live in the thread's own buffer. From the shared pool, two takes and two
+      // gives per call serialised the threads on its lock: bf16 attention ran 10×
+      // slower than fp32's pool-free small kernel at 16 threads (BENCHMARKS.md).
+      let bBytes = (packedBBytes(k, n) + 63) / 64 * 64
+      guard let buffer = ecenet_thread_scratch(bBytes + scratchFloats * 4) else {
+        fatalError("GEMM: out of memory for \(bBytes + scratchFloats * 4) bytes of thread scratch")
+      }
+      packB(transB ? 1 : 0, k, n, b, ldb, 0, n, buffer)
+      compute(transA ? 1 : 0, m, n, k, alpha, a, lda, UnsafeRawPointer(buffer), beta, c, ldc, bias, 0, m, 0, n,
+              buffer + bBytes)
+      return
+    }
     let packed = packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: parallel)
     forEachGridTask(m: m, n: n, multiplyAdds: m * n * k, parallel: parallel, scratchFloats: scratchFloats) {
       m0, m1, n0, n1, scratch in

@@ -62,6 +62,8 @@ public final class BufferPool: @unchecked Sendable {
   public private(set) var bytesCached = 0
   public private(set) var peakBytesLive = 0
   public private(set) var mallocCount = 0
+  /// Buffers handed out, reused or fresh (tests check that hot paths take none).
+  public private(set) var takeCount = 0
 
   static func alignedAlloc(_ count: Int) -> UnsafeMutablePointer<Float> {
     var raw: UnsafeMutableRawPointer? = nil
@@ -75,13 +77,14 @@ public final class BufferPool: @unchecked Sendable {
   func take(_ count: Int) -> (UnsafeMutablePointer<Float>, capacity: Int) {
     lock.lock()
     defer { lock.unlock() }
+    takeCount += 1
     let i = firstSize(atLeast: count)
     if i < sizes.count && sizes[i] <= count + count / 4 {
       let size = sizes[i]
-      var list = free[size]!
-      let p = list.removeLast()
-      free[size] = list
-      if list.isEmpty { sizes.remove(at: i) }
+      // In place: copying the list out, popping and storing it back duplicated
+      // the array (a malloc and a copy) on every take, with the lock held.
+      let p = free[size]!.removeLast()
+      if free[size]!.isEmpty { sizes.remove(at: i) }
       bytesCached -= size * 4
       bytesLive += size * 4
       peakBytesLive = max(peakBytesLive, bytesLive)

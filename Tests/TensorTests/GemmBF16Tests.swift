@@ -170,6 +170,13 @@ final class GemmBF16Tests: XCTestCase, PackedGEMMTesting {
 
   func testSteadyStateMakesNoNewAllocations() { checkSteadyStateMakesNoNewAllocations() }
 
+  /// Mixed sizes on concurrent threads: the thread-local scratch (no pool buffers).
+  func testOnThisThreadMixedSizesUseNoPool() throws {
+    // The fallback's rounded copies are pool buffers; this is about the kernel.
+    try XCTSkipUnless(bf16GEMMKernelInUse, "no AVX512_BF16 kernel on this CPU")
+    checkOnThisThreadMixedSizesUseNoPool(gemmBF16OnThisThread)
+  }
+
   /// gemmBF16OnThisThread from inside Parallel.forRange (attention's per-slice GEMMs):
   /// every slice equals gemmBF16 on its own, bit for bit, on both paths.
   func testOnThisThreadInsideParallelForRangeMatchesGemmBF16() {

@@ -184,6 +184,9 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
 
   func testSteadyStateMakesNoNewAllocations() { checkSteadyStateMakesNoNewAllocations() }
 
+  /// Mixed sizes on concurrent threads: the thread-local scratch (no pool buffers).
+  func testOnThisThreadMixedSizesUseNoPool() { checkOnThisThreadMixedSizesUseNoPool(gemmF32KernelOnThisThread) }
+
   /// gemmF32KernelOnThisThread from inside Parallel.forRange (attention's per-slice
   /// GEMMs): every slice equals gemmF32Kernel on its own, bit for bit, and the reference.
   func testOnThisThreadInsideParallelForRange() {

@@ -81,6 +81,13 @@ const char *ecenet_blas_corename(void);
 int ecenet_cpu_has_avx2(void);
 int ecenet_cpu_has_avx512f(void);
 
+// A 64-byte-aligned scratch buffer of at least `bytes`, owned by the calling
+// thread: grown on demand, kept for the thread's next call, freed when the thread
+// exits. For work that many threads start thousands of times a step (attention's
+// per-slice GEMMs), where taking buffers from the shared pool serialises them on
+// its lock. The previous contents are not kept; NULL when out of memory.
+void *ecenet_thread_scratch(size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
