@@ -31,6 +31,19 @@ func isSuffix(_ small: [Int], of big: [Int]) -> Bool {
   return s.count <= big.count && Array(big.suffix(s.count)) == Array(s)
 }
 
+/// `small` broadcast to `big` seen as [outer, n, inner] → [outer, 1, inner]:
+/// the two agree except on one contiguous run of axes where `small` is 1 (a
+/// per-channel scale [B, 1, 1, C] of a [B, H, W, C] map; the gradient of a
+/// global average pool). Nil when the shapes are equal or the broadcast axes are
+/// not contiguous.
+func middleBroadcast(_ small: [Int], to big: [Int]) -> (outer: Int, n: Int, inner: Int)? {
+  guard small.count <= big.count else { return nil }
+  let s = [Int](repeating: 1, count: big.count - small.count) + small
+  let differs = big.indices.filter { s[$0] != big[$0] }
+  guard let lo = differs.first, let hi = differs.last, (lo...hi).allSatisfy({ s[$0] == 1 }) else { return nil }
+  return (big[..<lo].reduce(1, *), big[lo...hi].reduce(1, *), big[(hi + 1)...].reduce(1, *))
+}
+
 /// out[i] = f(a[ia], b[ib]) over the broadcast shape.
 @inline(__always)
 func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> Float) -> Tensor {
@@ -54,6 +67,22 @@ func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> 
     let m = a.count
     Parallel.forRange(n / m, grain: max(1, (1 << 15) / m)) { r in
       for row in r { let base = row * m; for j in 0..<m { o[base + j] = f(pa[j], pb[base + j]) } }
+    }
+  } else if a.count == n, let v = middleBroadcast(b.shape, to: shape) {
+    let (rowsPer, inner) = (v.n, v.inner)
+    Parallel.forRange(v.outer * rowsPer, grain: max(1, (1 << 15) / inner)) { r in
+      for row in r {
+        let base = row * inner, bb = pb + row / rowsPer * inner
+        for j in 0..<inner { o[base + j] = f(pa[base + j], bb[j]) }
+      }
+    }
+  } else if b.count == n, let v = middleBroadcast(a.shape, to: shape) {
+    let (rowsPer, inner) = (v.n, v.inner)
+    Parallel.forRange(v.outer * rowsPer, grain: max(1, (1 << 15) / inner)) { r in
+      for row in r {
+        let base = row * inner, ab = pa + row / rowsPer * inner
+        for j in 0..<inner { o[base + j] = f(ab[j], pb[base + j]) }
+      }
     }
   } else {
     // General case: walk the output in row-major order carrying both offsets.
@@ -109,6 +138,8 @@ public func sumToShape(_ g: Tensor, _ shape: [Int]) -> Tensor {
     o[0] = Float(s)
   } else if isSuffix(shape, of: g.shape) {
     addColumnSums(into: o, of: pg, rows: n / m, columns: m)  // bias-like: sum the rows
+  } else if let v = middleBroadcast(shape, to: g.shape) {
+    sumMiddleAxis(pg, outer: v.outer, n: v.n, inner: v.inner, into: o)
   } else {
     let s = broadcastStrides(shape, to: g.shape)
     var idx = [Int](repeating: 0, count: g.rank)

@@ -31,7 +31,7 @@ func logSumExp(_ x: UnsafePointer<Float>, _ K: Int, scratch: UnsafeMutablePointe
 func crossEntropyForward(lse: UnsafeMutablePointer<Float>, logits x: UnsafePointer<Float>, labels: [Int32],
                          ignoreIndex: Int32, classWeights: [Float]?, rows: Int, K: Int) -> Double {
   labels.withUnsafeBufferPointer { lb in
-    blockedColumnSums(rows: rows, width: 1) { r, acc in
+    blockedColumnSums(rows: rows, width: 1, rowCost: K) { r, acc in
       let scratch = Tensor(uninitialized: [K])
       for row in r {
         let xi = x + row * K
@@ -120,7 +120,7 @@ public func upsampledCrossEntropy(logits: Var, height: Int, width: Int, labels: 
   let lse = Tensor(uninitialized: [B * height * width])
   let lp = lse.data
   let total = labels.withUnsafeBufferPointer { lb in
-    blockedColumnSums(rows: B * height, width: 1) { lines, acc in
+    blockedColumnSums(rows: B * height, width: 1, rowCost: width * K) { lines, acc in
       let zBuf = Tensor(uninitialized: [width * K]), scratch = Tensor(uninitialized: [K])  // this block's upsampled line
       let z = zBuf.data
       for line in lines {
@@ -228,7 +228,7 @@ public func sigmoidFocalLossSum(logits: Var, targets: Tensor, alpha: Float = 0.2
   let xv = logits.value, n = xv.count
   let xp = xv.data, tp = targets.data
   let chunk = 4096, square = gamma == 2
-  let total = blockedColumnSums(rows: (n + chunk - 1) / chunk, width: 1) { chunks, acc in
+  let total = blockedColumnSums(rows: (n + chunk - 1) / chunk, width: 1, rowCost: chunk) { chunks, acc in
     let buf = Tensor(uninitialized: [chunk])  // this block's per-element losses
     let yp = buf.data
     for c in chunks {

@@ -67,10 +67,14 @@ func copyBlocks(dst: UnsafeMutablePointer<Float>, dstRow: Int, dstOff: Int,
                 src: UnsafePointer<Float>, srcRow: Int, srcOff: Int,
                 rows: Int, width: Int, accumulate: Bool) {
   if rows == 0 || width == 0 { return }
-  Parallel.forRange(rows, grain: max(1, 16384 / width)) { rr in
-    for row in rr {
-      let d = dst + row * dstRow + dstOff, s = src + row * srcRow + srcOff
-      if accumulate { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }
+  // Rows wider than 16384 floats go in pieces, so that a few wide rows (Swin's
+  // qkv split along axis 0 is one row per piece) still spread over the threads.
+  let pieces = (width + 16383) / 16384, pieceWidth = (width + pieces - 1) / pieces
+  Parallel.forRange(rows * pieces, grain: max(1, 16384 / pieceWidth)) { rr in
+    for t in rr {
+      let (row, j0) = (t / pieces, t % pieces * pieceWidth), count = min(pieceWidth, width - j0)
+      let d = dst + row * dstRow + dstOff + j0, s = src + row * srcRow + srcOff + j0
+      if accumulate { for j in 0..<count { d[j] += s[j] } } else { d.update(from: s, count: count) }
     }
   }
 }

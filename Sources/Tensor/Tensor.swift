@@ -42,7 +42,8 @@ public struct Tensor: @unchecked Sendable {
   public static func ones(_ shape: [Int]) -> Tensor { filled(shape, 1) }
   public static func filled(_ shape: [Int], _ value: Float) -> Tensor {
     let t = Tensor(uninitialized: shape)
-    t.data.update(repeating: value, count: t.count)
+    let d = t.data
+    inParallelChunks(t.count) { lo, n in (d + lo).update(repeating: value, count: n) }
     return t
   }
 
@@ -78,7 +79,8 @@ public struct Tensor: @unchecked Sendable {
 
   public func copy() -> Tensor {
     let t = Tensor(uninitialized: shape)
-    t.data.update(from: data, count: count)
+    let (d, s) = (t.data, data)
+    inParallelChunks(count) { lo, n in (d + lo).update(from: s + lo, count: n) }
     return t
   }
 
@@ -91,6 +93,17 @@ public struct Tensor: @unchecked Sendable {
     let d = data, o = other.data
     Parallel.forRange(count, grain: 1 << 16) { r in for i in r { d[i] += o[i] } }
   }
+}
+
+/// body(start, count) over 0..<total: on the calling thread below 2¹⁸ elements
+/// (1 MiB), else in chunks of at least 2¹⁶ over the threads. A training step's
+/// gradient copies and zero fills are large (a residual add hands its second
+/// input a copy of the gradient); on one thread they ran at one core's memory
+/// bandwidth: 42 ms of "+" backward per Swin-T step on 16 cores, as on 2.
+@inline(__always)
+func inParallelChunks(_ total: Int, _ body: (Int, Int) -> Void) {
+  if total < 1 << 18 { if total > 0 { body(0, total) }; return }
+  Parallel.forRange(total, grain: 1 << 16) { r in body(r.lowerBound, r.count) }
 }
 
 /// Resolves a single -1 in a shape against an element count.
