@@ -44,9 +44,37 @@ func middleBroadcast(_ small: [Int], to big: [Int]) -> (outer: Int, n: Int, inne
   return (big[..<lo].reduce(1, *), big[lo...hi].reduce(1, *), big[(hi + 1)...].reduce(1, *))
 }
 
-/// out[i] = f(a[ia], b[ib]) over the broadcast shape.
-@inline(__always)
+/// The function of an elementwise op as a type, so that `broadcastBinary` is
+/// specialised for it and its loops vectorise. Passed as a closure, it stayed
+/// one indirect call per element: a residual add ran at 2.75× the time to
+/// stream its bytes, 4.7× PyTorch's time (BENCHMARKS.md, session 7).
+protocol BinaryElementwise {
+  func callAsFunction(_ x: Float, _ y: Float) -> Float
+}
+struct AddElements: BinaryElementwise {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x + y }
+}
+struct SubtractElements: BinaryElementwise {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x - y }
+}
+struct MultiplyElements: BinaryElementwise {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x * y }
+}
+struct DivideElements: BinaryElementwise {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x / y }
+}
+/// Any other function, for the rare ops off the hot path.
+struct ClosureElements: BinaryElementwise {
+  let f: (Float, Float) -> Float
+  func callAsFunction(_ x: Float, _ y: Float) -> Float { f(x, y) }
+}
+
 func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> Float) -> Tensor {
+  broadcastBinary(a, b, ClosureElements(f: f))
+}
+
+/// out[i] = f(a[ia], b[ib]) over the broadcast shape.
+func broadcastBinary<F: BinaryElementwise>(_ a: Tensor, _ b: Tensor, _ f: F) -> Tensor {
   let shape = broadcastShape(a.shape, b.shape)
   let out = Tensor(uninitialized: shape)
   let n = out.count, o = out.data, pa = a.data, pb = b.data
@@ -162,7 +190,7 @@ public func sumToShape(_ g: Tensor, _ shape: [Int]) -> Tensor {
 
 public func + (a: Var, b: Var) -> Var {
   let (sa, sb) = (a.shape, b.shape)
-  return makeResult(broadcastBinary(a.value, b.value, +), inputs: [a, b]) { g in
+  return makeResult(broadcastBinary(a.value, b.value, AddElements()), inputs: [a, b]) { g in
     if a.requiresGrad { a.accumulateGrad(sumToShape(g, sa)) }
     if b.requiresGrad { b.accumulateGrad(sumToShape(g, sb)) }
   }
@@ -170,7 +198,7 @@ public func + (a: Var, b: Var) -> Var {
 
 public func - (a: Var, b: Var) -> Var {
   let (sa, sb) = (a.shape, b.shape)
-  return makeResult(broadcastBinary(a.value, b.value, -), inputs: [a, b]) { g in
+  return makeResult(broadcastBinary(a.value, b.value, SubtractElements()), inputs: [a, b]) { g in
     if a.requiresGrad { a.accumulateGrad(sumToShape(g, sa)) }
     if b.requiresGrad { b.accumulateGrad(owned: scaled(sumToShape(g, sb), -1)) }
   }
@@ -178,19 +206,19 @@ public func - (a: Var, b: Var) -> Var {
 
 public func * (a: Var, b: Var) -> Var {
   let (av, bv) = (a.value, b.value)
-  return makeResult(broadcastBinary(av, bv, *), inputs: [a, b]) { g in
-    if a.requiresGrad { a.accumulateGrad(owned: sumToShape(broadcastBinary(g, bv, *), av.shape)) }
-    if b.requiresGrad { b.accumulateGrad(owned: sumToShape(broadcastBinary(g, av, *), bv.shape)) }
+  return makeResult(broadcastBinary(av, bv, MultiplyElements()), inputs: [a, b]) { g in
+    if a.requiresGrad { a.accumulateGrad(owned: sumToShape(broadcastBinary(g, bv, MultiplyElements()), av.shape)) }
+    if b.requiresGrad { b.accumulateGrad(owned: sumToShape(broadcastBinary(g, av, MultiplyElements()), bv.shape)) }
   }
 }
 
 public func / (a: Var, b: Var) -> Var {
   let (av, bv) = (a.value, b.value)
-  return makeResult(broadcastBinary(av, bv, /), inputs: [a, b]) { g in
-    if a.requiresGrad { a.accumulateGrad(owned: sumToShape(broadcastBinary(g, bv, /), av.shape)) }
+  return makeResult(broadcastBinary(av, bv, DivideElements()), inputs: [a, b]) { g in
+    if a.requiresGrad { a.accumulateGrad(owned: sumToShape(broadcastBinary(g, bv, DivideElements()), av.shape)) }
     if b.requiresGrad {
       // d(a/b)/db = -a/b²
-      let t = broadcastBinary(broadcastBinary(g, av, *), bv) { x, y in -x / (y * y) }
+      let t = broadcastBinary(broadcastBinary(g, av, MultiplyElements()), bv) { x, y in -x / (y * y) }
       b.accumulateGrad(owned: sumToShape(t, bv.shape))
     }
   }
@@ -206,7 +234,7 @@ public func * (s: Float, a: Var) -> Var { a * s }
 public func + (a: Var, s: Float) -> Var {
   let out = Tensor(uninitialized: a.shape)
   let o = out.data, x = a.value.data
-  for i in 0..<out.count { o[i] = x[i] + s }
+  Parallel.forRange(out.count, grain: 1 << 16) { r in for i in r { o[i] = x[i] + s } }
   return makeResult(out, inputs: [a]) { g in a.accumulateGrad(g) }
 }
 

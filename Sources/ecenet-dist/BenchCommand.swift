@@ -320,6 +320,15 @@ func opCases(quick: Bool) -> [(String, () -> OpCase)] {
     return makeCase(name: "gelu", shape: "\(rows)×\(4 * c1)", bound: .memory, bytesF: 2 * 4 * n, bytesB: 5 * 4 * n,
                     inputs: [x], seedShape: [rows, 4 * c1]) { gelu(x) }
   }))
+  cases.append(("add", {
+    // A Swin block's residual add at stage 1. Backward: one input adopts the
+    // gradient, the other gets a copy (Var.accumulateGrad).
+    let x = Var(benchTensor([rows, c1], seed: 26), requiresGrad: true)
+    let y = Var(benchTensor([rows, c1], seed: 27), requiresGrad: true)
+    let n = Double(rows * c1)
+    return makeCase(name: "add", shape: "\(rows)×\(c1)", bound: .memory, bytesF: 3 * 4 * n, bytesB: 5 * 4 * n,
+                    inputs: [x, y], seedShape: [rows, c1]) { x + y }
+  }))
   cases.append(("softmax", {
     let nW = ((h1 + win - 1) / win) * ((h1 + win - 1) / win), heads = c1 / 32, L = win * win
     let x = Var(benchTensor([nW * heads * L, L], seed: 22, scale: 4), requiresGrad: true)

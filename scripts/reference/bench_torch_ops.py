@@ -140,6 +140,12 @@ def main():
         f, fb = case_runner([x], lambda: F.gelu(x), (rows, 4 * c1), gen)
         return ("gelu", f"{rows}x{4 * c1}", [("", f, fb)])
 
+    def add():
+        # a Swin block's residual add at stage 1: x + branch, both [tokens, C]
+        x, y = rnd(rows, c1, gen=gen), rnd(rows, c1, gen=gen)
+        f, fb = case_runner([x, y], lambda: x + y, (rows, c1), gen)
+        return ("add", f"{rows}x{c1}", [("", f, fb)])
+
     def softmax():
         nw, heads, L = ((h1 + win - 1) // win) ** 2, c1 // 32, win * win
         x = rnd(nw * heads * L, L, scale=4, gen=gen)
@@ -160,7 +166,7 @@ def main():
             variants.append((layout, f, fb))
         return ("batchnorm", f"{h1}^2x{c}", variants)
 
-    cases += [("layernorm", None, layernorm), ("gelu", None, gelu), ("softmax", None, softmax),
+    cases += [("layernorm", None, layernorm), ("gelu", None, gelu), ("add", None, add), ("softmax", None, softmax),
               ("batchnorm", None, batchnorm)]
 
     results = []
