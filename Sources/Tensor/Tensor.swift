@@ -85,7 +85,10 @@ public struct Tensor: @unchecked Sendable {
   }
 
   /// Sets every element to zero in place.
-  public func zero() { data.update(repeating: 0, count: count) }
+  public func zero() {
+    let d = data
+    inParallelChunks(count) { lo, n in (d + lo).update(repeating: 0, count: n) }
+  }
 
   /// self += other (same count), in place.
   public func add(_ other: Tensor) {
