@@ -234,17 +234,38 @@ public func linear(_ x: Var, weight: Var, bias: Var?) -> Var {
 
 // MARK: Batched matmul
 
+/// C_i = op(A_i)·op(B_i) + beta·C_i for i in 0..<batch, each operand at its
+/// own stride per slice (0: every slice reads the same A or B). With at least
+/// as many slices as threads, slices run in parallel, each GEMM on one thread
+/// (as attention's): splitting each GEMM instead left the SAU's long-K slices
+/// (M 150, N 32, K 16384) to OpenBLAS, which repacked B in every row block. A
+/// shared C (strideC 0) sums the slices in order, one GEMM at a time.
+func batchedGemm(batch: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                 a: UnsafePointer<Float>, lda: Int, strideA: Int, b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int) {
+  if strideC == 0 || batch < Parallel.threads {
+    for i in 0..<batch {
+      gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a + i * strideA, lda: lda, b: b + i * strideB,
+           ldb: ldb, beta: strideC == 0 && i > 0 ? 1 : beta, c: c + i * strideC, ldc: ldc)
+    }
+    return
+  }
+  Parallel.forRangeCallingBLAS(batch) { r in
+    for i in r {
+      gemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, a: a + i * strideA, lda: lda,
+                       b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
+    }
+  }
+}
+
 /// out[B, M, N] = op(a)[B, M, K] · op(b)[B, K, N]; b may have batch 1 (shared).
 public func bmmForward(out: Tensor, a: Tensor, b: Tensor, transA: Bool, transB: Bool) {
   let batch = out.rank == 3 ? out.shape[0] : 1
   let m = out.shape[out.rank - 2], n = out.shape[out.rank - 1]
   let k = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
-  let aStride = m * k, bStride = b.count == k * n ? 0 : k * n
-  let lda = transA ? m : k, ldb = transB ? k : n
-  for i in 0..<batch {
-    gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.data + i * aStride, lda: lda,
-         b: b.data + i * bStride, ldb: ldb, beta: 0, c: out.data + i * m * n, ldc: n)
-  }
+  batchedGemm(batch: batch, transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: transA ? m : k,
+              strideA: m * k, b: b.data, ldb: transB ? k : n, strideB: b.count == k * n ? 0 : k * n,
+              beta: 0, c: out.data, ldc: n, strideC: m * n)
 }
 
 /// torch.matmul for rank-2 or rank-3 operands (equal batch, or a shared 2-D b).
@@ -263,32 +284,33 @@ public func matmul(_ a: Var, _ b: Var, transA: Bool = false, transB: Bool = fals
   let (av, bv) = (a.value, b.value)
   return makeResult(y, inputs: [a, b]) { g in
     let ga = g.reshaped([batch, m, n])
+    // Each gradient is written whole by its GEMMs (beta 0 into a fresh buffer)
+    // or added into the existing one: no zero fill.
+    let sB = br == 2 ? 0 : k * n  // B's slice stride (0: shared by every slice)
     if a.requiresGrad {
       // dA = dC·op(B)ᵀ (or its transpose when A was used transposed)
-      let da = a.gradBuffer()
-      for i in 0..<batch {
-        let bp = bv.data + (br == 2 ? 0 : i * k * n)
-        if transA {  // A is [K, M]: dA = op(B)·dCᵀ
-          gemm(transA: transB, transB: true, m: k, n: m, k: n, a: bp, lda: transB ? k : n,
-               b: ga.data + i * m * n, ldb: n, beta: 1, c: da.data + i * m * k, ldc: m)
-        } else {
-          gemm(transA: false, transB: !transB, m: m, n: k, k: n, a: ga.data + i * m * n, lda: n,
-               b: bp, ldb: transB ? k : n, beta: 1, c: da.data + i * m * k, ldc: k)
-        }
+      let (da, acc) = a.gradDestination()
+      if transA {  // A is [K, M]: dA = op(B)·dCᵀ
+        batchedGemm(batch: batch, transA: transB, transB: true, m: k, n: m, k: n, a: bv.data, lda: transB ? k : n,
+                    strideA: sB, b: ga.data, ldb: n, strideB: m * n, beta: acc ? 1 : 0, c: da.data, ldc: m,
+                    strideC: m * k)
+      } else {
+        batchedGemm(batch: batch, transA: false, transB: !transB, m: m, n: k, k: n, a: ga.data, lda: n,
+                    strideA: m * n, b: bv.data, ldb: transB ? k : n, strideB: sB, beta: acc ? 1 : 0, c: da.data,
+                    ldc: k, strideC: m * k)
       }
     }
     if b.requiresGrad {
-      let db = b.gradBuffer()
-      for i in 0..<batch {
-        let ap = av.data + i * m * k
-        let dbp = db.data + (br == 2 ? 0 : i * k * n)
-        if transB {  // B is [N, K]: dB = dCᵀ·op(A)
-          gemm(transA: true, transB: transA, m: n, n: k, k: m, a: ga.data + i * m * n, lda: n,
-               b: ap, ldb: transA ? m : k, beta: 1, c: dbp, ldc: k)
-        } else {
-          gemm(transA: !transA, transB: false, m: k, n: n, k: m, a: ap, lda: transA ? m : k,
-               b: ga.data + i * m * n, ldb: n, beta: 1, c: dbp, ldc: n)
-        }
+      // A shared B (rank 2) sums every slice's product into one gradient (strideC 0).
+      let (db, acc) = b.gradDestination()
+      if transB {  // B is [N, K]: dB = dCᵀ·op(A)
+        batchedGemm(batch: batch, transA: true, transB: transA, m: n, n: k, k: m, a: ga.data, lda: n,
+                    strideA: m * n, b: av.data, ldb: transA ? m : k, strideB: m * k, beta: acc ? 1 : 0,
+                    c: db.data, ldc: k, strideC: sB)
+      } else {
+        batchedGemm(batch: batch, transA: !transA, transB: false, m: k, n: n, k: m, a: av.data, lda: transA ? m : k,
+                    strideA: m * k, b: ga.data, ldb: n, strideB: m * n, beta: acc ? 1 : 0, c: db.data, ldc: n,
+                    strideC: sB)
       }
     }
   }
