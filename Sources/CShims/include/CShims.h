@@ -85,7 +85,9 @@ int ecenet_cpu_has_avx512f(void);
 // thread: grown on demand, kept for the thread's next call, freed when the thread
 // exits. For work that many threads start thousands of times a step (attention's
 // per-slice GEMMs), where taking buffers from the shared pool serialises them on
-// its lock. The previous contents are not kept; NULL when out of memory.
+// its lock. The previous contents are not kept; NULL when out of memory. The
+// buffer never shrinks: each thread keeps the size of its largest on-thread GEMM
+// (packed B plus an A block; the SAU's per-slice GEMMs at 640²: about 3.5 MB).
 void *ecenet_thread_scratch(size_t bytes);
 
 #ifdef __cplusplus
