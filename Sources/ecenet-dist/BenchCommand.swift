@@ -234,6 +234,7 @@ func opCases(quick: Bool) -> [(String, () -> OpCase)] {
   }
   cases.append(linearCase("linear fc1", c1, 4 * c1))
   cases.append(linearCase("linear qkv", c1, 3 * c1))
+  cases.append(linearCase("linear fc2", 4 * c1, c1))
 
   cases.append(("conv1x1", {
     let (ci, co) = (c1, 256)  // FR unify Conv1x1(C1 → C) at stage 1

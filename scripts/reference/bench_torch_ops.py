@@ -2,7 +2,7 @@
 """PyTorch CPU timings of the ops `ecenet-dist bench ops` times, same shapes.
 
 Forward (under torch.no_grad) and forward+backward (gradients of every input,
-a fixed seed gradient, .grad reset to None each repetition) of: linear (fc1,
+a fixed seed gradient, .grad reset to None each repetition) of: linear (fc1, fc2,
 qkv), 1x1 conv, the 3x3 fuse conv, depth-wise 3x3, window attention, LayerNorm,
 GELU, softmax and BatchNorm (training mode) at Swin-B/640^2 batch-1 sizes.
 Convolutions and BatchNorm run in NCHW and in channels_last and the faster is
@@ -97,6 +97,7 @@ def main():
     if not a.only or "linear" in a.only:
         cases.append(linear_case("linear fc1", c1, 4 * c1))
         cases.append(linear_case("linear qkv", c1, 3 * c1))
+        cases.append(linear_case("linear fc2", 4 * c1, c1))
     cases.append(("conv1x1", None, lambda: conv_case("conv1x1", f"{h1}^2x{c1}->256", c1, 256, 1)))
     cases.append(("conv3x3 fuse", None, lambda: conv_case("conv3x3 fuse", f"{h1}^2x1024->256", 1024, 256, 3, wscale=0.01)))
     cases.append(("dwconv3x3", None, lambda: conv_case("dwconv3x3", f"{h1}^2x1024", 1024, 1024, 3, groups=1024)))
