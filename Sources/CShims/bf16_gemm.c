@@ -93,6 +93,14 @@ int ecenet_cpu_has_avx512_bf16(void) {
   return (a >> 5) & 1;  // AVX512_BF16
 }
 
+int ecenet_cpu_has_amx_bf16(void) {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, 0) < 7) return 0;
+  __cpuid_count(7, 0, a, b, c, d);
+  const unsigned need = (1u << 22) | (1u << 24);  // AMX-BF16, AMX-TILE
+  return (d & need) == need;
+}
+
 static inline __mmask32 mask32(long count) {
   return count >= 32 ? (__mmask32)0xFFFFFFFFu : count <= 0 ? 0 : (__mmask32)((1u << count) - 1);
 }
@@ -216,4 +224,5 @@ INLINE void kernel_step(__m512 acc[MR][2], const uint32_t *aq, const long RS, co
 #else  // not x86-64: no kernel; callers see ecenet_cpu_has_avx512_bf16() == 0.
 
 int ecenet_cpu_has_avx512_bf16(void) { return 0; }
+int ecenet_cpu_has_amx_bf16(void) { return 0; }
 #endif

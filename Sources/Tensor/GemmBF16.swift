@@ -23,6 +23,12 @@ import Foundation
 /// says whether it does; else `gemmBF16` takes the rounded-copy fallback).
 public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
 
+/// True when the CPU has AMX tiles with bf16 (Intel Sapphire Rapids and later),
+/// which our kernel does not use: there its AVX512_BF16 dot products were no
+/// faster than fp32 FMA, and the bf16 step slower than the fp32 one
+/// (BENCHMARKS.md, session 7).
+public let cpuHasAMXBF16: Bool = ecenet_cpu_has_amx_bf16() != 0
+
 /// True when bf16 GEMMs run on the AVX512_BF16 kernel now: available and not
 /// turned off (`ECENET_BF16_KERNEL=0`).
 public var bf16GEMMKernelInUse: Bool { BF16GEMM.useKernel }

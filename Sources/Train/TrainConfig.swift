@@ -185,10 +185,17 @@ extension TrainConfig {
   }
 
   /// One line for the log when the GEMMs do not run in plain fp32; nil otherwise.
-  public var precisionNote: String? {
+  public var precisionNote: String? { precisionNote(cpuHasAMX: cpuHasAMXBF16) }
+
+  /// `precisionNote` as on a CPU with (or without) AMX tiles.
+  func precisionNote(cpuHasAMX: Bool) -> String? {
     guard train.precision == "bf16" else { return nil }
     if bf16GEMMKernelInUse {
-      return "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+      let base = "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+      // Where the CPU does bf16 in AMX tiles, its AVX512_BF16 path gained nothing over fp32 FMA.
+      return cpuHasAMX
+        ? base + ". This CPU has AMX, which this kernel does not use: on the AMX Xeon measured, the bf16 step was slower than fp32 (BENCHMARKS.md, session 7); train.precision=fp32 is likely faster here"
+        : base
     }
     if bf16GEMMAvailable {
       return "precision: GEMMs in bf16 with fp32 accumulation, as bf16-rounded copies through the fp32 GEMMs (ECENET_BF16_KERNEL=0); weights, optimizer and the rest in fp32"

@@ -2,8 +2,11 @@
 // as well as fp32 does. (Agreement with the PyTorch reference in bf16 is
 // ModelsTests/GoldenTests; the GEMM itself, TensorTests/GemmBF16Tests.)
 import Foundation
+import Tensor
 import TestSupport
 import XCTest
+
+@testable import Train
 
 final class PrecisionTests: XCTestCase {
   /// mIoU of eval.json after `train --iterations 100` on configs/debug/synthetic.yaml.
@@ -31,6 +34,19 @@ final class PrecisionTests: XCTestCase {
     print("PrecisionTests: mIoU after 100 updates: fp32 \(fp32), bf16 \(bf16)")
     XCTAssertGreaterThan(fp32, 0.7, "fp32 did not learn the synthetic set")
     XCTAssertGreaterThanOrEqual(bf16, fp32 - 0.02, "bf16 mIoU \(bf16) vs fp32 \(fp32)")
+  }
+
+  /// The log's precision line: none for fp32; the kernel for bf16; and on a CPU
+  /// with AMX, which the kernel does not use, the advice to train in fp32.
+  func testPrecisionNoteAdvisesFP32WhereTheCPUHasAMX() throws {
+    let config = repoRoot() + "/configs/debug/synthetic.yaml"
+    XCTAssertNil(try TrainConfig.load(file: config, overrides: []).precisionNote(cpuHasAMX: true))
+    try XCTSkipUnless(bf16GEMMKernelInUse, "no AVX512_BF16 kernel on this CPU")
+    let bf16 = try TrainConfig.load(file: config, overrides: ["train.precision=bf16"])
+    let plain = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: false))
+    XCTAssertTrue(plain.contains("AVX512_BF16 kernel") && !plain.contains("AMX"), plain)
+    let amx = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true))
+    XCTAssertTrue(amx.hasPrefix(plain) && amx.contains("AMX") && amx.contains("train.precision=fp32"), amx)
   }
 
   func testUnknownPrecisionIsAConfigError() throws {

@@ -25,6 +25,9 @@ extern "C" {
 // 1 when the CPU has AVX512F/BW/VL and AVX512_BF16 and the OS saves the zmm
 // state (xgetbv); 0 otherwise and on non-x86 builds.
 int ecenet_cpu_has_avx512_bf16(void);
+// 1 when the CPU reports AMX tiles with bf16 (CPUID 7.0 EDX bits 22 and 24),
+// which no kernel here uses; for the log's advice only.
+int ecenet_cpu_has_amx_bf16(void);
 
 // Columns per packed panel of op(B) (column ranges of `pack_b` start on a
 // multiple of it) and rows per microkernel tile (row ranges of
