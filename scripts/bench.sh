@@ -11,7 +11,10 @@
 #   scripts/bench.sh --quick                         reduced run (< 5 min); ends with the one-line summary
 #   BENCH_BIN=path scripts/bench.sh cluster [--ranks "1 2 4 8 16"]
 #                                                    many-core machine without Swift: weak scaling, one core
-#                                                    per rank (tiny; Swin-T 256²), and the step vs PyTorch
+#                                                    per rank (tiny; Swin-T 256²), the ceiling below, and
+#                                                    the step vs PyTorch
+#   scripts/bench.sh ceiling [--ranks "1 2 4 8 16"]  the hardware's weak-scaling ceiling (independent
+#                                                    single-core processes, no MPI) and spin against yield
 #
 # Environment: BENCH_SWIFT_FLAGS extra `swift build` flags; ECENET_TARGET_CPU the
 # kernels' target CPU (default native; Package.swift); BENCH_PYTHON a python with torch
@@ -344,14 +347,13 @@ mode_cluster() {
   scale_table 2 $ranks | grep -v '^C '
   echo "== weak scaling: Swin-T 256², 150 classes, 1 image per rank, 6 iterations"
   export SCALE_TAG=swint_
-  for n in $ranks; do
-    scale_run "$n" 6 1 model.backbone=swin-t model.channels=256 model.num_classes=150 data.synthetic.size=256 \
-      'data.scale=[256,256]' 'data.crop_size=[256,256]' 'data.test_scale=[256,256]' train.log_every=2 \
-      evaluation.samples=0 data.synthetic.val_count=1 || true
-  done
+  for n in $ranks; do swint_scale_run "$n" || true; done
   # shellcheck disable=SC2086
   scale_table 1 $ranks | grep -v '^C '
   unset SCALE_TAG
+  # shellcheck disable=SC2086
+  ceiling_independent $ranks
+  spin_against_yield "$(largest_up_to_8 $ranks)" swint_
   echo "== training step on $THREADS threads, ours vs PyTorch"
   STEP_HASWELL=0 step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
   STEP_HASWELL=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
@@ -371,6 +373,86 @@ mode_cluster() {
     "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$1" --precision "$2" --steps "$3" --warmup "$4" \
       --profile | tail -n +5 || true
   done
+}
+
+# swint_scale_run <ranks>: one Swin-T 256² weak-scaling point (1 image per rank, 6 iterations) via scale_run.
+swint_scale_run() {
+  scale_run "$1" 6 1 model.backbone=swin-t model.channels=256 model.num_classes=150 data.synthetic.size=256 \
+    'data.scale=[256,256]' 'data.crop_size=[256,256]' 'data.test_scale=[256,256]' train.log_every=2 \
+    evaluation.samples=0 data.synthetic.val_count=1
+}
+
+# largest_up_to_8 <ranks...>: the largest of them that is at most 8 and at most this machine's cores (1 if none).
+largest_up_to_8() {
+  local n best=1
+  for n in "$@"; do if (( n <= 8 && n <= $(nproc) && n > best )); then best=$n; fi; done
+  echo "$best"
+}
+
+# ceiling_independent <ranks...>: the weak-scaling ceiling of the hardware alone. For each N,
+# N independent `bench step --threads 1` processes (Swin-T 256² b1, no MPI), each pinned to
+# its own core, run together; a synchronous training step waits for its slowest rank, so
+# (1-process step) / (slowest of N) bounds `train`'s efficiency at N ranks. (Session 7, 16-core
+# Xeon: 0.83 at 8, against 0.63–0.78 measured for `train`.)
+ceiling_independent() {
+  local n i cores base="" line mn mean mx
+  cores=$(nproc)
+  echo "== no MPI: N independent 'bench step --threads 1' processes (Swin-T 256² b1), one per core, together"
+  printf '%5s %8s %8s %8s %8s\n' N "min s" "mean s" "max s" ceiling
+  for n in "$@"; do
+    if (( n > cores )); then echo "$(printf '%5d' "$n") skipped: more than the $cores cores"; continue; fi
+    for ((i = 0; i < n; i++)); do
+      taskset -c "$i" "$BIN" bench step --preset swin-t --crop 256 --batch 1 --threads 1 --steps 3 --warmup 1 \
+        > "$OUT/ceiling_${n}_$i.txt" 2>&1 &
+    done
+    wait
+    # awk, not grep: a process that failed leaves no "step:" line, and must not end the run (set -e).
+    line=$(awk '/^step:/ {print $3}' "$OUT"/ceiling_"${n}"_*.txt | sort -n |
+      awk '{s += $1; a[NR] = $1} END {if (NR) printf "%s %.3f %s %d", a[1], s / NR, a[NR], NR}')
+    if [[ -z "$line" || "${line##* }" != "$n" ]]; then
+      echo "$(printf '%5d' "$n") failed: see $OUT/ceiling_${n}_*.txt"; continue
+    fi
+    read -r mn mean mx _ <<< "$line"
+    [[ -z "$base" ]] && base=$mx
+    printf '%5d %8s %8s %8s %8s\n' "$n" "$mn" "$mean" "$mx" "$(awk -v b="$base" -v m="$mx" 'BEGIN {printf "%.2f", b / m}')"
+  done
+  echo "ceiling = the first N's slowest step / this N's slowest step: the best weak-scaling efficiency the hardware allows"
+}
+
+# spin_against_yield <ranks> [yield tag]: Swin-T 256² `train` on 1 and <ranks> ranks with OpenMPI
+# spinning while it waits (OMPI_MCA_mpi_yield_when_idle=0) and, unless a tag of runs already
+# made with the yielding default is given, yielding. Efficiency of each against its own 1 rank.
+spin_against_yield() {
+  local big=$1 tag=${2:-} mpi=${SCALE_MPI_ARGS:-} n
+  (( big > 1 )) || { echo "== spin against yield: skipped (needs 2 or more cores)"; return 0; }
+  echo "== train, Swin-T 256², 1 and $big ranks: OpenMPI yielding while it waits (the default) against spinning"
+  if [[ -z "$tag" ]]; then
+    tag=yield_
+    for n in 1 "$big"; do SCALE_TAG=$tag swint_scale_run "$n" || true; done
+  fi
+  for n in 1 "$big"; do
+    SCALE_TAG=spin_ SCALE_MPI_ARGS="$mpi -x OMPI_MCA_mpi_yield_when_idle=0" swint_scale_run "$n" || true
+  done
+  echo "yielding:"; SCALE_TAG=$tag scale_table 1 1 "$big" | grep -v '^C ' | grep -v '^weak scaling'
+  echo "spinning:"; SCALE_TAG=spin_ scale_table 1 1 "$big" | grep -v '^C ' | grep -v '^weak scaling'
+}
+
+# The hardware's weak-scaling ceiling and spin against yield, on a machine with Swift or with BENCH_BIN.
+#   scripts/bench.sh ceiling [--ranks "1 2 4 8 16"]
+mode_ceiling() {
+  local ranks="1 2 4 8 16"
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --ranks) ranks=$2; shift 2 ;;
+      *) echo "bench ceiling: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  export SCALE_MPI_ARGS=${SCALE_MPI_ARGS---bind-to core --map-by core}
+  # shellcheck disable=SC2086
+  ceiling_independent $ranks
+  # shellcheck disable=SC2086
+  spin_against_yield "$(largest_up_to_8 $ranks)"
 }
 
 # Loader throughput at the ADE20K 640² recipe vs the trainer (issue 5): fixture
@@ -402,5 +484,6 @@ case ${1:-} in
   data) shift; mode_data "$@" ;;
   --quick|quick) shift; mode_quick "$@" ;;
   cluster) shift; mode_cluster "$@" ;;
-  *) sed -n '2,28p' "$0"; exit 2 ;;
+  ceiling) shift; mode_ceiling "$@" ;;
+  *) sed -n '2,31p' "$0"; exit 2 ;;
 esac
