@@ -287,14 +287,23 @@ print(f"C {last:.3f}")
 PY
 }
 
-mode_scaling() {
-  local ranks="1 2 4" it=${SCALE_ITERATIONS:-30} b=2
+# ranks_option <mode> <default ranks> [args...]: sets RANKS from `--ranks "1 2 4"` (else the
+# default); any other option is an error naming the mode.
+ranks_option() {
+  local mode=$1
+  RANKS=$2
+  shift 2
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --ranks) ranks=$2; shift 2 ;;
-      *) echo "bench scaling: unknown option $1" >&2; exit 2 ;;
+      --ranks) RANKS=$2; shift 2 ;;
+      *) echo "bench $mode: unknown option $1" >&2; exit 2 ;;
     esac
   done
+}
+
+mode_scaling() {
+  ranks_option scaling "1 2 4" "$@"
+  local ranks=$RANKS it=${SCALE_ITERATIONS:-30} b=2
   build_release
   for n in $ranks; do scale_run "$n" "$it" "$b"; done
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; ${SCALE_THREADS:-1} thread(s) per rank"
@@ -329,13 +338,8 @@ mode_quick() {
 # Swin-T in bf16; then the per-op profile of the Swin-T step on all cores (fp32, bf16) and on 2.
 # Each part goes on when an earlier one fails.
 mode_cluster() {
-  local ranks="1 2 4 8 16" n
-  while [[ $# -gt 0 ]]; do
-    case $1 in
-      --ranks) ranks=$2; shift 2 ;;
-      *) echo "bench cluster: unknown option $1" >&2; exit 2 ;;
-    esac
-  done
+  ranks_option cluster "1 2 4 8 16" "$@"
+  local ranks=$RANKS n
   build_release
   ensure_torch
   export SCALE_MPI_ARGS=${SCALE_MPI_ARGS---bind-to core --map-by core}
@@ -440,13 +444,8 @@ spin_against_yield() {
 # The hardware's weak-scaling ceiling and spin against yield, on a machine with Swift or with BENCH_BIN.
 #   scripts/bench.sh ceiling [--ranks "1 2 4 8 16"]
 mode_ceiling() {
-  local ranks="1 2 4 8 16"
-  while [[ $# -gt 0 ]]; do
-    case $1 in
-      --ranks) ranks=$2; shift 2 ;;
-      *) echo "bench ceiling: unknown option $1" >&2; exit 2 ;;
-    esac
-  done
+  ranks_option ceiling "1 2 4 8 16" "$@"
+  local ranks=$RANKS
   build_release
   export SCALE_MPI_ARGS=${SCALE_MPI_ARGS---bind-to core --map-by core}
   # shellcheck disable=SC2086
