@@ -86,17 +86,9 @@ func broadcastBinary<F: BinaryElementwise>(_ a: Tensor, _ b: Tensor, _ f: F) -> 
   } else if a.count == 1 {
     let av = pa[0]
     Parallel.forRange(n, grain: 1 << 15) { r in for i in r { o[i] = f(av, pb[i]) } }
-  } else if a.count == n && isSuffix(b.shape, of: shape) {
-    let m = b.count
-    Parallel.forRange(n / m, grain: max(1, (1 << 15) / m)) { r in
-      for row in r { let base = row * m; for j in 0..<m { o[base + j] = f(pa[base + j], pb[j]) } }
-    }
-  } else if b.count == n && isSuffix(a.shape, of: shape) {
-    let m = a.count
-    Parallel.forRange(n / m, grain: max(1, (1 << 15) / m)) { r in
-      for row in r { let base = row * m; for j in 0..<m { o[base + j] = f(pa[j], pb[base + j]) } }
-    }
   } else if a.count == n, let v = middleBroadcast(b.shape, to: shape) {
+    // One operand repeated over a run of axes (a bias row is the run of all
+    // leading axes: outer 1), the other full.
     let (rowsPer, inner) = (v.n, v.inner)
     Parallel.forRange(v.outer * rowsPer, grain: max(1, (1 << 15) / inner)) { r in
       for row in r {
