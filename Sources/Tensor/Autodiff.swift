@@ -97,7 +97,7 @@ public final class Var {
     let g = Tensor(uninitialized: shape)
     #if DEBUG
     // Tests run debug builds: a kernel that leaves any element unwritten shows NaN there.
-    g.data.update(repeating: .nan, count: g.count)
+    g.fill(.nan)
     #endif
     grad = g
     return (g, false)

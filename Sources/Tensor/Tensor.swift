@@ -42,8 +42,7 @@ public struct Tensor: @unchecked Sendable {
   public static func ones(_ shape: [Int]) -> Tensor { filled(shape, 1) }
   public static func filled(_ shape: [Int], _ value: Float) -> Tensor {
     let t = Tensor(uninitialized: shape)
-    let d = t.data
-    inParallelChunks(t.count) { lo, n in (d + lo).update(repeating: value, count: n) }
+    t.fill(value)
     return t
   }
 
@@ -84,11 +83,14 @@ public struct Tensor: @unchecked Sendable {
     return t
   }
 
-  /// Sets every element to zero in place.
-  public func zero() {
+  /// Sets every element to `value` in place.
+  public func fill(_ value: Float) {
     let d = data
-    inParallelChunks(count) { lo, n in (d + lo).update(repeating: 0, count: n) }
+    inParallelChunks(count) { lo, n in (d + lo).update(repeating: value, count: n) }
   }
+
+  /// Sets every element to zero in place.
+  public func zero() { fill(0) }
 
   /// self += other (same count), in place.
   public func add(_ other: Tensor) {
