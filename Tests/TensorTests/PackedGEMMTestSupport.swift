@@ -164,56 +164,25 @@ extension PackedGEMMTesting {
     withExtendedLifetime(poison) {}
   }
 
+  /// The signature of an on-thread GEMM entry point (`gemmBF16OnThisThread`, …).
+  typealias OnThisThreadGEMM = (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>,
+                                Int, Float, UnsafeMutablePointer<Float>, Int) -> Void
+
   /// One GEMM of case `t` per operand set, each called through `onThisThread`
   /// from inside `Parallel.forRange` (attention's per-slice GEMMs), into its own
   /// block of one output; returns each slice's C.
-  func slicesOnThisThread(
-    _ t: Case, _ ops: [Operands],
-    _ onThisThread: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
-                     UnsafeMutablePointer<Float>, Int) -> Void
-  ) -> [[Float]] {
-    let ldc = ops[0].ldc, block = t.m * ldc
-    let out = UnsafeMutablePointer<Float>.allocate(capacity: ops.count * block)
-    defer { out.deallocate() }
-    for i in ops.indices { (out + i * block).update(from: ops[i].c0, count: block) }
-    Parallel.forRange(ops.count) { r in
-      for i in r {
-        ops[i].a.withUnsafeBufferPointer { pa in
-          ops[i].b.withUnsafeBufferPointer { pb in
-            onThisThread(t.transA, t.transB, t.m, t.n, t.k, t.alpha, pa.baseAddress!, ops[i].lda, pb.baseAddress!,
-                         ops[i].ldb, t.beta, out + i * block, ldc)
-          }
-        }
-      }
-    }
-    return ops.indices.map { Array(UnsafeBufferPointer(start: out + $0 * block, count: block)) }
+  func slicesOnThisThread(_ t: Case, _ ops: [Operands], _ onThisThread: OnThisThreadGEMM) -> [[Float]] {
+    slicesOnThisThread(Array(repeating: t, count: ops.count), ops, onThisThread)
   }
 
-  /// `onThisThread` from inside Parallel.forRange on 3 threads, on GEMMs of mixed
-  /// sizes (so a thread's scratch must grow between calls, and threads hold buffers
-  /// of different sizes at once): every C equals the threaded kernel's, bit for
-  /// bit, and no call takes a buffer from the shared pool (its lock serialised the
-  /// threads; each thread has its own scratch).
-  func checkOnThisThreadMixedSizesUseNoPool(
-    _ onThisThread: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
-                     UnsafeMutablePointer<Float>, Int) -> Void,
-    file: StaticString = #filePath, line: UInt = #line
-  ) {
-    let saved = Parallel.threads
-    defer { Parallel.threads = saved }
-    Parallel.threads = 3
-    let shapes = [(5, 7, 3), (49, 49, 33), (130, 70, 300), (17, 200, 64), (300, 40, 9), (2, 3, 1)]
-    let cases = (0..<24).map { i -> Case in
-      let (m, n, k) = shapes[i % shapes.count]
-      return Case(transA: i % 2 == 1, transB: i % 3 == 1, m: m, n: n, k: k, alpha: 0.5, beta: i % 4 == 0 ? 0 : 1)
-    }
-    let ops = cases.enumerated().map { makeOperands($1, seed: UInt64(300 + $0)) }
+  /// `slicesOnThisThread` with a case of its own for every slice. Takes nothing
+  /// from the buffer pool itself, so callers may count the GEMMs' takes around it.
+  func slicesOnThisThread(_ cases: [Case], _ ops: [Operands], _ onThisThread: OnThisThreadGEMM) -> [[Float]] {
     let offsets = ops.reduce(into: [0]) { $0.append($0.last! + $1.c0.count) }
     let out = UnsafeMutablePointer<Float>.allocate(capacity: offsets.last!)
     defer { out.deallocate() }
     for i in ops.indices { (out + offsets[i]).update(from: ops[i].c0, count: ops[i].c0.count) }
-    let takesBefore = BufferPool.shared.takeCount
-    Parallel.forRange(cases.count) { r in
+    Parallel.forRange(ops.count) { r in
       for i in r {
         let (t, o) = (cases[i], ops[i])
         o.a.withUnsafeBufferPointer { pa in
@@ -224,10 +193,30 @@ extension PackedGEMMTesting {
         }
       }
     }
+    return ops.indices.map { Array(UnsafeBufferPointer(start: out + offsets[$0], count: ops[$0].c0.count)) }
+  }
+
+  /// `onThisThread` from inside Parallel.forRange on 3 threads, on GEMMs of mixed
+  /// sizes (so a thread's scratch must grow between calls, and threads hold buffers
+  /// of different sizes at once): every C equals the threaded kernel's, bit for
+  /// bit, and no call takes a buffer from the shared pool (its lock serialised the
+  /// threads; each thread has its own scratch).
+  func checkOnThisThreadMixedSizesUseNoPool(_ onThisThread: OnThisThreadGEMM,
+                                            file: StaticString = #filePath, line: UInt = #line) {
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    Parallel.threads = 3
+    let shapes = [(5, 7, 3), (49, 49, 33), (130, 70, 300), (17, 200, 64), (300, 40, 9), (2, 3, 1)]
+    let cases = (0..<24).map { i -> Case in
+      let (m, n, k) = shapes[i % shapes.count]
+      return Case(transA: i % 2 == 1, transB: i % 3 == 1, m: m, n: n, k: k, alpha: 0.5, beta: i % 4 == 0 ? 0 : 1)
+    }
+    let ops = cases.enumerated().map { makeOperands($1, seed: UInt64(300 + $0)) }
+    let takesBefore = BufferPool.shared.takeCount
+    let got = slicesOnThisThread(cases, ops, onThisThread)
     XCTAssertEqual(BufferPool.shared.takeCount, takesBefore, "on-thread GEMMs took pool buffers", file: file, line: line)
     for i in cases.indices {
-      let got = UnsafeBufferPointer(start: out + offsets[i], count: ops[i].c0.count)
-      XCTAssertEqual(got.map(\.bitPattern), runKernel(cases[i], ops[i]).map(\.bitPattern), "\(cases[i])",
+      XCTAssertEqual(got[i].map(\.bitPattern), runKernel(cases[i], ops[i]).map(\.bitPattern), "\(cases[i])",
                      file: file, line: line)
     }
   }
