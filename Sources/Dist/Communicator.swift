@@ -61,10 +61,11 @@ public final class LocalCommunicator: Communicator {
 
 /// OpenMPI's world communicator. Initialised once per process.
 ///
-/// Thread level: MPI_THREAD_SERIALIZED. Collectives are issued by one
-/// communication thread at a time (the bucket reducer) while compute threads
-/// never call MPI, so SERIALIZED is enough; OpenMPI 4 supports it without the
-/// overhead of MULTIPLE's locking.
+/// Thread level: MPI_THREAD_SERIALIZED. Collectives are issued by one thread
+/// at a time (the trainer's thread, or its communication thread while the
+/// trainer's waits; see CommWorker), never by the kernels' worker threads, so
+/// SERIALIZED is enough; OpenMPI 4 supports it without the overhead of
+/// MULTIPLE's locking.
 public final class MPICommunicator: Communicator {
   public let rank: Int
   public let worldSize: Int

@@ -103,9 +103,11 @@ public final class GradientBuckets {
 }
 
 /// One thread that runs submitted collectives in FIFO order. While a step
-/// runs, only this thread calls MPI (MPI_THREAD_SERIALIZED suffices), and
-/// since every rank submits in the order its backward pass dictates — the
-/// same on all ranks — the collectives match up across ranks.
+/// runs, MPI is called by this thread, or by the submitting thread through
+/// `run` while this one is idle: never by two at once, so
+/// MPI_THREAD_SERIALIZED suffices. Since every rank submits in the order its
+/// forward and backward dictate (the same on all ranks), the collectives
+/// match up across ranks.
 public final class CommWorker: @unchecked Sendable {
   private var queue: [() throws -> Void] = []
   private var inFlight = 0
@@ -142,6 +144,28 @@ public final class CommWorker: @unchecked Sendable {
     if let e = e { throw e }
   }
 
+  /// Runs `job` and returns when it is done: on the calling thread when the
+  /// worker is idle (no hand-off to a thread that must first be scheduled),
+  /// else queued behind what is in flight. The caller must be the only thread
+  /// that submits, so that an idle worker stays idle until this returns.
+  public func run(_ job: @escaping () throws -> Void) throws {
+    cond.lock()
+    guard inFlight == 0 else {
+      cond.unlock()
+      try wait(for: submit(job))
+      return
+    }
+    inFlight = 1; submitted += 1
+    cond.unlock()
+    var failure: Error?
+    do { try job() } catch { failure = error }
+    cond.lock()
+    inFlight = 0; completed += 1
+    cond.broadcast()
+    cond.unlock()
+    if let f = failure { throw f }
+  }
+
   public func waitAll() throws {
     cond.lock()
     while inFlight > 0 { cond.wait() }
@@ -175,12 +199,23 @@ public final class CommWorker: @unchecked Sendable {
 public final class QueuedCollective: Collective {
   let comm: Communicator
   let worker: CommWorker
+  /// Seconds the calling (compute) thread has spent blocked in these
+  /// reductions since the last `takeWaitSeconds`: SyncBN's share of a step's
+  /// exposed communication.
+  private var waited = 0.0
   public init(comm: Communicator, worker: CommWorker) { self.comm = comm; self.worker = worker }
   public var rank: Int { comm.rank }
   public var worldSize: Int { comm.worldSize }
   public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
     guard comm.worldSize > 1 else { return }
     let c = comm
-    try worker.wait(for: worker.submit { try c.allreduceSum(buffer) })
+    let t0 = Date()
+    defer { waited += Date().timeIntervalSince(t0) }
+    try worker.run { try c.allreduceSum(buffer) }
+  }
+  /// The blocked seconds accumulated so far, resetting the count.
+  public func takeWaitSeconds() -> Double {
+    defer { waited = 0 }
+    return waited
   }
 }

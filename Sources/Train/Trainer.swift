@@ -6,7 +6,9 @@
 //   2. loss normalisers (valid pixels, class weights, masks, images) summed
 //      over micro-batches and ranks, so each rank's loss is its exact share of
 //      the global-batch loss (spec §6) and the gradient SUM over ranks is the
-//      gradient of one process on the union batch;
+//      gradient of one process on the union batch. Only the losses need them,
+//      so their allreduce runs on the communication thread during the first
+//      forward;
 //   3. forward + backward per micro-batch, gradients accumulating in the
 //      arena; the last backward launches the bucket allreduces as it goes;
 //   4. loss terms summed over ranks (for the log and the non-finite check,
@@ -40,6 +42,10 @@ public final class Trainer {
   public let optimizer: AdamW
   let schedule: PolyLRSchedule
   let buckets: GradientBuckets
+  /// The one thread that issues the step's collectives (buckets, SyncBN, the
+  /// loss normalisers), and SyncBN's route to it.
+  let worker: CommWorker
+  let syncBN: QueuedCollective
   let datasets: RunDatasets
   let batches: TrainBatches
   let metrics: MetricsLog
@@ -64,8 +70,9 @@ public final class Trainer {
 
     // Same seed on every rank; rank 0's weights are broadcast anyway, so a
     // rank can never start from different weights.
-    let worker = CommWorker()
-    model = ECENet(config: config.model, seed: config.train.seed, collective: QueuedCollective(comm: world, worker: worker))
+    worker = CommWorker()
+    syncBN = QueuedCollective(comm: world, worker: worker)
+    model = ECENet(config: config.model, seed: config.train.seed, collective: syncBN)
     model.store.finalize()
     // ImageNet-pretrained Swin (official checkpoint converted by scripts/convert_swin.py);
     // a resumed run overwrites these weights from its checkpoint below.
@@ -143,15 +150,32 @@ public final class Trainer {
     defer { iteration += 1 }
     let n = config.model.numClasses
     let labels = micro.map { LabelBatch(bytes: $0.labels, batch: $0.count, height: $0.height, width: $0.width) }
-    var counts = [Double](repeating: 0, count: 4)
+    // The normalisers' allreduce runs on the communication thread while the
+    // first forward computes; the losses wait for it. (A blocking call here
+    // was a synchronisation point that nothing overlapped.)
+    let counts = UnsafeMutableBufferPointer<Double>.allocate(capacity: 4)
+    counts.initialize(repeating: 0)
     for l in labels {
       let a = LossNormalizers.local(l, numClasses: n, loss: config.model.loss).asArray
       for i in 0..<4 { counts[i] += a[i] }
     }
-    let c0 = Date()
-    try counts.withUnsafeMutableBufferPointer { try world.allreduceSum($0) }
-    var commWait = Date().timeIntervalSince(c0)
-    let normalizers = LossNormalizers(array: counts)
+    let world = self.world
+    let countsTicket = worker.submit { try world.allreduceSum(counts) }
+    // Never free the buffer under a running allreduce, even when the step throws.
+    defer { try? worker.wait(for: countsTicket); counts.deallocate() }
+    // Exposed communication: every second this thread is blocked on a collective.
+    var commWait = 0.0
+    _ = syncBN.takeWaitSeconds()
+    var globalNormalizers: LossNormalizers?
+    func normalizers() throws -> LossNormalizers {
+      if let g = globalNormalizers { return g }
+      let t0 = Date()
+      try worker.wait(for: countsTicket)
+      commWait += Date().timeIntervalSince(t0)
+      let g = LossNormalizers(array: Array(counts))
+      globalNormalizers = g
+      return g
+    }
 
     model.store.zeroGradients()
     var sums = [Double](repeating: 0, count: 6)
@@ -160,9 +184,9 @@ public final class Trainer {
       // Dropout / drop-path randomness: a pure function of (seed, iteration, rank, micro-batch).
       let ctx = ForwardContext(training: true, seed: config.train.seed &+ UInt64(iteration) &* 0x9E37_79B9
                                  &+ UInt64(world.rank) &* 0x85EB_CA6B &+ UInt64(m) &* 0xC2B2_AE35)
-      let terms = withGradients { () -> LossTerms in
+      let terms = try withGradients { () -> LossTerms in
         let out = model(image, ctx)
-        return ecenetLosses(out, labels: labels[m], config: config.model, normalizers: normalizers)
+        return ecenetLosses(out, labels: labels[m], config: config.model, normalizers: try normalizers())
       }
       for (i, t) in [terms.seg, terms.cls, terms.focal, terms.dice, terms.div, terms.total].enumerated() {
         sums[i] += Double(t.value.scalar)
@@ -171,9 +195,11 @@ public final class Trainer {
       terms.total.backward()
     }
     try buckets.finishBackward()
-    commWait += buckets.lastWaitSeconds
+    commWait += buckets.lastWaitSeconds + syncBN.takeWaitSeconds()
     try dumpGradientsIfAsked()
+    let c1 = Date()
     try sums.withUnsafeMutableBufferPointer { try world.allreduceSum($0) }
+    commWait += Date().timeIntervalSince(c1)
     let names = ["loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "loss"]
     let terms = Dictionary(uniqueKeysWithValues: zip(names, sums))
     guard sums.allSatisfy({ $0.isFinite }) else {
