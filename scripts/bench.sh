@@ -3,6 +3,9 @@
 # venv (.venv) when missing, writes JSON under bench-out/ and prints tables.
 #
 #   scripts/bench.sh ops [--threads N] [--reps N]   ops vs PyTorch vs sgemm, two OpenBLAS kernels
+#   scripts/bench.sh parity [--rounds N] [--ops "add batchnorm"]
+#                                                    ops near PyTorch's time, ours and PyTorch alternated
+#                                                    round by round; medians and rounds won
 #   scripts/bench.sh step [--threads N]              training step vs PyTorch: Swin-T 512² b2, Swin-B 640² b1,
 #                                                    fp32, and bf16 (train.precision=bf16 vs PyTorch bf16 autocast)
 #   scripts/bench.sh scaling [--ranks "1 2 4"]       weak scaling of `train` (tiny synthetic) under mpirun
@@ -131,6 +134,51 @@ mode_ops() {
   fi
   torch_ops
   compare env "$second"
+}
+
+# parity: the ops whose single `ops` run reads within noise of PyTorch's, measured
+# in alternated rounds (ours, then PyTorch, per op and round) so that both see the
+# same minutes of this machine; prints medians and in how many rounds ours was faster.
+mode_parity() {
+  local rounds=5 ops="add batchnorm conv1x1 conv3x3" op r
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --rounds) rounds=$2; shift 2 ;;
+      --ops) ops=$2; shift 2 ;;
+      --threads) THREADS=$2; shift 2 ;;
+      --reps) REPS=$2; shift 2 ;;
+      *) echo "bench parity: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  build_release
+  ensure_torch
+  [[ -n "$PY" ]] || { echo "bench parity: needs PyTorch (.venv or BENCH_PYTHON)" >&2; exit 2; }
+  rm -f "$OUT"/parity_*.json
+  for ((r = 1; r <= rounds; r++)); do
+    for op in $ops; do
+      echo "bench: parity round $r/$rounds: $op" >&2
+      "$BIN" bench ops --json --threads "$THREADS" --reps "$REPS" --only "$op" > "$OUT/parity_ours_${op}_$r.json"
+      OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_ops.py --threads "$THREADS" --reps "$REPS" \
+        --only "$op" > "$OUT/parity_torch_${op}_$r.json"
+    done
+  done
+  python3 - "$OUT" "$rounds" $ops <<'PY'
+import json, statistics, sys
+out, rounds, ops = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+print(f"{'op':<14} {'pass':<8} {'ours ms (median)':>16} {'PyTorch ms':>11} {'ratio (median of rounds)':>25} {'range':>12} {'ours faster':>12}")
+for op in ops:
+    pairs = {}
+    for r in range(1, rounds + 1):
+        ours = {(o["op"], o["pass"]): o["ms"] for o in json.load(open(f"{out}/parity_ours_{op}_{r}.json"))["ops"]}
+        torch = {(o["op"], o["pass"]): o["ms"] for o in json.load(open(f"{out}/parity_torch_{op}_{r}.json"))["ops"]}
+        for k in ours:
+            if k in torch: pairs.setdefault(k, []).append((ours[k], torch[k]))
+    for (name, p), v in pairs.items():
+        ratios = [a / b for a, b in v]
+        print(f"{name:<14} {p:<8} {statistics.median(a for a, _ in v):>16.2f} {statistics.median(b for _, b in v):>11.2f} "
+              f"{statistics.median(ratios):>25.2f} {min(ratios):>5.2f}–{max(ratios):<5.2f} {sum(r < 1 for r in ratios):>6}/{len(v)}")
+print(f"ratio = ours / PyTorch in one round (each side's min over its reps); {rounds} rounds, alternated")
+PY
 }
 
 # step_one <label> <preset> <crop> <batch> <steps> [extra bench args]: ours twice (OpenBLAS's
@@ -493,6 +541,7 @@ mode_data() {
 
 case ${1:-} in
   ops) shift; mode_ops "$@" ;;
+  parity) shift; mode_parity "$@" ;;
   step) shift; mode_step "$@" ;;
   scaling) shift; mode_scaling "$@" ;;
   memory) shift; mode_memory "$@" ;;
@@ -500,5 +549,5 @@ case ${1:-} in
   --quick|quick) shift; mode_quick "$@" ;;
   cluster) shift; mode_cluster "$@" ;;
   ceiling) shift; mode_ceiling "$@" ;;
-  *) sed -n '2,31p' "$0"; exit 2 ;;
+  *) sed -n '2,34p' "$0"; exit 2 ;;
 esac
