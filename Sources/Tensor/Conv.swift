@@ -21,8 +21,9 @@
 //    each input element taps times with a channel stride of taps: 0.86 of
 //    sgemm on the FR fuse conv, against ≈ 0.95 for this (BENCHMARKS.md).
 //    On our kernels the forward is one taps-summing GEMM (each block of xp
-//    packed once for all taps) and dW one K-shifted taps GEMM (dW_tapᵀ =
-//    (xp shifted)ᵀ·dy, each block of xp packed once for all taps).
+//    packed once for all taps), dW one K-shifted taps GEMM (dW_tapᵀ =
+//    (xp shifted)ᵀ·dy, each block of xp packed once for all taps), and dx
+//    the forward's taps GEMM again, over dy with the shifts reversed.
 //  - depthwise (G == Cin == Cout): a direct loop; a GEMM with K = taps would be
 //    all overhead. The inner loop runs over contiguous channels, so it
 //    vectorises, and it touches x once per tap instead of building columns.
@@ -407,8 +408,17 @@ func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, w
   if dx == nil && dWeight == nil { return }
   let f = ShiftedFrame(g)
   let (Ci, Co, Ho, Wo, taps) = (g.inChannels, g.outChannels, g.outHeight, g.outWidth, g.taps)
-  let dyP = Tensor(uninitialized: [f.rows * Co])
-  let dyp = dyP.data, gp = dy.data
+  let kernel = Conv2dTuning.shiftedTapsKernel ? packedKernelForGEMMPrecision() : nil
+  let shifts = f.shifts(g), span = shifts.max() ?? 0, padded = g.batch * f.hp * f.wp
+  // With the taps kernel, dx reads dyP `span` rows before and after its frame
+  // (see below), so dyP sits between zero rows: `lead` in front, up to
+  // `padded + span` rows in all.
+  let tapsDx = kernel != nil && dx != nil
+  let lead = tapsDx ? span : 0, frameRows = tapsDx ? padded + span : f.rows
+  let dyFrame = Tensor(uninitialized: [frameRows * Co])
+  dyFrame.data.update(repeating: 0, count: lead * Co)
+  let dyp = dyFrame.data + lead * Co, gp = dy.data
+  (dyp + f.rows * Co).update(repeating: 0, count: (frameRows - lead - f.rows) * Co)
   Parallel.forRange(f.rows / f.wp + 1, grain: max(1, 16384 / max(1, f.wp * Co))) { r in
     for pl in r {  // padded row pl of the frame: image pl / hp, output line pl % hp (junk when ≥ Ho)
       let lo = pl * f.wp, hi = min(f.rows, lo + f.wp)
@@ -419,18 +429,18 @@ func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, w
       (dst + valid * Co).update(repeating: 0, count: (hi - lo - valid) * Co)
     }
   }
-  let xpad = Tensor(uninitialized: [g.batch * f.hp * f.wp * Ci])
+  let xpad = Tensor(uninitialized: [padded * Ci])
   if let dw = dWeight {
     padCopy(x.data, xpad.data, g, f, toPadded: true)
     // dW_tapᵀ [Ci, Co] = (xp shifted)ᵀ·dyP per tap, then added into dW [Co, Ci, taps].
     let dwt = Tensor(uninitialized: [taps, Ci, Co])
-    if Conv2dTuning.shiftedTapsKernel, let kernel = packedKernelForGEMMPrecision() {
+    if let kernel = kernel {
       // All taps in one pass: dyP packed once, each block of xp once for every tap.
-      kernel.runKTaps(m: Ci, n: Co, k: f.rows, offsets: f.shifts(g), a: xpad.data,
+      kernel.runKTaps(m: Ci, n: Co, k: f.rows, offsets: shifts, a: xpad.data,
                       lda: Ci, b: dyp, ldb: Co, beta: 0, c: dwt.data, ldc: Co, tapStride: Ci * Co)
     } else {
       for t in 0..<taps {
-        gemm(transA: true, transB: false, m: Ci, n: Co, k: f.rows, a: xpad.data + f.shift(g, tap: t) * Ci, lda: Ci,
+        gemm(transA: true, transB: false, m: Ci, n: Co, k: f.rows, a: xpad.data + shifts[t] * Ci, lda: Ci,
              b: dyp, ldb: Co, beta: 0, c: dwt.data + t * Ci * Co, ldc: Co)
       }
     }
@@ -442,10 +452,20 @@ func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, w
   if let dx = dx {
     let wt = tapMatrices(weight, g)
     let dxp = xpad.data  // reused as the padded dx
-    dxp.update(repeating: 0, count: xpad.count)
-    for t in 0..<taps {  // one tap after another: their row ranges overlap
-      gemm(transA: false, transB: false, m: f.rows, n: Ci, k: Co, a: dyp, lda: Co,
-           b: wt.data + t * Co * Ci, ldb: Ci, beta: 1, c: dxp + f.shift(g, tap: t) * Ci, ldc: Ci)
+    if let kernel = kernel {
+      // dxp[r] = Σ_t dyP[r − s_t]·W_t: the forward's taps GEMM with offsets
+      // span − s_t into the zero-led frame (row r + span − s_t of it is dyP's
+      // row r − s_t, or a zero row). One pass writes every row of dxp once;
+      // one GEMM per tap read and wrote all of dxp per tap, after a zero fill
+      // (the 3×3 fuse conv at 160²: 105 MB, ten times).
+      kernel.runTaps(m: padded, n: Ci, k: Co, offsets: shifts.map { span - $0 }, a: dyFrame.data, lda: Co,
+                     transB: false, b: wt.data, ldb: Ci, tapStride: Co * Ci, beta: 0, c: dxp, ldc: Ci)
+    } else {
+      dxp.update(repeating: 0, count: xpad.count)
+      for t in 0..<taps {  // one tap after another: their row ranges overlap
+        gemm(transA: false, transB: false, m: f.rows, n: Ci, k: Co, a: dyp, lda: Co,
+             b: wt.data + t * Co * Ci, ldb: Ci, beta: 1, c: dxp + shifts[t] * Ci, ldc: Ci)
+      }
     }
     padCopy(dx.data, dxp, g, f, toPadded: false)
   }

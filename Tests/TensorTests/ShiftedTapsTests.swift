@@ -116,11 +116,11 @@ final class ShiftedTapsTests: XCTestCase {
     }
   }
 
-  /// The shifted conv's backward with the weight gradient on the K-taps kernel
-  /// against one GEMM per tap (dx and dW; the finite-difference checks in
-  /// ConvTests cover the per-tap path and this one alike), and dW bit-identical
-  /// over thread counts.
-  func testBackwardWeightGradientOnKTapsKernelMatchesOneGEMMPerTap() throws {
+  /// The shifted conv's backward on the taps kernels (dW on the K-taps GEMM, dx
+  /// on the taps GEMM over dy with the shifts reversed) against one GEMM per tap
+  /// (the finite-difference checks in ConvTests cover the per-tap path and this
+  /// one alike), and both bit-identical over thread counts.
+  func testBackwardOnTapsKernelsMatchesOneGEMMPerTap() throws {
     let saved = (Conv2dTuning.shiftedTapsKernel, Parallel.threads, F32GEMM.routeSgemm, GEMMPrecision.current)
     defer { (Conv2dTuning.shiftedTapsKernel, Parallel.threads, F32GEMM.routeSgemm, GEMMPrecision.current) = saved }
     F32GEMM.routeSgemm = f32GEMMKernelAvailable
@@ -150,6 +150,7 @@ final class ShiftedTapsTests: XCTestCase {
         for threads in [2, 3, 16] {
           let many = grads(taps: true, threads: threads)
           XCTAssertEqual(many.dw.toArray().map(\.bitPattern), one.dw.toArray().map(\.bitPattern), "\(precision) \(c) threads \(threads)")
+          XCTAssertEqual(many.dx.toArray().map(\.bitPattern), one.dx.toArray().map(\.bitPattern), "\(precision) \(c) dx threads \(threads)")
         }
       }
     }
