@@ -255,4 +255,31 @@ final class ActivationLossTests: XCTestCase {
     XCTAssertTrue(withGradients { dropPath(v, p: 0, rng: &g1) } === v)
     checkGradients([rng.tensor([5, 3, 2])]) { vars in var g = RandomGenerator(seed: 8); return dropPath(vars[0], p: 0.4, rng: &g) }
   }
+
+  /// Thread chunks that end inside a sample (3 samples over 4 threads) still
+  /// give every element its own sample's factor, forward and backward.
+  func testDropPathChunksCutInsideSamples() {
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    Parallel.threads = 4
+    let (B, inner) = (3, 3 * 32768 + 7)  // 32768: pointwiseGrain, the chunk floor
+    let x = rng.tensor([B, inner], 0.5, 1.5), seed = rng.tensor([B, inner])
+    for trial in 0..<8 {
+      var g = RandomGenerator(seed: UInt64(100 + trial))
+      let v = Var(x, requiresGrad: true)
+      let y = withGradients { () -> Var in
+        let y = dropPath(v, p: 0.5, rng: &g)
+        Tape.shared.backward(from: y, seed: seed)
+        return y
+      }
+      for s in 0..<B {
+        let f = y.value.data[s * inner] / x.data[s * inner]
+        XCTAssertTrue(f == 0 || abs(f - 2) < 1e-6, "trial \(trial) sample \(s): factor \(f)")
+        for i in (s * inner)..<((s + 1) * inner) {
+          XCTAssertEqual(y.value.data[i], x.data[i] * f, accuracy: 1e-5, "trial \(trial) element \(i)")
+          XCTAssertEqual(v.grad!.data[i], seed.data[i] * f, accuracy: 1e-5, "trial \(trial) gradient \(i)")
+        }
+      }
+    }
+  }
 }
