@@ -115,14 +115,19 @@ print(f"(all figures: {out}/ops.json)")
 PY
 }
 
+# threads_or_reps <mode> <option> [value]: applies `--threads N` or `--reps N`; any
+# other option, or one without its value, is an error naming the mode.
+threads_or_reps() {
+  [[ $# -ge 3 ]] || { echo "bench $1: $2 needs a value" >&2; exit 2; }
+  case $2 in
+    --threads) THREADS=$3 ;;
+    --reps) REPS=$3 ;;
+    *) echo "bench $1: unknown option $2" >&2; exit 2 ;;
+  esac
+}
+
 mode_ops() {
-  while [[ $# -gt 0 ]]; do
-    case $1 in
-      --threads) THREADS=$2; shift 2 ;;
-      --reps) REPS=$2; shift 2 ;;
-      *) echo "bench ops: unknown option $1" >&2; exit 2 ;;
-    esac
-  done
+  while [[ $# -gt 0 ]]; do threads_or_reps ops "$@"; shift 2; done
   build_release
   ensure_torch
   local second
@@ -143,12 +148,12 @@ mode_parity() {
   local rounds=5 ops="add batchnorm conv1x1 conv3x3" op r
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --rounds) rounds=$2; shift 2 ;;
-      --ops) ops=$2; shift 2 ;;
-      --threads) THREADS=$2; shift 2 ;;
-      --reps) REPS=$2; shift 2 ;;
-      *) echo "bench parity: unknown option $1" >&2; exit 2 ;;
+      --rounds) [[ $# -ge 2 ]] && rounds=$2 ;;
+      --ops) [[ $# -ge 2 ]] && ops=$2 ;;
+      *) threads_or_reps parity "$@" ;;
     esac
+    [[ $# -ge 2 ]] || { echo "bench parity: $1 needs a value" >&2; exit 2; }
+    shift 2
   done
   build_release
   ensure_torch
