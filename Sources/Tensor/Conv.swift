@@ -410,9 +410,9 @@ func shiftedConvBackward(dx: Tensor?, dWeight: Tensor?, dy: Tensor, x: Tensor, w
   let (Ci, Co, Ho, Wo, taps) = (g.inChannels, g.outChannels, g.outHeight, g.outWidth, g.taps)
   let kernel = Conv2dTuning.shiftedTapsKernel ? packedKernelForGEMMPrecision() : nil
   let shifts = f.shifts(g), span = shifts.max() ?? 0, padded = g.batch * f.hp * f.wp
-  // With the taps kernel, dx reads dyP `span` rows before and after its frame
-  // (see below), so dyP sits between zero rows: `lead` in front, up to
-  // `padded + span` rows in all.
+  // With the taps kernel, dx reads up to `span` rows before dyP's first row
+  // and past its last, to row `padded` (see below), so dyP sits between zero
+  // rows: `lead` in front, zeros behind up to `padded + span` rows in all.
   let tapsDx = kernel != nil && dx != nil
   let lead = tapsDx ? span : 0, frameRows = tapsDx ? padded + span : f.rows
   let dyFrame = Tensor(uninitialized: [frameRows * Co])
