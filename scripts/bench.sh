@@ -143,7 +143,8 @@ mode_ops() {
 
 # parity: the ops whose single `ops` run reads within noise of PyTorch's, measured
 # in alternated rounds (ours, then PyTorch, per op and round) so that both see the
-# same minutes of this machine; prints medians and in how many rounds ours was faster.
+# same minutes of this machine; prints medians, in how many rounds ours was faster,
+# and the median ×stream (for the norms and elementwise ops: --ops "layernorm gelu softmax").
 mode_parity() {
   local rounds=5 ops="add batchnorm conv1x1 conv3x3" op r
   while [[ $# -gt 0 ]]; do
@@ -170,19 +171,24 @@ mode_parity() {
   python3 - "$OUT" "$rounds" $ops <<'PY'
 import json, statistics, sys
 out, rounds, ops = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-print(f"{'op':<14} {'pass':<8} {'ours ms (median)':>16} {'PyTorch ms':>11} {'ratio (median of rounds)':>25} {'range':>12} {'ours faster':>12}")
+print(f"{'op':<14} {'pass':<8} {'ours ms (median)':>16} {'PyTorch ms':>11} {'ratio (median of rounds)':>25} {'range':>12} "
+      f"{'ours faster':>12} {'×stream (median)':>17}")
 for op in ops:
-    pairs = {}
+    pairs, stream = {}, {}
     for r in range(1, rounds + 1):
-        ours = {(o["op"], o["pass"]): o["ms"] for o in json.load(open(f"{out}/parity_ours_{op}_{r}.json"))["ops"]}
+        ours = {(o["op"], o["pass"]): o for o in json.load(open(f"{out}/parity_ours_{op}_{r}.json"))["ops"]}
         torch = {(o["op"], o["pass"]): o["ms"] for o in json.load(open(f"{out}/parity_torch_{op}_{r}.json"))["ops"]}
-        for k in ours:
-            if k in torch: pairs.setdefault(k, []).append((ours[k], torch[k]))
+        for k, o in ours.items():
+            if k in torch: pairs.setdefault(k, []).append((o["ms"], torch[k]))
+            if "times_stream" in o: stream.setdefault(k, []).append(o["times_stream"])
     for (name, p), v in pairs.items():
         ratios = [a / b for a, b in v]
+        xs = stream.get((name, p))
         print(f"{name:<14} {p:<8} {statistics.median(a for a, _ in v):>16.2f} {statistics.median(b for _, b in v):>11.2f} "
-              f"{statistics.median(ratios):>25.2f} {min(ratios):>5.2f}–{max(ratios):<5.2f} {sum(r < 1 for r in ratios):>6}/{len(v)}")
-print(f"ratio = ours / PyTorch in one round (each side's min over its reps); {rounds} rounds, alternated")
+              f"{statistics.median(ratios):>25.2f} {min(ratios):>5.2f}–{max(ratios):<5.2f} {sum(r < 1 for r in ratios):>6}/{len(v)} "
+              f"{statistics.median(xs) if xs else float('nan'):>17.2f}")
+print(f"ratio = ours / PyTorch in one round (each side's min over its reps); {rounds} rounds, alternated; "
+      "×stream = ours / the time to stream the op's bytes at the c = a + b bandwidth of the same round")
 PY
 }
 
