@@ -54,18 +54,29 @@ public final class Var {
     valueReleased = true
   }
 
-  /// grad += g (copying g, which the caller may reuse or share). A first
-  /// gradient that is the one the running backward closure received, while
-  /// nobody else holds it (Tape.handOff), is adopted instead of copied:
-  /// reshapes and residual adds pass their gradient through unchanged.
+  /// grad += g (copying g, which the caller may reuse or share). The gradient
+  /// the running backward closure received, passed on whole (reshapes and
+  /// residual adds do), is not copied for each input that takes it:
+  /// - the first input keeps it when nobody else holds it (Tape.received),
+  ///   else a copy of it;
+  /// - a further input of the same op shares that tensor, and the storage is
+  ///   marked shared, so whichever of them writes into its gradient first
+  ///   copies it then (`ownedGrad`). A residual add's branch gradient is
+  ///   usually only read, so its copy is never made.
   public func accumulateGrad(_ g: Tensor) {
     guard requiresGrad else { return }
     precondition(g.count == count, "gradient \(g.shape) for value \(shape) of \(name ?? "?")")
-    if let existing = grad { existing.add(g); return }
+    if let existing = ownedGrad() { existing.add(g); return }
     let tape = Tape.shared
-    if let h = tape.handOff, h === g.storage {
-      tape.handOff = nil  // once: a second input of the same op gets a copy
-      grad = g.reshaped(shape)
+    if let r = tape.received, r.storage === g.storage, r.offset == g.offset, r.count == g.count {
+      if let taken = tape.receivedTaken {
+        taken.storage.sharedByGrads = true
+        grad = taken.reshaped(shape)
+      } else {
+        let t = tape.receivedMayBeKept ? g : g.copy()
+        tape.receivedTaken = t
+        grad = t.reshaped(shape)
+      }
     } else {
       grad = g.copy().reshaped(shape)
     }
@@ -75,13 +86,24 @@ public final class Var {
   public func accumulateGrad(owned g: Tensor) {
     guard requiresGrad else { return }
     precondition(g.count == count, "gradient \(g.shape) for value \(shape) of \(name ?? "?")")
-    if let existing = grad { existing.add(g) } else { grad = g.reshaped(shape) }
+    if let existing = ownedGrad() { existing.add(g) } else { grad = g.reshaped(shape) }
+  }
+
+  /// The gradient, ready to be written into: a copy of its own first when
+  /// its storage is shared with another Var's gradient (see accumulateGrad).
+  /// Every in-place write to a gradient goes through here.
+  func ownedGrad() -> Tensor? {
+    guard let g = grad else { return nil }
+    guard g.storage.sharedByGrads else { return g }
+    let own = g.copy().reshaped(shape)
+    grad = own
+    return own
   }
 
   /// A gradient buffer to add into, zero-filled when first created. For
   /// backward kernels that accumulate (`+=`) directly.
   public func gradBuffer() -> Tensor {
-    if let g = grad { return g }
+    if let g = ownedGrad() { return g }
     let g = Tensor.zeros(shape)
     grad = g
     return g
@@ -93,7 +115,7 @@ public final class Var {
   /// full. Saves gradBuffer's zero fill and the read of those zeros: the
   /// large activation gradients of a training step mostly arrive once.
   public func gradDestination() -> (tensor: Tensor, accumulate: Bool) {
-    if let g = grad { return (g, true) }
+    if let g = ownedGrad() { return (g, true) }
     let g = Tensor(uninitialized: shape)
     #if DEBUG
     // Tests run debug builds: a kernel that leaves any element unwritten shows NaN there.
@@ -128,11 +150,15 @@ public final class Tape {
 
   public var count: Int { entries.count }
 
-  /// The storage of the gradient the running backward closure received, when
-  /// its output does not retain it: no one else holds it, so the first input
-  /// that takes it whole may keep it (see Var.accumulateGrad). Backward
-  /// closures never write into the gradient they receive.
-  var handOff: Storage?
+  /// The gradient the running backward closure received (nil between
+  /// closures). Backward closures never write into it, so the inputs that
+  /// take it whole can share one tensor for it (see Var.accumulateGrad).
+  var received: Tensor?
+  /// Whether the first input that takes `received` may keep it itself: true
+  /// unless its output retains its gradient or it is the caller's seed.
+  var receivedMayBeKept = false
+  /// What the first input took for `received` (it, or a copy of it).
+  var receivedTaken: Tensor?
 
   /// Records that `output` was computed from inputs needing gradients; `backward`
   /// receives d(loss)/d(output) and must accumulate into the inputs.
@@ -152,7 +178,9 @@ public final class Tape {
     isRecording = false
     while let e = entries.popLast() {
       if let g = e.output.grad {
-        if !e.output.retainsGrad { e.output.grad = nil; handOff = g.storage === callerSeed ? nil : g.storage }
+        if !e.output.retainsGrad { e.output.grad = nil }
+        received = g
+        receivedMayBeKept = !e.output.retainsGrad && g.storage !== callerSeed
         if OpProfile.enabled {
           let t0 = OpProfile.now()
           e.backward(g)
@@ -160,7 +188,8 @@ public final class Tape {
         } else {
           e.backward(g)
         }
-        handOff = nil
+        received = nil
+        receivedTaken = nil
       }
       for p in e.parameters {
         let id = ObjectIdentifier(p)

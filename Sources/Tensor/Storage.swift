@@ -17,6 +17,10 @@ public final class Storage: @unchecked Sendable {
   public let capacity: Int
   /// Arena-owned storages (parameters, gradients) are never pooled.
   private let owner: Owner
+  /// Set when the gradients of two or more Vars share this storage (one
+  /// gradient passed whole to several inputs, Var.accumulateGrad): each of
+  /// them copies it before writing into it (copy on write).
+  var sharedByGrads = false
 
   enum Owner { case pool, external(AnyObject?), malloc }
 
