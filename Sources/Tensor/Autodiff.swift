@@ -8,6 +8,12 @@
 // front (`grad` preset to a view of the flat gradient buffer), so backward
 // writes straight into what the allreduce sends.
 //
+// A gradient that an op passes on whole to several inputs (a residual add's)
+// is one tensor shared by their `grad`s, marked shared on its storage; every
+// in-place write to a gradient goes through `Var.ownedGrad`, which copies a
+// shared one first. A residual branch's gradient is usually only read, so
+// its copy is never made.
+//
 // Memory: a backward closure captures the Tensors it will read (an input, a
 // mask, statistics) when it is recorded, and the Vars of its inputs only to
 // add their gradients. So once a module's forward has returned, the values of
