@@ -102,10 +102,11 @@ public struct Tensor: @unchecked Sendable {
 
 /// body(start, count) over 0..<total: on the calling thread below 2¹⁸ elements
 /// (1 MiB), else in chunks of at least 2¹⁶ over the threads. A training step's
-/// gradient copies and zero fills are large (a residual add hands its second
-/// input a copy of the gradient, the arena is zeroed every step), and one thread
-/// streams them at one core's memory bandwidth: "+" backward took 42 ms per
-/// Swin-T 512² b2 step on 16 cores against 47 ms on 2.
+/// gradient copies and zero fills are large (a gradient shared by two inputs
+/// is copied when one of them is written, the arena is zeroed every step), and
+/// one thread streams them at one core's memory bandwidth: "+" backward took
+/// 42 ms per Swin-T 512² b2 step on 16 cores against 47 ms on 2 (session 7,
+/// when the add still copied its gradient for the second input).
 @inline(__always)
 func inParallelChunks(_ total: Int, _ body: (Int, Int) -> Void) {
   if total < 1 << 18 { if total > 0 { body(0, total) }; return }

@@ -322,8 +322,9 @@ func opCases(quick: Bool) -> [(String, () -> OpCase)] {
                     inputs: [x], seedShape: [rows, 4 * c1]) { gelu(x) }
   }))
   cases.append(("add", {
-    // A Swin block's residual add at stage 1. Backward: one input adopts the
-    // gradient, the other gets a copy (Var.accumulateGrad).
+    // A Swin block's residual add at stage 1. Backward from the bench's seed,
+    // which the caller keeps: one copy of it, shared by both inputs' gradients
+    // (Var.accumulateGrad).
     let x = Var(benchTensor([rows, c1], seed: 26), requiresGrad: true)
     let y = Var(benchTensor([rows, c1], seed: 27), requiresGrad: true)
     let n = Double(rows * c1)
