@@ -192,10 +192,11 @@ public final class CommWorker: @unchecked Sendable {
   }
 }
 
-/// The model's `Collective` (SyncBN) routed through the step's `CommWorker`:
-/// each reduction is queued behind the bucket allreduces already launched and
-/// waited for, so no two threads ever call MPI at once and all ranks issue the
-/// same sequence of collectives.
+/// The model's `Collective` (SyncBN) routed through the step's `CommWorker`
+/// (`run`): each reduction is queued behind the collectives already in flight
+/// and waited for, or runs on the caller's thread when none is, so no two
+/// threads ever call MPI at once and all ranks issue the same sequence of
+/// collectives.
 public final class QueuedCollective: Collective {
   let comm: Communicator
   let worker: CommWorker
