@@ -5,6 +5,7 @@
 // softmax axis, I inner). I == 1 (the last axis, attention and CE) is the fast
 // path: one contiguous row per task. Otherwise a task is a block of up to 64
 // inner columns of one outer index, walked row by row so reads stay contiguous.
+import CShims
 import Foundation
 
 /// Elements per parallel task of a pointwise loop.
@@ -216,11 +217,24 @@ func forColumnBlocks(outer: Int, n: Int, inner: Int, _ body: (Int, Range<Int>) -
   }
 }
 
+public enum SoftmaxTuning {
+  /// Contiguous softmax rows (the last axis, attention scores) on the AVX-512
+  /// kernel `ecenet_softmax_rows` (FMAs, vscalefps, masked tails) where the CPU
+  /// has it; tests turn it off to compare with the Swift rows. Swin-B 640²
+  /// stage-1 scores 112896×144, forward 4.65–4.68 → 3.17–3.35 ms; window
+  /// attention s1 forward 17.9–18.0 → 16.5 ms (alternated runs, BENCHMARKS.md).
+  nonisolated(unsafe) public static var avx512Rows = ecenet_cpu_has_avx512f() != 0
+}
+
 /// y = softmax (or log-softmax) of x over N in the [O, N, I] view.
 public func softmaxForward(out y: Tensor, x: Tensor, outer: Int, n: Int, inner: Int, log: Bool) {
   let xp = x.data, yp = y.data
   if inner == 1 {
     Parallel.forRange(outer, grain: max(1, (1 << 14) / max(1, n))) { r in
+      if !log && SoftmaxTuning.avx512Rows {
+        ecenet_softmax_rows(xp + r.lowerBound * n, yp + r.lowerBound * n, r.count, n, n, n)
+        return
+      }
       for row in r {
         let xi = xp + row * n, yi = yp + row * n
         let m = rowMax(xi, n)

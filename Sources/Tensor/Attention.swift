@@ -5,6 +5,7 @@
 // Letters: B batch, H W map size, C channels, w window, nW windows per image,
 // B' = B·nW attention batch, heads, Lq Lk query/key tokens, d head dim.
 
+import CShims
 import Foundation
 
 // MARK: Window partition / reverse
@@ -110,6 +111,7 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
 /// Numerically stable softmax of one row, in place.
 @inline(__always)
 func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
+  if SoftmaxTuning.avx512Rows { ecenet_softmax_rows(row, row, 1, n, n, n); return }
   let inv = 1 / expShifted(row, into: row, n, rowMax(row, n))
   for j in 0..<n { row[j] *= inv }
 }

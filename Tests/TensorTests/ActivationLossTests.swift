@@ -71,6 +71,31 @@ final class ActivationLossTests: XCTestCase {
     XCTAssertTrue(logSoftmax(Var(big), axis: 1).value.toArray().allSatisfy { $0.isFinite })
   }
 
+  /// The AVX-512 rows (softmax_rows.c: full vectors, a masked tail, exp by
+  /// vscalefps) against Double and against the Swift rows, at row lengths
+  /// around 16 and attention's 49 and 144, with logits far enough below the
+  /// row's max (< −87.34) that both must give exactly 0.
+  func testSoftmaxRowsKernelMatchesSwiftRows() throws {
+    try XCTSkipUnless(SoftmaxTuning.avx512Rows, "this CPU has no AVX-512F: the Swift rows are the only path")
+    defer { SoftmaxTuning.avx512Rows = true }
+    for n in [1, 5, 15, 16, 17, 33, 49, 144, 150] {
+      let x = rng.tensor([7, n], -30, 30)
+      if n > 2 { x.data[n + 1] = x.data[n] - 200 }  // row 1: one logit 200 below another
+      let ref = referenceSoftmax(x, axis: 1, log: false)
+      let fast = softmax(Var(x), axis: -1).value
+      SoftmaxTuning.avx512Rows = false
+      let swift = softmax(Var(x), axis: -1).value
+      SoftmaxTuning.avx512Rows = true
+      assertCloseD(fast, ref, tol: 2e-6, "kernel rows, n = \(n)")
+      assertCloseD(swift, ref, tol: 2e-6, "Swift rows, n = \(n)")
+      if n > 2 { XCTAssertEqual(fast.data[n + 1], 0, "n = \(n): e^(−200 + …) is 0, as fastExp gives"); XCTAssertEqual(swift.data[n + 1], 0) }
+      for r in 0..<7 {
+        let sum = (0..<n).reduce(0.0) { $0 + Double(fast.data[r * n + $1]) }
+        XCTAssertEqual(sum, 1, accuracy: 1e-5, "n = \(n), row \(r) sums to 1")
+      }
+    }
+  }
+
   func testSoftmaxGradientsAllAxes() {
     for shape in [[3, 4, 5], [2, 3, 66]] {
       let x = rng.tensor(shape, -2, 2)

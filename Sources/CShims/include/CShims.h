@@ -90,6 +90,12 @@ int ecenet_cpu_has_avx512f(void);
 // (packed B plus an A block; the SAU's per-slice GEMMs at 640²: about 3.5 MB).
 void *ecenet_thread_scratch(size_t bytes);
 
+// y[r, 0..<n] = softmax(x[r, 0..<n]) for r < rows (row strides ldx, ldy; y may
+// be x), on AVX-512F (softmax_rows.c): call only when ecenet_cpu_has_avx512f().
+// Values agree with Activation.swift's Swift rows to float rounding (FMAs
+// here, separate multiplies and adds there); below −87.34 from the row's max, 0.
+void ecenet_softmax_rows(const float *x, float *y, long rows, long n, long ldx, long ldy);
+
 #ifdef __cplusplus
 }
 #endif
