@@ -38,9 +38,22 @@ final class DistributedTrainingTests: XCTestCase {
     _ = try train(1, d1, iterations: 5)
     _ = try train(2, d2, iterations: 5)
     _ = try train(4, d4, iterations: 5)
-    for key in ["loss", "loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "grad_norm"] {
+    for key in ["loss", "loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div"] {
       assertCurvesClose(losses(d1, key), losses(d2, key), rtol: 1e-4, "1 vs 2 ranks, \(key)")
       assertCurvesClose(losses(d1, key), losses(d4, key), rtol: 1e-4, "1 vs 4 ranks, \(key)")
+    }
+    // The gradient norm to 1e-4 over the first two steps, then to 2e-3. Some
+    // gradients are rounding noise in exact arithmetic (the biases of norms
+    // that a BatchNorm follows, whose shift it cancels), and AdamW's first
+    // steps move such a parameter by about ±lr whatever the noise's size, so
+    // the world sizes' weights part at the lr scale. Measured: grad_norm
+    // 7.4410 vs 7.4469 at step 4 (8e-4) while the losses agree to 1e-5;
+    // `testReducedGradientsEqualTheUnionBatchGradients` checks the gradients
+    // themselves to 1e-5.
+    for (n, d) in [(2, d2), (4, d4)] {
+      let a = losses(d1, "grad_norm"), b = losses(d, "grad_norm")
+      assertCurvesClose(Array(a.prefix(2)), Array(b.prefix(2)), rtol: 1e-4, "1 vs \(n) ranks, grad_norm, steps 1–2")
+      assertCurvesClose(a, b, rtol: 2e-3, "1 vs \(n) ranks, grad_norm")
     }
     XCTAssertEqual(losses(d1).count, 5)
   }
