@@ -109,6 +109,43 @@ final class NormTests: XCTestCase {
     }
   }
 
+  /// BN's and GN's affine passes store past the caches above
+  /// NormTuning.nonTemporalStoreMinimumBytes (C a multiple of 16). That path
+  /// must give the same bits as the cached one: forward output and every
+  /// gradient, with and without the `extra` term (BN/GN training backward).
+  func testStreamedAffineStoresMatchCachedStores() {
+    defer { NormTuning.nonTemporalStoreMinimumBytes = 16 << 20 }
+    let shape = [3, 5, 7, 32], C = 32
+    let x = rng.tensor(shape, -1, 2), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C]), seed = rng.tensor(shape)
+    func run(_ op: (Var, Var, Var) -> Var) -> [[Float]] {
+      let xv = Var(x.copy(), requiresGrad: true), wv = Var(w.copy(), requiresGrad: true), bv = Var(b.copy(), requiresGrad: true)
+      let y = withGradients { () -> Var in
+        let y = op(xv, wv, bv)
+        Tape.shared.backward(from: y, seed: seed)
+        return y
+      }
+      XCTAssertEqual(Int(bitPattern: y.value.data) % 64, 0, "outputs are 64-byte aligned, so the streamed path runs")
+      return [y.value.toArray(), xv.grad!.toArray(), wv.grad!.toArray(), bv.grad!.toArray()]
+    }
+    let ops: [(String, (Var, Var, Var) -> Var)] = [
+      ("batchNorm train", { batchNorm($0, weight: $1, bias: $2, runningMean: .zeros([C]), runningVar: .ones([C]), training: true) }),
+      ("batchNorm eval", { batchNorm($0, weight: $1, bias: $2, runningMean: .zeros([C]), runningVar: .ones([C]), training: false) }),
+      ("groupNorm", { groupNorm($0, groups: 4, weight: $1, bias: $2) }),
+    ]
+    for (name, op) in ops {
+      NormTuning.nonTemporalStoreMinimumBytes = .max
+      let cached = run(op)
+      NormTuning.nonTemporalStoreMinimumBytes = 0
+      let streamed = run(op)
+      for (i, part) in ["y", "dx", "dw", "db"].enumerated() {
+        if let j = streamed[i].indices.first(where: { streamed[i][$0].bitPattern != cached[i][$0].bitPattern }) {
+          XCTFail("\(name): \(part)[\(j)] is \(streamed[i][j]) streamed, \(cached[i][j]) cached")
+        }
+        XCTAssertEqual(streamed[i].count, cached[i].count, "\(name): \(part)")
+      }
+    }
+  }
+
   /// Two ranks simulated in one process: each half's reducer adds the other
   /// half's buffers, captured by replaying the op (forward sums first, then
   /// backward sums once the forward statistics are right). The halves must

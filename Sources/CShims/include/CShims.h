@@ -27,6 +27,13 @@ typedef float ecenet_f32x16 __attribute__((ext_vector_type(16)));
 static inline void ecenet_store16_nontemporal(float *p, ecenet_f32x16 v) {
   __builtin_nontemporal_store(v, (ecenet_f32x16 *)p);
 }
+// Orders this thread's non-temporal stores before its later stores (sfence),
+// so that a thread that sees the pool's completion also sees the data.
+static inline void ecenet_store_fence(void) {
+#if defined(__x86_64__)
+  __builtin_ia32_sfence();
+#endif
+}
 
 // ---- MPI (world communicator only; rank/size, collectives on float buffers) ----
 // All return the MPI error code (0 = MPI_SUCCESS). `provided` receives the
