@@ -2,6 +2,9 @@
 // size-1 or missing dimensions repeat) and the one central place where a
 // gradient is summed back to a broadcast input's shape (`sumToShape`).
 
+import CShims
+import Foundation
+
 /// The broadcast shape of two shapes, or a precondition failure naming both.
 public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
   let n = max(a.count, b.count)
@@ -48,25 +51,34 @@ func middleBroadcast(_ small: [Int], to big: [Int]) -> (outer: Int, n: Int, inne
 /// specialised for it and its loops vectorise. Passed as a closure, it stayed
 /// one indirect call per element: a residual add ran at 2.75× the time to
 /// stream its bytes, 4.7× PyTorch's time (BENCHMARKS.md, session 7).
+/// `vector`: the same function on 16 lanes (the same IEEE operation per lane,
+/// so the same bits), for the loop that stores past the caches; nil where
+/// there is none.
 protocol BinaryElementwise {
   func callAsFunction(_ x: Float, _ y: Float) -> Float
+  var vector: ((SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>)? { get }
 }
 struct AddElements: BinaryElementwise {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x + y }
+  var vector: ((SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>)? { { $0 + $1 } }
 }
 struct SubtractElements: BinaryElementwise {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x - y }
+  var vector: ((SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>)? { { $0 - $1 } }
 }
 struct MultiplyElements: BinaryElementwise {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x * y }
+  var vector: ((SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>)? { { $0 * $1 } }
 }
 struct DivideElements: BinaryElementwise {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float) -> Float { x / y }
+  var vector: ((SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>)? { { $0 / $1 } }
 }
 /// Any other function, for the rare ops off the hot path.
 struct ClosureElements: BinaryElementwise {
   let f: (Float, Float) -> Float
   func callAsFunction(_ x: Float, _ y: Float) -> Float { f(x, y) }
+  var vector: ((SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>)? { nil }
 }
 
 func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> Float) -> Tensor {
@@ -78,7 +90,16 @@ func broadcastBinary<F: BinaryElementwise>(_ a: Tensor, _ b: Tensor, _ f: F) -> 
   let shape = broadcastShape(a.shape, b.shape)
   let out = Tensor(uninitialized: shape)
   let n = out.count, o = out.data, pa = a.data, pb = b.data
-  if a.count == n && b.count == n {
+  if a.count == n && b.count == n, let v = f.vector, 3 * n * MemoryLayout<Float>.size >= StreamingStores.minimumPassBytes {
+    // Past the caches (StreamingStores), 16 lanes at a time; out is 64-byte
+    // aligned (a fresh pool buffer), so every 16th element starts a line.
+    let full = n / 16
+    Parallel.forRange(full, grain: (1 << 15) / 16) { r in
+      for k in r { ecenet_store16_nontemporal(o + 16 * k, v(load16(pa + 16 * k), load16(pb + 16 * k))) }
+      ecenet_store_fence()
+    }
+    for i in 16 * full..<n { o[i] = f(pa[i], pb[i]) }
+  } else if a.count == n && b.count == n {
     Parallel.forRange(n, grain: 1 << 15) { r in for i in r { o[i] = f(pa[i], pb[i]) } }
   } else if b.count == 1 {
     let bv = pb[0]

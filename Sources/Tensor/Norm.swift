@@ -43,28 +43,18 @@ func blockedColumnSums(rows: Int, width: Int, rowCost: Int? = nil,
   return out
 }
 
-public enum NormTuning {
-  /// Outputs of `channelAffine` (BN/GN forward, their dx) at least this large
-  /// are stored past the caches (`ecenet_store16_nontemporal`) when C is a
-  /// multiple of 16: their input, read in the same pass, fills the rest of a
-  /// 32 MB last-level cache, so the output could not stay cached for the next
-  /// op's forward stream anyway, and each line is no longer read before it is
-  /// overwritten. BatchNorm 160²×256 (26 MB), 5 alternated rounds, 20 reps:
-  /// forward 1.54–2.24 → 1.32–1.63 ms, forward+backward 4.43–6.49 → 3.46–4.59
-  /// ms; followed by a ReLU (which then reads from DRAM) forward+backward
-  /// 7.2–11.1 → 7.2–8.8 ms, 4 rounds of 5 faster (BENCHMARKS.md, session 9).
-  /// Tests set 0 to run that store on small tensors; `Int.max` turns it off.
-  nonisolated(unsafe) public static var nonTemporalStoreMinimumBytes = 16 << 20
-}
-
 /// out[r, c] (=|+=) x[r, c]·scale[s, c] + shift[s, c] with s = r / rowsPerSet:
 /// every normalisation's forward (and BN/GN backward, with dy as x) is this map
 /// once its statistics are known. `extra` adds aux[r, c]·extraScale[s, c].
 func channelAffine(out: UnsafeMutablePointer<Float>, accumulate: Bool, x: UnsafePointer<Float>,
                    extra: UnsafePointer<Float>? = nil, extraScale: [Float] = [],
                    rows: Int, C: Int, rowsPerSet: Int, scale: [Float], shift: [Float]) {
+  // Stored past the caches when the pass moves ≥ StreamingStores.minimumPassBytes
+  // (x, out and `extra`). BatchNorm 160²×256 (26 MB), 5 alternated rounds:
+  // forward 1.54–2.24 → 1.32–1.63 ms, forward+backward 4.43–6.49 → 3.46–4.59 ms.
+  let passBytes = rows * C * MemoryLayout<Float>.size * (extra == nil ? 2 : 3)
   let streaming = !accumulate && C % 16 == 0 && Int(bitPattern: out) % 64 == 0
-    && rows * C * MemoryLayout<Float>.size >= NormTuning.nonTemporalStoreMinimumBytes
+    && passBytes >= StreamingStores.minimumPassBytes
   scale.withUnsafeBufferPointer { sc in
     shift.withUnsafeBufferPointer { sh in
       extraScale.withUnsafeBufferPointer { es in

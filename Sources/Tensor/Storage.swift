@@ -10,6 +10,21 @@
 // Swin-T 512² batch-2 step. Not a general allocator: no splitting or coalescing.
 import Foundation
 
+/// When an elementwise pass stores its output past the caches
+/// (`ecenet_store16_nontemporal`). A pass that reads and writes at least
+/// `minimumPassBytes` (the 32 MB last-level cache here) cannot leave its
+/// output cached for the next op's forward stream anyway, and with ordinary
+/// stores each output line is first read from memory. Used by the same-shape
+/// arithmetic (`broadcastBinary`) and BN/GN's affine passes (`channelAffine`),
+/// where C is a multiple of 16. Measured with the next op reading the output
+/// (BENCHMARKS.md, session 9): a residual add followed by LayerNorm 160²×128,
+/// forward 1.27–1.54 → 1.20–1.38 ms; BatchNorm 160²×256 followed by ReLU,
+/// forward+backward 7.2–11.1 → 7.2–8.8 ms. Tests set 0 to run these stores on
+/// small tensors; `Int.max` turns them off.
+public enum StreamingStores {
+  nonisolated(unsafe) public static var minimumPassBytes = 32 << 20
+}
+
 public final class Storage: @unchecked Sendable {
   public let base: UnsafeMutablePointer<Float>
   public let count: Int

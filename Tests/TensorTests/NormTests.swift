@@ -110,11 +110,11 @@ final class NormTests: XCTestCase {
   }
 
   /// BN's and GN's affine passes store past the caches above
-  /// NormTuning.nonTemporalStoreMinimumBytes (C a multiple of 16). That path
+  /// StreamingStores.minimumPassBytes (C a multiple of 16). That path
   /// must give the same bits as the cached one: forward output and every
   /// gradient, with and without the `extra` term (BN/GN training backward).
   func testStreamedAffineStoresMatchCachedStores() {
-    defer { NormTuning.nonTemporalStoreMinimumBytes = 16 << 20 }
+    defer { StreamingStores.minimumPassBytes = 32 << 20 }
     let shape = [3, 5, 7, 32], C = 32
     let x = rng.tensor(shape, -1, 2), w = rng.tensor([C], 0.5, 1.5), b = rng.tensor([C]), seed = rng.tensor(shape)
     func run(_ op: (Var, Var, Var) -> Var) -> [[Float]] {
@@ -133,9 +133,9 @@ final class NormTests: XCTestCase {
       ("groupNorm", { groupNorm($0, groups: 4, weight: $1, bias: $2) }),
     ]
     for (name, op) in ops {
-      NormTuning.nonTemporalStoreMinimumBytes = .max
+      StreamingStores.minimumPassBytes = .max
       let cached = run(op)
-      NormTuning.nonTemporalStoreMinimumBytes = 0
+      StreamingStores.minimumPassBytes = 0
       let streamed = run(op)
       for (i, part) in ["y", "dx", "dw", "db"].enumerated() {
         if let j = streamed[i].indices.first(where: { streamed[i][$0].bitPattern != cached[i][$0].bitPattern }) {

@@ -75,6 +75,28 @@ final class ReductionTests: XCTestCase {
     }
   }
 
+  /// Same-shape arithmetic above StreamingStores.minimumPassBytes
+  /// runs 16 lanes at a time with stores past the caches, the last n mod 16
+  /// elements one by one. Each op must give the same bits as the cached loop.
+  func testStreamedElementwiseStoresMatchCachedStores() {
+    defer { StreamingStores.minimumPassBytes = 32 << 20 }
+    for n in [5, 16, 16 * 37 + 11] {
+      let a = randomTensor([n], seed: UInt64(n)), b = randomTensor([n], seed: UInt64(n) + 1)
+      for (name, op) in [("+", { (x: Var, y: Var) in x + y }), ("-", { $0 - $1 }), ("*", { $0 * $1 }), ("/", { $0 / $1 })] {
+        StreamingStores.minimumPassBytes = .max
+        let cached = op(Var(a), Var(b)).value.toArray()
+        StreamingStores.minimumPassBytes = 0
+        let streamed = op(Var(a), Var(b)).value.toArray()
+        XCTAssertEqual(streamed.map(\.bitPattern), cached.map(\.bitPattern), "a \(name) b over \(n) elements")
+        let expect = (0..<n).map { i -> Float in
+          switch name { case "+": a.data[i] + b.data[i]; case "-": a.data[i] - b.data[i]
+                        case "*": a.data[i] * b.data[i]; default: a.data[i] / b.data[i] }
+        }
+        XCTAssertEqual(streamed.map(\.bitPattern), expect.map(\.bitPattern), "a \(name) b over \(n) elements, against a plain loop")
+      }
+    }
+  }
+
   func testMiddleBroadcastViews() {
     XCTAssertTrue(middleBroadcast([2, 1, 1, 4], to: [2, 3, 5, 4])! == (2, 15, 4))
     XCTAssertTrue(middleBroadcast([4], to: [2, 3, 4])! == (1, 6, 4))          // leading axes
