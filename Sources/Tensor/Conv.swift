@@ -35,6 +35,7 @@
 // Not here: transposed conv, non-zero padding modes, per-axis stride/padding.
 
 import CShims
+import Foundation
 
 /// Sizes of one convolution, validated once.
 public struct Conv2dGeometry: Equatable, Sendable {
@@ -67,12 +68,14 @@ public struct Conv2dGeometry: Equatable, Sendable {
 }
 
 public enum Conv2dAlgorithm: Sendable {
-  case pointwise, im2col, depthwise, shifted
+  case pointwise, im2col, depthwise, shifted, winograd
 
   /// The fastest algorithm that applies.
   public static func choose(for g: Conv2dGeometry) -> Conv2dAlgorithm {
     if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 && g.groups == 1 { return .pointwise }
     if g.groups > 1 && g.groups == g.inChannels && g.groups == g.outChannels { return .depthwise }
+    if Conv2dTuning.winograd && g.winogradApplies && g.inChannels * g.outChannels >= Conv2dTuning.winogradMinimumChannelProduct
+      && GEMMPrecision.current == .fp32 { return .winograd }
     if g.stride == 1 && g.groups == 1 { return .shifted }
     return .im2col
   }
@@ -84,6 +87,7 @@ public enum Conv2dAlgorithm: Sendable {
     case .im2col: return "conv2d im2col"
     case .depthwise: return "conv2d depth-wise"
     case .shifted: return "conv2d shifted taps"
+    case .winograd: return "conv2d winograd"
     }
   }
 
@@ -97,6 +101,8 @@ public enum Conv2dAlgorithm: Sendable {
                    "conv2d: depthwise algorithm needs groups == Cin == Cout, got \(g)")
     case .shifted:
       precondition(g.stride == 1 && g.groups == 1, "conv2d: shifted algorithm needs stride 1 and groups 1, got \(g)")
+    case .winograd:
+      precondition(g.winogradApplies, "conv2d: winograd algorithm needs a 3×3, stride 1, padding 1, dilation 1, groups 1 conv with channels multiples of 16, got \(g)")
     case .im2col: break
     }
   }
@@ -140,6 +146,10 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   case .im2col: im2colConvForward(out: y, x: x, weight: weight, bias: bias, g)
   case .depthwise: depthwiseConvForward(out: y, x: x, weight: weight, bias: bias, g)
   case .shifted: shiftedConvForward(out: y, x: x, weight: weight, bias: bias, g)
+  case .winograd:
+    let u = winogradFilters(weight, cout: g.outChannels, cin: g.inChannels, transposed: false)
+    winogradConv3x3(out: y.data, accumulate: false, x: x.data, batch: g.batch, height: g.height, width: g.width,
+                    inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
   }
 }
 
@@ -165,6 +175,15 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
   case .shifted:
     shiftedConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
     if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
+  case .winograd:
+    // dx: the same conv of dy with the filters rotated and transposed; dW on the shifted taps GEMM.
+    if let dx = dx {
+      let u = winogradFilters(weight, cout: g.outChannels, cin: g.inChannels, transposed: true)
+      winogradConv3x3(out: dx.data, accumulate: accumulateDx, x: dy.data, batch: g.batch, height: g.height,
+                      width: g.width, inChannels: g.outChannels, outChannels: g.inChannels, filters: u, bias: nil)
+    }
+    if dWeight != nil { shiftedConvBackward(dx: nil, dWeight: dWeight, dy: dy, x: x, weight: weight, g) }
+    if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
   }
 }
 
@@ -189,6 +208,14 @@ public enum Conv2dTuning {
   /// GEMM (`runKTaps`) where our kernels run; tests turn it off to compare with
   /// one GEMM per tap.
   nonisolated(unsafe) public static var shiftedTapsKernel = true
+  /// 3×3 / stride 1 / padding 1 convs (channels multiples of 16, Cin·Cout at
+  /// least `winogradMinimumChannelProduct`) on Winograd F(2×2, 3×3) in fp32
+  /// (Winograd.swift): forward and dx; off, they take the shifted algorithm.
+  /// `ECENET_WINOGRAD=0` turns it off for a run (the direct sums, for
+  /// comparisons).
+  nonisolated(unsafe) public static var winograd = ProcessInfo.processInfo.environment["ECENET_WINOGRAD"] != "0"
+
+  nonisolated(unsafe) public static var winogradMinimumChannelProduct = 64 * 64
 }
 
 /// How many output lines one chunk holds so that lines·Wo·K ≤ the budget (at least one).

@@ -65,6 +65,8 @@ final class ConvTests: XCTestCase {
     ConvCase(cin: 3, cout: 6, k: 3, stride: 2, padding: 1, groups: 3),       // depth multiplier 2 (im2col)
     ConvCase(b: 3, h: 6, w: 9, cin: 5, cout: 3, k: 3),                        // valid 3×3 (no padding), 3 images
     ConvCase(b: 2, h: 5, w: 4, cin: 2, cout: 3, k: 5, padding: 3),           // padding wider than the kernel's reach
+    ConvCase(b: 2, h: 5, w: 7, cin: 16, cout: 32, k: 3, padding: 1),         // Winograd: odd H and W (partial tiles)
+    ConvCase(b: 1, h: 4, w: 6, cin: 32, cout: 16, k: 3, padding: 1, bias: false),  // Winograd: whole tiles
   ]
 
   private func algorithms(for c: ConvCase) -> [Conv2dAlgorithm] {
@@ -72,6 +74,8 @@ final class ConvTests: XCTestCase {
     if c.k == 1 && c.stride == 1 && c.padding == 0 && c.groups == 1 { a.append(.pointwise) }
     if c.groups == c.cin && c.groups == c.cout { a.append(.depthwise) }
     if c.stride == 1 && c.groups == 1 { a.append(.shifted) }
+    if c.k == 3 && c.stride == 1 && c.padding == 1 && c.dilation == 1 && c.groups == 1 && c.cin % 16 == 0
+      && c.cout % 16 == 0 { a.append(.winograd) }
     return a
   }
 
@@ -123,7 +127,7 @@ final class ConvTests: XCTestCase {
 
   func testBackwardAccumulatesIntoExistingGradients() {
     // x and the weight are used twice: the second backward must add, not overwrite.
-    for c in [cases[0], cases[1], cases[3], cases[7]] {  // odd mix, 3×3 same (shifted), pointwise, depthwise
+    for c in [cases[0], cases[1], cases[3], cases[7], cases[15]] {  // odd mix, 3×3 same (shifted), pointwise, depthwise, Winograd
       let (x, w, b) = inputs(c)
       for alg in algorithms(for: c) {
         checkGradients([x, w, b!]) { v in

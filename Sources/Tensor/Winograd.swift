@@ -1,0 +1,158 @@
+// Winograd F(2×2, 3×3) for the 3×3, stride-1, padding-1 convolutions (the FR
+// fuse conv, ResNet's 3×3s): each 2×2 block of outputs (a tile) comes from the
+// 4×4 input patch around it through 16 products instead of 36, so the GEMMs do
+// 16/36 of the direct conv's multiply-adds (Lavin & Gray 2016, as cuDNN and
+// NNPACK use it). Per tile and channel:
+//   V = Bᵀ·d·B   (d the 4×4 input patch, zero outside the image)
+//   M_ξ = V_ξ·U_ξ over channels, one GEMM [tiles, Cin]·[Cin, Cout] per ξ < 16
+//   y = Aᵀ·M·A   (the 2×2 outputs)
+// with U = G·g·Gᵀ the 4×4 transform of each 3×3 filter g:
+//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
+//   G  = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
+//   Aᵀ = [1 1 1 0; 0 1 −1 −1]
+// The transforms add and subtract only (and halve, exactly), so the result
+// differs from the direct sum by float rounding of a few more terms
+// (tests: WinogradTests, within 2e-5 of the direct conv's scale).
+//
+// Channels-last makes every transform a loop over contiguous channels, 16 at
+// a time (Cin and Cout multiples of 16). Tiles run in chunks whose 16
+// transformed inputs [16, T, Cin] stay near the caches (≈ 16 MB).
+//
+// dx of the same conv is this conv of dy with the filters rotated by 180° and
+// Cin/Cout swapped (`winogradFilters(..., transposed: true)`); dW stays on
+// the shifted taps GEMM (Conv.swift).
+import Foundation
+
+extension Conv2dGeometry {
+  /// Winograd F(2×2, 3×3) applies: 3×3, stride 1, padding 1, dilation 1,
+  /// groups 1, channels multiples of 16.
+  var winogradApplies: Bool {
+    kernelH == 3 && kernelW == 3 && stride == 1 && padding == 1 && dilation == 1 && groups == 1
+      && inChannels % 16 == 0 && outChannels % 16 == 0
+  }
+}
+
+typealias S16 = SIMD16<Float>
+
+/// Bᵀ·(a, b, c, d): the input transform along one axis.
+@inline(__always)
+func winogradBT(_ a: S16, _ b: S16, _ c: S16, _ d: S16) -> (S16, S16, S16, S16) { (a - c, b + c, c - b, b - d) }
+
+/// Aᵀ·(a, b, c, d): the output transform along one axis.
+@inline(__always)
+func winogradAT(_ a: S16, _ b: S16, _ c: S16, _ d: S16) -> (S16, S16) { (a + b + c, b - c - d) }
+
+@inline(__always)
+func store16(_ p: UnsafeMutablePointer<Float>, _ v: S16) {
+  UnsafeMutableRawPointer(p).storeBytes(of: v, as: S16.self)
+}
+
+/// U [16, I, O] (ξ = 4·row + column of the 4×4 transform) of weight [Cout,
+/// Cin, 3, 3]: I = Cin, O = Cout for the forward; `transposed` (dx): I = Cout,
+/// O = Cin, each filter rotated by 180°.
+func winogradFilters(_ weight: Tensor, cout: Int, cin: Int, transposed: Bool) -> Tensor {
+  let (I, O) = transposed ? (cout, cin) : (cin, cout)
+  let u = Tensor(uninitialized: [16, I, O])
+  let w = weight.data, up = u.data
+  Parallel.forRange(cout, grain: max(1, 4096 / max(1, cin))) { r in
+    for co in r {
+      for ci in 0..<cin {
+        let f = w + (co * cin + ci) * 9
+        @inline(__always) func g(_ ky: Int, _ kx: Int) -> Float { transposed ? f[(2 - ky) * 3 + 2 - kx] : f[ky * 3 + kx] }
+        // G·g (4×3), then (G·g)·Gᵀ (4×4).
+        var gg = [Float](repeating: 0, count: 12)
+        for kx in 0..<3 {
+          let (a, b, c) = (g(0, kx), g(1, kx), g(2, kx))
+          gg[kx] = a; gg[3 + kx] = (a + b + c) * 0.5; gg[6 + kx] = (a - b + c) * 0.5; gg[9 + kx] = c
+        }
+        let (i, o) = transposed ? (co, ci) : (ci, co)
+        for row in 0..<4 {
+          let (a, b, c) = (gg[3 * row], gg[3 * row + 1], gg[3 * row + 2])
+          let v = [a, (a + b + c) * 0.5, (a - b + c) * 0.5, c]
+          for col in 0..<4 { up[((4 * row + col) * I + i) * O + o] = v[col] }
+        }
+      }
+    }
+  }
+  return u
+}
+
+/// y (=, or += when `accumulate`) conv3×3(x) + bias, padding 1: x [B, H, W, I],
+/// y [B, H, W, O], filters u = winogradFilters(...) [16, I, O].
+func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: UnsafePointer<Float>,
+                     batch B: Int, height H: Int, width W: Int, inChannels I: Int, outChannels O: Int,
+                     filters u: Tensor, bias: UnsafePointer<Float>?) {
+  precondition(I % 16 == 0 && O % 16 == 0 && u.count == 16 * I * O, "winogradConv3x3: channels \(I) → \(O), filters \(u.shape)")
+  let th = (H + 1) / 2, tw = (W + 1) / 2, tiles = B * th * tw
+  // Tiles per chunk: 16·T·I floats of transformed input ≈ 4 Mi floats (16 MB).
+  let T = min(tiles, max(64, (1 << 22) / (16 * I)))
+  let v = Tensor(uninitialized: [16 * T * I]), m = Tensor(uninitialized: [16 * T * O])
+  let vp = v.data, mp = m.data, up = u.data
+  var t0 = 0
+  while t0 < tiles {
+    let n = min(T, tiles - t0)
+    // V_ξ[t, c] = (Bᵀ·d·B)_ξ: the transform on each column of d, then on
+    // each row of the result (ξ = 4·row + column).
+    Parallel.forRange(n, grain: max(1, 8192 / I)) { r in
+      for t in r {
+        let tile = t0 + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+        let y0 = 2 * ty - 1, x0 = 2 * tx - 1
+        @inline(__always) func row(_ i: Int) -> UnsafePointer<Float>? {
+          y0 + i >= 0 && y0 + i < H ? x + (b * H + y0 + i) * W * I : nil
+        }
+        let (p0, p1, p2, p3) = (row(0), row(1), row(2), row(3))
+        @inline(__always) func offset(_ j: Int) -> Int { x0 + j >= 0 && x0 + j < W ? (x0 + j) * I : -1 }
+        let (o0, o1, o2, o3) = (offset(0), offset(1), offset(2), offset(3))
+        let dst = vp + t * I
+        var c = 0
+        while c < I {
+          @inline(__always) func column(_ o: Int) -> (S16, S16, S16, S16) {
+            guard o >= 0 else { return (.zero, .zero, .zero, .zero) }
+            @inline(__always) func at(_ p: UnsafePointer<Float>?) -> S16 { p.map { load16($0 + o + c) } ?? .zero }
+            return winogradBT(at(p0), at(p1), at(p2), at(p3))
+          }
+          let (t00, t10, t20, t30) = column(o0), (t01, t11, t21, t31) = column(o1)
+          let (t02, t12, t22, t32) = column(o2), (t03, t13, t23, t33) = column(o3)
+          @inline(__always) func put(_ i: Int, _ v: (S16, S16, S16, S16)) {
+            let q = dst + 4 * i * T * I + c
+            store16(q, v.0); store16(q + T * I, v.1); store16(q + 2 * T * I, v.2); store16(q + 3 * T * I, v.3)
+          }
+          put(0, winogradBT(t00, t01, t02, t03)); put(1, winogradBT(t10, t11, t12, t13))
+          put(2, winogradBT(t20, t21, t22, t23)); put(3, winogradBT(t30, t31, t32, t33))
+          c += 16
+        }
+      }
+    }
+    for xi in 0..<16 {
+      gemm(transA: false, transB: false, m: n, n: O, k: I, a: vp + xi * T * I, lda: I,
+           b: up + xi * I * O, ldb: O, beta: 0, c: mp + xi * T * O, ldc: O)
+    }
+    // y = Aᵀ·M·A on each tile's 16 products: on each column, then on each row.
+    Parallel.forRange(n, grain: max(1, 8192 / O)) { r in
+      for t in r {
+        let tile = t0 + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+        let rowsOut = min(2, H - 2 * ty), colsOut = min(2, W - 2 * tx)
+        let src = mp + t * O
+        var c = 0
+        while c < O {
+          @inline(__always) func column(_ j: Int) -> (S16, S16) {
+            let q = src + j * T * O + c
+            return winogradAT(load16(q), load16(q + 4 * T * O), load16(q + 8 * T * O), load16(q + 12 * T * O))
+          }
+          let (s00, s10) = column(0), (s01, s11) = column(1), (s02, s12) = column(2), (s03, s13) = column(3)
+          let bv = bias.map { load16($0 + c) } ?? .zero
+          @inline(__always) func write(_ i: Int, _ v: (S16, S16)) {
+            let line = y + ((b * H + 2 * ty + i) * W + 2 * tx) * O + c
+            store16(line, accumulate ? load16(line) + (v.0 + bv) : v.0 + bv)
+            if colsOut == 2 { store16(line + O, accumulate ? load16(line + O) + (v.1 + bv) : v.1 + bv) }
+          }
+          write(0, winogradAT(s00, s01, s02, s03))
+          if rowsOut == 2 { write(1, winogradAT(s10, s11, s12, s13)) }
+          c += 16
+        }
+      }
+    }
+    t0 += n
+  }
+  withExtendedLifetime((v, m, u)) {}
+}
