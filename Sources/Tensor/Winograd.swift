@@ -59,18 +59,17 @@ func winogradFilters(_ weight: Tensor, cout: Int, cin: Int, transposed: Bool) ->
       for ci in 0..<cin {
         let f = w + (co * cin + ci) * 9
         @inline(__always) func g(_ ky: Int, _ kx: Int) -> Float { transposed ? f[(2 - ky) * 3 + 2 - kx] : f[ky * 3 + kx] }
-        // G·g (4×3), then (G·g)·Gᵀ (4×4).
-        var gg = [Float](repeating: 0, count: 12)
-        for kx in 0..<3 {
-          let (a, b, c) = (g(0, kx), g(1, kx), g(2, kx))
-          gg[kx] = a; gg[3 + kx] = (a + b + c) * 0.5; gg[6 + kx] = (a - b + c) * 0.5; gg[9 + kx] = c
+        // G·g (4×3), then (G·g)·Gᵀ (4×4), one row of G·g at a time.
+        @inline(__always) func gcol(_ a: Float, _ b: Float, _ c: Float) -> (Float, Float, Float, Float) {
+          (a, (a + b + c) * 0.5, (a - b + c) * 0.5, c)
         }
+        let c0 = gcol(g(0, 0), g(1, 0), g(2, 0)), c1 = gcol(g(0, 1), g(1, 1), g(2, 1)), c2 = gcol(g(0, 2), g(1, 2), g(2, 2))
         let (i, o) = transposed ? (co, ci) : (ci, co)
-        for row in 0..<4 {
-          let (a, b, c) = (gg[3 * row], gg[3 * row + 1], gg[3 * row + 2])
-          let v = [a, (a + b + c) * 0.5, (a - b + c) * 0.5, c]
-          for col in 0..<4 { up[((4 * row + col) * I + i) * O + o] = v[col] }
+        @inline(__always) func put(_ row: Int, _ a: Float, _ b: Float, _ c: Float) {
+          let v = gcol(a, b, c), q = up + (4 * row * I + i) * O + o
+          q[0] = v.0; q[I * O] = v.1; q[2 * I * O] = v.2; q[3 * I * O] = v.3
         }
+        put(0, c0.0, c1.0, c2.0); put(1, c0.1, c1.1, c2.1); put(2, c0.2, c1.2, c2.2); put(3, c0.3, c1.3, c2.3)
       }
     }
   }
@@ -91,38 +90,7 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
   var t0 = 0
   while t0 < tiles {
     let n = min(T, tiles - t0)
-    // V_ξ[t, c] = (Bᵀ·d·B)_ξ: the transform on each column of d, then on
-    // each row of the result (ξ = 4·row + column).
-    Parallel.forRange(n, grain: max(1, 8192 / I)) { r in
-      for t in r {
-        let tile = t0 + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
-        let y0 = 2 * ty - 1, x0 = 2 * tx - 1
-        @inline(__always) func row(_ i: Int) -> UnsafePointer<Float>? {
-          y0 + i >= 0 && y0 + i < H ? x + (b * H + y0 + i) * W * I : nil
-        }
-        let (p0, p1, p2, p3) = (row(0), row(1), row(2), row(3))
-        @inline(__always) func offset(_ j: Int) -> Int { x0 + j >= 0 && x0 + j < W ? (x0 + j) * I : -1 }
-        let (o0, o1, o2, o3) = (offset(0), offset(1), offset(2), offset(3))
-        let dst = vp + t * I
-        var c = 0
-        while c < I {
-          @inline(__always) func column(_ o: Int) -> (S16, S16, S16, S16) {
-            guard o >= 0 else { return (.zero, .zero, .zero, .zero) }
-            @inline(__always) func at(_ p: UnsafePointer<Float>?) -> S16 { p.map { load16($0 + o + c) } ?? .zero }
-            return winogradBT(at(p0), at(p1), at(p2), at(p3))
-          }
-          let (t00, t10, t20, t30) = column(o0), (t01, t11, t21, t31) = column(o1)
-          let (t02, t12, t22, t32) = column(o2), (t03, t13, t23, t33) = column(o3)
-          @inline(__always) func put(_ i: Int, _ v: (S16, S16, S16, S16)) {
-            let q = dst + 4 * i * T * I + c
-            store16(q, v.0); store16(q + T * I, v.1); store16(q + 2 * T * I, v.2); store16(q + 3 * T * I, v.3)
-          }
-          put(0, winogradBT(t00, t01, t02, t03)); put(1, winogradBT(t10, t11, t12, t13))
-          put(2, winogradBT(t20, t21, t22, t23)); put(3, winogradBT(t30, t31, t32, t33))
-          c += 16
-        }
-      }
-    }
+    winogradInputTiles(x, batch: B, height: H, width: W, channels: I, tiles: t0..<(t0 + n), stride: T, into: vp)
     for xi in 0..<16 {
       gemm(transA: false, transB: false, m: n, n: O, k: I, a: vp + xi * T * I, lda: I,
            b: up + xi * I * O, ldb: O, beta: 0, c: mp + xi * T * O, ldc: O)
@@ -155,4 +123,110 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
     t0 += n
   }
   withExtendedLifetime((v, m, u)) {}
+}
+
+/// V_ξ[t, c] = (Bᵀ·d·B)_ξ of tiles t0..<t1 of x [B, H, W, I] (tile t − t0 at
+/// vp + (ξ·T + t − t0)·I, T = `stride`): the transform on each column of d,
+/// then on each row of the result (ξ = 4·row + column).
+func winogradInputTiles(_ x: UnsafePointer<Float>, batch B: Int, height H: Int, width W: Int, channels I: Int,
+                        tiles: Range<Int>, stride T: Int, into vp: UnsafeMutablePointer<Float>) {
+  let th = (H + 1) / 2, tw = (W + 1) / 2
+  Parallel.forRange(tiles.count, grain: max(1, 8192 / I)) { r in
+    for t in r {
+      let tile = tiles.lowerBound + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+      let y0 = 2 * ty - 1, x0 = 2 * tx - 1
+      @inline(__always) func row(_ i: Int) -> UnsafePointer<Float>? {
+        y0 + i >= 0 && y0 + i < H ? x + (b * H + y0 + i) * W * I : nil
+      }
+      let (p0, p1, p2, p3) = (row(0), row(1), row(2), row(3))
+      @inline(__always) func offset(_ j: Int) -> Int { x0 + j >= 0 && x0 + j < W ? (x0 + j) * I : -1 }
+      let (o0, o1, o2, o3) = (offset(0), offset(1), offset(2), offset(3))
+      let dst = vp + t * I
+      var c = 0
+      while c < I {
+        @inline(__always) func column(_ o: Int) -> (S16, S16, S16, S16) {
+          guard o >= 0 else { return (.zero, .zero, .zero, .zero) }
+          @inline(__always) func at(_ p: UnsafePointer<Float>?) -> S16 { p.map { load16($0 + o + c) } ?? .zero }
+          return winogradBT(at(p0), at(p1), at(p2), at(p3))
+        }
+        let (t00, t10, t20, t30) = column(o0), (t01, t11, t21, t31) = column(o1)
+        let (t02, t12, t22, t32) = column(o2), (t03, t13, t23, t33) = column(o3)
+        @inline(__always) func put(_ i: Int, _ v: (S16, S16, S16, S16)) {
+          let q = dst + 4 * i * T * I + c
+          store16(q, v.0); store16(q + T * I, v.1); store16(q + 2 * T * I, v.2); store16(q + 3 * T * I, v.3)
+        }
+        put(0, winogradBT(t00, t01, t02, t03)); put(1, winogradBT(t10, t11, t12, t13))
+        put(2, winogradBT(t20, t21, t22, t23)); put(3, winogradBT(t30, t31, t32, t33))
+        c += 16
+      }
+    }
+  }
+}
+
+/// A·(p, q) = (p, p + q, p − q, −q): the output transform's transpose along
+/// one axis, which takes a 2×2 tile of dy to the 4×4 products' gradient.
+@inline(__always)
+func winogradA(_ p: S16, _ q: S16) -> (S16, S16, S16, S16) { (p, p + q, p - q, -q) }
+
+/// dW [Cout, Cin, 3, 3] += ∂/∂w of the 3×3 / padding 1 conv of x [B, H, W, Cin]
+/// with output gradient dy [B, H, W, Cout], through the same transforms: with
+/// V = Bᵀ·d·B (the forward's) and E = A·dY·Aᵀ per tile, dU_ξ = Σ_tiles V_ξᵀ·E_ξ
+/// (16 GEMMs [Cin, tiles]·[tiles, Cout], summed over the chunks) and dW =
+/// Gᵀ·dU·G per filter. 16/36 of the direct weight gradient's multiply-adds.
+func winogradWeightGradient(_ dW: Tensor, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                            batch B: Int, height H: Int, width W: Int, inChannels I: Int, outChannels O: Int) {
+  precondition(I % 16 == 0 && O % 16 == 0 && dW.count == O * I * 9, "winogradWeightGradient: channels \(I) → \(O), dW \(dW.shape)")
+  let th = (H + 1) / 2, tw = (W + 1) / 2, tiles = B * th * tw
+  let T = min(tiles, max(64, (1 << 22) / (16 * I)))
+  let v = Tensor(uninitialized: [16 * T * I]), e = Tensor(uninitialized: [16 * T * O]), du = Tensor(uninitialized: [16, I, O])
+  let vp = v.data, ep = e.data, dup = du.data
+  var t0 = 0
+  while t0 < tiles {
+    let n = min(T, tiles - t0)
+    winogradInputTiles(x, batch: B, height: H, width: W, channels: I, tiles: t0..<(t0 + n), stride: T, into: vp)
+    // E_ξ[t, c] = (A·dY·Aᵀ)_ξ, dY the tile's 2×2 outputs (zero past the map's edge).
+    Parallel.forRange(n, grain: max(1, 8192 / O)) { r in
+      for t in r {
+        let tile = t0 + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+        let rowsIn = min(2, H - 2 * ty), colsIn = min(2, W - 2 * tx)
+        let line0 = dy + ((b * H + 2 * ty) * W + 2 * tx) * O
+        let dst = ep + t * O
+        var c = 0
+        while c < O {
+          @inline(__always) func g(_ i: Int, _ j: Int) -> S16 { i < rowsIn && j < colsIn ? load16(line0 + (i * W + j) * O + c) : .zero }
+          let (e00, e10, e20, e30) = winogradA(g(0, 0), g(1, 0)), (e01, e11, e21, e31) = winogradA(g(0, 1), g(1, 1))
+          @inline(__always) func put(_ i: Int, _ v: (S16, S16, S16, S16)) {
+            let q = dst + 4 * i * T * O + c
+            store16(q, v.0); store16(q + T * O, v.1); store16(q + 2 * T * O, v.2); store16(q + 3 * T * O, v.3)
+          }
+          put(0, winogradA(e00, e01)); put(1, winogradA(e10, e11)); put(2, winogradA(e20, e21)); put(3, winogradA(e30, e31))
+          c += 16
+        }
+      }
+    }
+    for xi in 0..<16 {
+      gemm(transA: true, transB: false, m: I, n: O, k: n, a: vp + xi * T * I, lda: I,
+           b: ep + xi * T * O, ldb: O, beta: t0 == 0 ? 0 : 1, c: dup + xi * I * O, ldc: O)
+    }
+    t0 += n
+  }
+  // dW[co, ci] += Gᵀ·dU·G: Gᵀ·(a, b, c, d) = (a + ½b + ½c, ½b − ½c, ½b + ½c + d) on each axis.
+  let dw = dW.data
+  Parallel.forRange(O, grain: max(1, 4096 / I)) { r in
+    for co in r {
+      for ci in 0..<I {
+        @inline(__always) func u(_ xi: Int) -> Float { dup[(xi * I + ci) * O + co] }
+        @inline(__always) func gt(_ a: Float, _ b: Float, _ c: Float, _ d: Float) -> (Float, Float, Float) {
+          (a + 0.5 * b + 0.5 * c, 0.5 * b - 0.5 * c, 0.5 * b + 0.5 * c + d)
+        }
+        // Columns first (Gᵀ on each column j of the 4×4), then rows.
+        let c0 = gt(u(0), u(4), u(8), u(12)), c1 = gt(u(1), u(5), u(9), u(13))
+        let c2 = gt(u(2), u(6), u(10), u(14)), c3 = gt(u(3), u(7), u(11), u(15))
+        let f = dw + (co * I + ci) * 9
+        @inline(__always) func add(_ ky: Int, _ v: (Float, Float, Float)) { f[3 * ky] += v.0; f[3 * ky + 1] += v.1; f[3 * ky + 2] += v.2 }
+        add(0, gt(c0.0, c1.0, c2.0, c3.0)); add(1, gt(c0.1, c1.1, c2.1, c3.1)); add(2, gt(c0.2, c1.2, c2.2, c3.2))
+      }
+    }
+  }
+  withExtendedLifetime((v, e, du)) {}
 }
