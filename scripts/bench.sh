@@ -7,7 +7,8 @@
 #                                                    ops near PyTorch's time, ours and PyTorch alternated
 #                                                    round by round; medians and rounds won
 #   scripts/bench.sh step [--threads N]              training step vs PyTorch: Swin-T 512² b2, Swin-B 640² b1,
-#                                                    fp32, and bf16 (train.precision=bf16 vs PyTorch bf16 autocast)
+#                                                    fp32, and bf16 (train.precision=bf16 vs PyTorch bf16 autocast);
+#                                                    fp32 also with direct 3×3 convs (ECENET_WINOGRAD=0; STEP_DIRECT=0 skips it)
 #   scripts/bench.sh scaling [--ranks "1 2 4"]       weak scaling of `train` (tiny synthetic) under mpirun
 #   scripts/bench.sh memory                          peak RSS per process, ours vs PyTorch (from step runs)
 #   scripts/bench.sh data [options]                  loader throughput vs the trainer (docs/bench-data.md)
@@ -192,9 +193,10 @@ print(f"ratio = ours / PyTorch in one round (each side's min over its reps); {ro
 PY
 }
 
-# step_one <label> <preset> <crop> <batch> <steps> [extra bench args]: ours twice (OpenBLAS's
+# step_one <label> <preset> <crop> <batch> <steps> [extra bench args]: ours two or three times (OpenBLAS's
 # auto-detected core: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; and pinned to
-# Haswell) + PyTorch, into $OUT/step_<label>_{auto,haswell,torch}.json
+# Haswell; and with direct 3×3 convs, ECENET_WINOGRAD=0, unless STEP_DIRECT=0) + PyTorch,
+# into $OUT/step_<label>_{auto,haswell,direct,torch}.json
 step_one() {
   local label=$1 preset=$2 crop=$3 batch=$4 steps=$5; shift 5
   echo "bench: step $label: ours $preset ${crop}² b$batch, $steps steps (OpenBLAS auto core; environment has OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})" >&2
@@ -206,6 +208,16 @@ step_one() {
       --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_haswell.json"
   else  # STEP_HASWELL=0: no Haswell-pinned run (step_table says so)
     rm -f "$OUT/step_${label}_haswell.json"
+  fi
+  # The step's GFLOP/s count the direct conv's multiply-adds; the 3×3 convs run
+  # Winograd (16/36 of them). This run does the direct sums, so its rate is the
+  # rate of the arithmetic actually done.
+  if [[ ${STEP_DIRECT:-1} == 1 ]]; then
+    echo "bench: step $label: ours, direct 3×3 convs (ECENET_WINOGRAD=0)" >&2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ECENET_WINOGRAD=0 "$BIN" bench step --json --preset "$preset" --crop "$crop" \
+      --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_direct.json"
+  else
+    rm -f "$OUT/step_${label}_direct.json"
   fi
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch" >&2
@@ -257,7 +269,13 @@ for l in labels:
           f"torch {t.get('step_s_median', float('nan')):.3f} s; fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
     # Issue 9's measure: the better of our runs against the best sgemm of the run (either core).
     best, peak = max(u["gflops"], e["gflops"]), max(u["sgemm_2048_gflops"], e["sgemm_2048_gflops"])
-    print(f"{'':<10} whole step vs the run's best sgemm: {best:.1f} / {peak:.0f} GFLOP/s = {best / peak:.2f}")
+    print(f"{'':<10} whole step vs the run's best sgemm: {best:.1f} / {peak:.0f} GFLOP/s = {best / peak:.2f}"
+          " (counting the direct conv's multiply-adds: the 3×3 convs run Winograd, 16/36 of them)")
+    if os.path.exists(f"{out}/step_{l}_direct.json"):
+        d = json.load(open(f"{out}/step_{l}_direct.json"))
+        print(f"{'':<10} direct 3×3 convs (ECENET_WINOGRAD=0): {d['step_s_min']:.3f} s, {d['gflops']:.1f} GFLOP/s = "
+              f"{d['gflops'] / peak:.2f} of the run's best sgemm (the rate of the arithmetic done); Winograd's step is "
+              f"{u['step_s_min'] / d['step_s_min']:.2f}× this one")
     if os.path.exists(f"{out}/step_{l}_bf16.json"):
         b = json.load(open(f"{out}/step_{l}_bf16.json")); tb = json.load(open(f"{out}/step_{l}_torchbf16.json"))
         tbs = tb.get("step_s_min")
@@ -375,7 +393,7 @@ mode_scaling() {
 mode_quick() {
   build_release
   ensure_torch
-  step_one quick swin-t 256 1 2
+  STEP_DIRECT=0 step_one quick swin-t 256 1 2
   local tab ratio frac comm
   tab=$(step_table quick)
   echo "$tab" | grep -v '^R '
@@ -434,8 +452,8 @@ mode_cluster() {
   ceiling_independent $ranks
   spin_against_yield "$(largest_up_to_8 $ranks)" swint_
   echo "== training step on $THREADS threads, ours vs PyTorch"
-  STEP_HASWELL=0 step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
-  STEP_HASWELL=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
+  STEP_HASWELL=0 STEP_DIRECT=0 step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
+  STEP_HASWELL=0 STEP_DIRECT=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
   step_bf16 swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
   step_table swin-t-512 swin-b-640 | grep -v '^R ' || true
   # bf16 without the AVX512_BF16 kernel (bf16-rounded copies through the fp32 GEMMs):

@@ -463,6 +463,10 @@ struct OpsBench {
                   f(r["gflops"], "%.1f"), f(r["sgemm_ms"], "%.2f"), f(r["fraction_of_sgemm"], "%.2f"),
                   f(r["fraction_of_peak"], "%.2f"), f(r["gbs"], "%.1f"), f(r["times_stream"], "%.2f")]))
     }
+    if Conv2dTuning.winograd && rows.contains(where: { ($0["op"] as? String)?.hasPrefix("conv3x3") == true }) {
+      print("conv3x3 runs Winograd F(2×2, 3×3): 16/36 of the direct multiply-adds, which its GFLOP/s and sgemm columns "
+            + "count (an effective rate); ECENET_WINOGRAD=0 measures the direct sums")
+    }
   }
 }
 
@@ -476,7 +480,10 @@ struct OpsBench {
 /// We report both that count × batch × 3 (forward + backward ≈ 3 forwards; the
 /// convention behind issue 9's "PyTorch ≈ 146 GFLOP/s") and true FLOPs
 /// (2 per multiply-add), which is what sgemm's 2·m·n·k counts; the fraction of
-/// sgemm uses the true FLOPs, so it is a like-for-like utilisation.
+/// sgemm uses the true FLOPs, so it is a like-for-like utilisation. With
+/// Winograd 3×3 convs (the default) the count is still the direct conv's, so
+/// the rate is an effective one; `ECENET_WINOGRAD=0` gives the direct sums'
+/// (`scripts/bench.sh step` prints both).
 struct StepBench {
   let preset: String, crop: Int, batch: Int, classes: Int, steps: Int, warmup: Int, reps: Int
   let precision: String
@@ -566,7 +573,7 @@ struct StepBench {
     let gflops = stepFlops / tMin / 1e9
     var out: [String: Any] = [
       "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes, "precision": precision,
-      "bf16_kernel": bf16GEMMKernelInUse,
+      "bf16_kernel": bf16GEMMKernelInUse, "conv3x3_winograd": Conv2dTuning.winograd,
       "threads": Parallel.threads, "steps": steps, "warmup": warmup,
       "openblas_corename": String(cString: ecenet_blas_corename()),
       "openblas_coretype_env": env["OPENBLAS_CORETYPE"] ?? "(unset)",
