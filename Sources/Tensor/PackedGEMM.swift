@@ -85,6 +85,22 @@ struct PackedGEMMKernel {
     withExtendedLifetime(packed) {}
   }
 
+  /// op(B) packed once for several `runPacked` calls that share it (Winograd's
+  /// filters, over its chunks of tiles): `run` would pack it again per call.
+  func packedOnce(transB: Bool, k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int) -> Tensor {
+    packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: true)
+  }
+
+  /// C = op(A)·B + beta·C on all threads, B packed by `packedOnce` with the same k and n.
+  func runPacked(transA: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packed: Tensor,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    precondition(m >= 1 && n >= 1 && k >= 1 && packed.count * 4 >= packedBBytes(k, n), "runPacked: \(m)×\(n)×\(k), packed \(packed.count)")
+    forEachGridTask(m: m, n: n, multiplyAdds: m * n * k, parallel: true, scratchFloats: scratchFloats) {
+      m0, m1, n0, n1, scratch in
+      compute(transA ? 1 : 0, m, n, k, 1, a, lda, packed.data, beta, c, ldc, nil, m0, m1, n0, n1, scratch)
+    }
+  }
+
   /// op(B) (K×N, or N×K when transB) packed into pooled scratch, its panels split
   /// over the threads when `parallel`.
   private func packedB(transB: Bool, k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, parallel: Bool) -> Tensor {
