@@ -223,6 +223,9 @@ public enum Conv2dTuning {
   nonisolated(unsafe) public static var winograd = ProcessInfo.processInfo.environment["ECENET_WINOGRAD"] != "0"
 
   nonisolated(unsafe) public static var winogradMinimumChannelProduct = 64 * 64
+  /// Floats of transformed input per chunk of tiles (16·tiles·Cin; at least 64
+  /// tiles): 4 Mi floats = 16 MB. Tests shrink it to cross chunk boundaries.
+  nonisolated(unsafe) public static var winogradChunkFloats = 1 << 22
 }
 
 /// How many output lines one chunk holds so that lines·Wo·K ≤ the budget (at least one).

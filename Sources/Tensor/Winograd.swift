@@ -83,8 +83,8 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
                      filters u: Tensor, bias: UnsafePointer<Float>?) {
   precondition(I % 16 == 0 && O % 16 == 0 && u.count == 16 * I * O, "winogradConv3x3: channels \(I) → \(O), filters \(u.shape)")
   let th = (H + 1) / 2, tw = (W + 1) / 2, tiles = B * th * tw
-  // Tiles per chunk: 16·T·I floats of transformed input ≈ 4 Mi floats (16 MB).
-  let T = min(tiles, max(64, (1 << 22) / (16 * I)))
+  // Tiles per chunk: 16·T·I floats of transformed input (Conv2dTuning.winogradChunkFloats).
+  let T = min(tiles, max(64, Conv2dTuning.winogradChunkFloats / (16 * I)))
   let v = Tensor(uninitialized: [16 * T * I]), m = Tensor(uninitialized: [16 * T * O])
   let vp = v.data, mp = m.data, up = u.data
   // On our kernel each U_ξ is packed once for all chunks (gemm would pack it
@@ -186,7 +186,7 @@ func winogradWeightGradient(_ dW: Tensor, x: UnsafePointer<Float>, dy: UnsafePoi
                             batch B: Int, height H: Int, width W: Int, inChannels I: Int, outChannels O: Int) {
   precondition(I % 16 == 0 && O % 16 == 0 && dW.count == O * I * 9, "winogradWeightGradient: channels \(I) → \(O), dW \(dW.shape)")
   let th = (H + 1) / 2, tw = (W + 1) / 2, tiles = B * th * tw
-  let T = min(tiles, max(64, (1 << 22) / (16 * I)))
+  let T = min(tiles, max(64, Conv2dTuning.winogradChunkFloats / (16 * I)))
   let v = Tensor(uninitialized: [16 * T * I]), e = Tensor(uninitialized: [16 * T * O]), du = Tensor(uninitialized: [16, I, O])
   let vp = v.data, ep = e.data, dup = du.data
   var t0 = 0
