@@ -26,8 +26,9 @@
 //    the forward's taps GEMM again, over dy with the shifts reversed.
 //  - winograd (3×3, stride 1, padding 1, G = 1, channels multiples of 16, in
 //    fp32; Winograd.swift): F(2×2, 3×3), 16 products per 2×2 outputs instead
-//    of 36, as 16 GEMMs over channels between add-only transforms. Forward
-//    and dx (the FR fuse conv: forward 568 → 369 ms); dW on the shifted taps.
+//    of 36, as 16 GEMMs over channels between add-only transforms. Forward,
+//    dx and dW (the FR fuse conv: forward 568 → 332–342 ms, with its backward
+//    1718 → 976–1000 ms).
 //  - depthwise (G == Cin == Cout): a direct loop; a GEMM with K = taps would be
 //    all overhead. The inner loop runs over contiguous channels, so it
 //    vectorises, and it touches x once per tap instead of building columns.
@@ -217,7 +218,7 @@ public enum Conv2dTuning {
   nonisolated(unsafe) public static var shiftedTapsKernel = true
   /// 3×3 / stride 1 / padding 1 convs (channels multiples of 16, Cin·Cout at
   /// least `winogradMinimumChannelProduct`) on Winograd F(2×2, 3×3) in fp32
-  /// (Winograd.swift): forward and dx; off, they take the shifted algorithm.
+  /// (Winograd.swift): forward, dx and dW; off, they take the shifted algorithm.
   /// `ECENET_WINOGRAD=0` turns it off for a run (the direct sums, for
   /// comparisons).
   nonisolated(unsafe) public static var winograd = ProcessInfo.processInfo.environment["ECENET_WINOGRAD"] != "0"
