@@ -77,12 +77,9 @@ struct PackedGEMMKernel {
               buffer + bBytes)
       return
     }
-    let packed = packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: parallel)
-    forEachGridTask(m: m, n: n, multiplyAdds: m * n * k, parallel: parallel, scratchFloats: scratchFloats) {
-      m0, m1, n0, n1, scratch in
-      compute(transA ? 1 : 0, m, n, k, alpha, a, lda, packed.data, beta, c, ldc, bias, m0, m1, n0, n1, scratch)
-    }
-    withExtendedLifetime(packed) {}
+    runPacked(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+              packed: packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: true),
+              beta: beta, c: c, ldc: ldc, bias: bias)
   }
 
   /// op(B) packed once for several `runPacked` calls that share it (Winograd's
@@ -91,14 +88,17 @@ struct PackedGEMMKernel {
     packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: true)
   }
 
-  /// C = op(A)·B + beta·C on all threads, B packed by `packedOnce` with the same k and n.
-  func runPacked(transA: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packed: Tensor,
-                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+  /// C = alpha·op(A)·B + beta·C (+ bias) on all threads, B packed by
+  /// `packedOnce` (or `run`) with the same k and n.
+  func runPacked(transA: Bool, m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                 packed: Tensor, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                 bias: UnsafePointer<Float>? = nil) {
     precondition(m >= 1 && n >= 1 && k >= 1 && packed.count * 4 >= packedBBytes(k, n), "runPacked: \(m)×\(n)×\(k), packed \(packed.count)")
     forEachGridTask(m: m, n: n, multiplyAdds: m * n * k, parallel: true, scratchFloats: scratchFloats) {
       m0, m1, n0, n1, scratch in
-      compute(transA ? 1 : 0, m, n, k, 1, a, lda, packed.data, beta, c, ldc, nil, m0, m1, n0, n1, scratch)
+      compute(transA ? 1 : 0, m, n, k, alpha, a, lda, packed.data, beta, c, ldc, bias, m0, m1, n0, n1, scratch)
     }
+    withExtendedLifetime(packed) {}
   }
 
   /// op(B) (K×N, or N×K when transB) packed into pooled scratch, its panels split
