@@ -54,6 +54,24 @@ func store16(_ p: UnsafeMutablePointer<Float>, _ v: S16) {
   UnsafeMutableRawPointer(p).storeBytes(of: v, as: S16.self)
 }
 
+/// The 2×2 tiles of a [B, H, W, ·] map (the last row and column of tiles
+/// cut by the edge when H or W is odd), numbered image by image, row by row.
+struct WinogradTiles {
+  let rows, columns, count: Int
+
+  init(batch: Int, height: Int, width: Int) {
+    rows = (height + 1) / 2; columns = (width + 1) / 2; count = batch * rows * columns
+  }
+
+  /// Image, tile row and tile column of tile t.
+  @inline(__always)
+  func position(_ t: Int) -> (b: Int, ty: Int, tx: Int) { (t / (rows * columns), (t / columns) % rows, t % columns) }
+
+  /// Tiles per chunk for `channels` transformed channels: 16·T·channels floats
+  /// (Conv2dTuning.winogradChunkFloats), at least 64 tiles.
+  func chunk(channels: Int) -> Int { min(count, max(64, Conv2dTuning.winogradChunkFloats / (16 * channels))) }
+}
+
 /// U [16, I, O] (ξ = 4·row + column of the 4×4 transform) of weight [Cout,
 /// Cin, 3, 3]: I = Cin, O = Cout for the forward; `transposed` (dx): I = Cout,
 /// O = Cin, each filter rotated by 180°.
@@ -89,9 +107,7 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
                      batch B: Int, height H: Int, width W: Int, inChannels I: Int, outChannels O: Int,
                      filters u: Tensor, bias: UnsafePointer<Float>?) {
   precondition(I % 16 == 0 && O % 16 == 0 && u.count == 16 * I * O, "winogradConv3x3: channels \(I) → \(O), filters \(u.shape)")
-  let th = (H + 1) / 2, tw = (W + 1) / 2, tiles = B * th * tw
-  // Tiles per chunk: 16·T·I floats of transformed input (Conv2dTuning.winogradChunkFloats).
-  let T = min(tiles, max(64, Conv2dTuning.winogradChunkFloats / (16 * I)))
+  let tiling = WinogradTiles(batch: B, height: H, width: W), tiles = tiling.count, T = tiling.chunk(channels: I)
   let v = Tensor(uninitialized: [16 * T * I]), m = Tensor(uninitialized: [16 * T * O])
   let vp = v.data, mp = m.data, up = u.data
   // On our kernel each U_ξ is packed once for all chunks (gemm would pack it
@@ -101,7 +117,7 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
   var t0 = 0
   while t0 < tiles {
     let n = min(T, tiles - t0)
-    winogradInputTiles(x, batch: B, height: H, width: W, channels: I, tiles: t0..<(t0 + n), stride: T, into: vp)
+    winogradInputTiles(x, tiling, height: H, width: W, channels: I, tiles: t0..<(t0 + n), stride: T, into: vp)
     for xi in 0..<16 {
       if let kernel = kernel {
         kernel.runPacked(transA: false, m: n, n: O, k: I, a: vp + xi * T * I, lda: I, packed: packedU[xi],
@@ -114,7 +130,7 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
     // y = Aᵀ·M·A on each tile's 16 products: on each column, then on each row.
     Parallel.forRange(n, grain: max(1, 8192 / O)) { r in
       for t in r {
-        let tile = t0 + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+        let (b, ty, tx) = tiling.position(t0 + t)
         let rowsOut = min(2, H - 2 * ty), colsOut = min(2, W - 2 * tx)
         let src = mp + t * O
         var c = 0
@@ -144,12 +160,11 @@ func winogradConv3x3(out y: UnsafeMutablePointer<Float>, accumulate: Bool, x: Un
 /// V_ξ[t, c] = (Bᵀ·d·B)_ξ of tiles t0..<t1 of x [B, H, W, I] (tile t − t0 at
 /// vp + (ξ·T + t − t0)·I, T = `stride`): the transform on each column of d,
 /// then on each row of the result (ξ = 4·row + column).
-func winogradInputTiles(_ x: UnsafePointer<Float>, batch B: Int, height H: Int, width W: Int, channels I: Int,
+func winogradInputTiles(_ x: UnsafePointer<Float>, _ tiling: WinogradTiles, height H: Int, width W: Int, channels I: Int,
                         tiles: Range<Int>, stride T: Int, into vp: UnsafeMutablePointer<Float>) {
-  let th = (H + 1) / 2, tw = (W + 1) / 2
   Parallel.forRange(tiles.count, grain: max(1, 8192 / I)) { r in
     for t in r {
-      let tile = tiles.lowerBound + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+      let (b, ty, tx) = tiling.position(tiles.lowerBound + t)
       let y0 = 2 * ty - 1, x0 = 2 * tx - 1
       @inline(__always) func row(_ i: Int) -> UnsafePointer<Float>? {
         y0 + i >= 0 && y0 + i < H ? x + (b * H + y0 + i) * W * I : nil
@@ -192,18 +207,17 @@ func winogradA(_ p: S16, _ q: S16) -> (S16, S16, S16, S16) { (p, p + q, p - q, -
 func winogradWeightGradient(_ dW: Tensor, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                             batch B: Int, height H: Int, width W: Int, inChannels I: Int, outChannels O: Int) {
   precondition(I % 16 == 0 && O % 16 == 0 && dW.count == O * I * 9, "winogradWeightGradient: channels \(I) → \(O), dW \(dW.shape)")
-  let th = (H + 1) / 2, tw = (W + 1) / 2, tiles = B * th * tw
-  let T = min(tiles, max(64, Conv2dTuning.winogradChunkFloats / (16 * I)))
+  let tiling = WinogradTiles(batch: B, height: H, width: W), tiles = tiling.count, T = tiling.chunk(channels: I)
   let v = Tensor(uninitialized: [16 * T * I]), e = Tensor(uninitialized: [16 * T * O]), du = Tensor(uninitialized: [16, I, O])
   let vp = v.data, ep = e.data, dup = du.data
   var t0 = 0
   while t0 < tiles {
     let n = min(T, tiles - t0)
-    winogradInputTiles(x, batch: B, height: H, width: W, channels: I, tiles: t0..<(t0 + n), stride: T, into: vp)
+    winogradInputTiles(x, tiling, height: H, width: W, channels: I, tiles: t0..<(t0 + n), stride: T, into: vp)
     // E_ξ[t, c] = (A·dY·Aᵀ)_ξ, dY the tile's 2×2 outputs (zero past the map's edge).
     Parallel.forRange(n, grain: max(1, 8192 / O)) { r in
       for t in r {
-        let tile = t0 + t, b = tile / (th * tw), ty = (tile / tw) % th, tx = tile % tw
+        let (b, ty, tx) = tiling.position(t0 + t)
         let rowsIn = min(2, H - 2 * ty), colsIn = min(2, W - 2 * tx)
         let line0 = dy + ((b * H + 2 * ty) * W + 2 * tx) * O
         let dst = ep + t * O
