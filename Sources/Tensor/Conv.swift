@@ -555,6 +555,7 @@ func depthwiseConvForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
         depthwise3x3Line(out: yp + line * Wo * C, rows: rows, width: W, channels: C, taps: wp,
                          start: bp.map { .bias($0) } ?? .zero, bypassCache: bypass)
       }
+      if bypass { ecenet_store_fence() }  // the streamed lines, before the pool reports this chunk done
     }
     return
   }
@@ -766,6 +767,7 @@ func depthwise3x3Backward(dx: Tensor?, accumulateDx: Bool, dWeight: Tensor?, dBi
         }
       }
     }
+    if bypass && dxp != nil { ecenet_store_fence() }  // the streamed dX lines, as in the forward
   }
   guard needSums else { return }
   for chunk in 1..<chunks {  // fold partials into chunk 0, in order
