@@ -52,7 +52,7 @@ TARGET void ecenet_bf16_gemm_compute(int transA, long m, long n, long k, float a
                                      float beta, float *c, long ldc, const float *bias,
                                      long m0, long m1, long n0, long n1, void *scratch) {
   gemm_compute(transA, m, n, k, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, bias, m0, m1, n0, n1,
-               (uint32_t *)scratch);
+               (uint32_t *)scratch, 0);
 }
 
 size_t ecenet_bf16_gemm_taps_scratch_bytes(long span) { return gemm_taps_scratch_bytes(span); }

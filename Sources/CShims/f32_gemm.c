@@ -48,6 +48,7 @@
 
 long ecenet_f32_gemm_nr(void) { return NR; }
 long ecenet_f32_gemm_mr(void) { return MR; }
+long ecenet_f32_gemm_mc(void) { return MC; }
 
 int ecenet_f32_gemm_optimized(void) {
 #ifdef __OPTIMIZE__
@@ -70,7 +71,15 @@ TARGET void ecenet_f32_gemm_compute(int transA, long m, long n, long k, float al
                                     float beta, float *c, long ldc, const float *bias,
                                     long m0, long m1, long n0, long n1, void *scratch) {
   gemm_compute(transA, m, n, k, alpha, a, lda, (const float *)packed_b, beta, c, ldc, bias, m0, m1, n0, n1,
-               (float *)scratch);
+               (float *)scratch, 0);
+}
+
+TARGET void ecenet_f32_gemm_compute_streaming(int transA, long m, long n, long k, float alpha,
+                                              const float *a, long lda, const void *packed_b,
+                                              float beta, float *c, long ldc, const float *bias,
+                                              long m0, long m1, long n0, long n1, void *scratch) {
+  gemm_compute(transA, m, n, k, alpha, a, lda, (const float *)packed_b, beta, c, ldc, bias, m0, m1, n0, n1,
+               (float *)scratch, 1);
 }
 
 size_t ecenet_f32_gemm_taps_scratch_bytes(long span) { return gemm_taps_scratch_bytes(span); }

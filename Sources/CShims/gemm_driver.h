@@ -124,16 +124,20 @@ INLINE void gemm_pack_b(int transB, long k, long n, const float *b, long ldb, lo
 
 // C[mr × nr] = alpha · Σ_q A[r, q] · B[q, :] + beta · C (+ bias[:] when bias is
 // not NULL) over kp steps. Step q of row r sits at a[r·RS + q·QS]; B is one
-// panel at step 0. beta == 0 writes C without reading it.
+// panel at step 0. beta == 0 writes C without reading it, and with `stream`
+// (a C that no later K block reads back) full 64-byte-aligned tiles go past the
+// caches with non-temporal stores (the caller fences; see gemm_compute).
 INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, const GEMM_B_T *b,
-                   float *c, long ldc, int mr, int nr, float alpha, float beta, const float *bias) {
+                   float *c, long ldc, int mr, int nr, float alpha, float beta, const float *bias, int stream) {
+  const int nt = stream && beta == 0 && nr == NR && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0;
   __m512 acc[MR][2];
 #pragma clang loop unroll(full)
   for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
 #if GEMM_PREFETCH_C
   // The tile of C is written once, after the K loop: fetching its lines now
-  // hides their miss (C is usually far larger than the caches).
-  for (int r = 0; r < mr; r++) {
+  // hides their miss (C is usually far larger than the caches). Streamed
+  // stores need no line fetched.
+  for (int r = 0; r < (nt ? 0 : mr); r++) {
     _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
   }
@@ -153,8 +157,13 @@ INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, con
           x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), x0);
           x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), x1);
         }
-        _mm512_storeu_ps(cr, x0);
-        _mm512_storeu_ps(cr + 16, x1);
+        if (nt) {
+          _mm512_stream_ps(cr, x0);
+          _mm512_stream_ps(cr + 16, x1);
+        } else {
+          _mm512_storeu_ps(cr, x0);
+          _mm512_storeu_ps(cr + 16, x1);
+        }
       }
     }
   } else {
@@ -181,13 +190,13 @@ INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, con
 // constant displacements from one pointer.
 static TARGET __attribute__((noinline)) void kernel_rows(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
                                                           float *c, long ldc, int mr, int nr,
-                                                          float alpha, float beta, const float *bias) {
-  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta, bias);
+                                                          float alpha, float beta, const float *bias, int stream) {
+  kernel(kp, a, KC, 1, b, c, ldc, mr, nr, alpha, beta, bias, stream);
 }
 static TARGET __attribute__((noinline)) void kernel_cols(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
                                                           float *c, long ldc, int mr, int nr,
-                                                          float alpha, float beta, const float *bias) {
-  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta, bias);
+                                                          float alpha, float beta, const float *bias, int stream) {
+  kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta, bias, stream);
 }
 
 // C = beta·C (+ bias) on the block: the whole product is zero (k == 0 or alpha == 0).
@@ -213,13 +222,16 @@ static inline int clip_block(long m, long n, long *m0, long *m1, long *n0, long 
   return *m1 > *m0 && *n1 > *n0;
 }
 
-// The contract of `ecenet_*_gemm_compute` (bf16_gemm.h, f32_gemm.h).
+// The contract of `ecenet_*_gemm_compute` (bf16_gemm.h, f32_gemm.h). `stream`:
+// with beta == 0 and a single K block (so C is written once and never read
+// back), store C's full tiles non-temporally, then fence them.
 INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
                          const GEMM_B_T *pb, float beta, float *c, long ldc, const float *bias,
-                         long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
+                         long m0, long m1, long n0, long n1, GEMM_A_T *blk, int stream) {
   if (!clip_block(m, n, &m0, &m1, &n0, &n1)) return;
   if (k <= 0 || alpha == 0) { scale_block(beta, bias, c, ldc, m0, m1, n0, n1); return; }
   const long ks = (k + GEMM_KSTEP - 1) / GEMM_KSTEP;
+  stream = stream && beta == 0 && ks <= KC;
   // Row blocks outside K blocks keep each C block in cache across its K
   // blocks; when this call's whole C block fits in L2 anyway (small M·N, long
   // K: weight gradients), K blocks outside row blocks instead keep the K
@@ -243,12 +255,15 @@ INLINE void gemm_compute(int transA, long m, long n, long k, float alpha, const 
           const int mr = mc - s < MR ? (int)(mc - s) : MR;
           float *cp = c + (i0 + s) * ldc + j0;
           const float *bj = bi ? bi + j0 : NULL;
-          if (transA) kernel_cols(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be, bj);
-          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be, bj);
+          if (transA) kernel_cols(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be, bj, stream);
+          else kernel_rows(kcp, blk + s * KC, bp, cp, ldc, mr, nr, alpha, be, bj, stream);
         }
       }
     }
   }
+  // Streamed lines are weakly ordered: make them visible before the caller
+  // reports this block done.
+  if (stream) _mm_sfence();
 }
 
 // C = alpha · Σ_t A[row + off[t], :] · op(B_t) + beta · C on rows [m0, m1) ×
@@ -286,7 +301,7 @@ INLINE void gemm_taps_compute(long m, long n, long k, long taps, const long *off
           const float be = q0 == 0 && t == 0 ? beta : 1.0f;
           for (long s = 0; s < mc; s += MR) {
             const int mr = mc - s < MR ? (int)(mc - s) : MR;
-            kernel_rows(kcp, blk + (s + off[t]) * KC, bp, c + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL);
+            kernel_rows(kcp, blk + (s + off[t]) * KC, bp, c + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL, 0);
           }
         }
       }
@@ -338,7 +353,7 @@ INLINE void gemm_ktaps_compute(long m, long n, long k, long taps, const long *of
           const GEMM_A_T *at = blk + off[t] % GEMM_KSTEP * phaseStride + off[t] / GEMM_KSTEP * MR;
           for (long s = 0; s < mc; s += MR) {
             const int mr = mc - s < MR ? (int)(mc - s) : MR;
-            kernel_cols(kcp, at + s * ss, bp, c + t * ctap + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL);
+            kernel_cols(kcp, at + s * ss, bp, c + t * ctap + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL, 0);
           }
         }
       }
@@ -355,9 +370,9 @@ static inline void gemm_pack_b(int transB, long k, long n, const float *b, long 
 }
 static inline void gemm_compute(int transA, long m, long n, long k, float alpha, const float *a, long lda,
                                 const GEMM_B_T *pb, float beta, float *c, long ldc, const float *bias,
-                                long m0, long m1, long n0, long n1, GEMM_A_T *blk) {
+                                long m0, long m1, long n0, long n1, GEMM_A_T *blk, int stream) {
   (void)transA; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)pb;
-  (void)beta; (void)c; (void)ldc; (void)bias; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk;
+  (void)beta; (void)c; (void)ldc; (void)bias; (void)m0; (void)m1; (void)n0; (void)n1; (void)blk; (void)stream;
 }
 static inline void gemm_taps_compute(long m, long n, long k, long taps, const long *off, float alpha,
                                      const float *a, long lda, const GEMM_B_T *pb, float beta, float *c,

@@ -45,7 +45,13 @@ enum F32GEMM {
     scratchFloats: (Int(ecenet_f32_gemm_a_scratch_bytes()) + 63) / 64 * 16,
     packedBBytes: ecenet_f32_gemm_packed_b_bytes, packB: ecenet_f32_gemm_pack_b, compute: ecenet_f32_gemm_compute,
     tapsScratchBytes: ecenet_f32_gemm_taps_scratch_bytes, tapsCompute: ecenet_f32_gemm_taps_compute,
-    kTapsScratchBytes: ecenet_f32_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_f32_gemm_ktaps_compute)
+    kTapsScratchBytes: ecenet_f32_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_f32_gemm_ktaps_compute,
+    rowBlock: Int(ecenet_f32_gemm_mc()), computeStreaming: ecenet_f32_gemm_compute_streaming)
+  /// Whether `linearBackward` may fuse its two GEMMs (`PackedGEMMKernel.linearBackward`)
+  /// where the kernel runs them; `ECENET_FUSED_LINEAR_BACKWARD=0` turns it off (A/B runs).
+  /// Tests may set it.
+  nonisolated(unsafe) static var fuseLinearBackward: Bool =
+    ProcessInfo.processInfo.environment["ECENET_FUSED_LINEAR_BACKWARD"] != "0"
 }
 
 /// C = alpha·op(A)·op(B) + beta·C in fp32 on the AVX-512F kernel: cblas_sgemm's

@@ -56,6 +56,22 @@ struct PackedGEMMKernel {
   /// The K-shifted taps GEMM (`gemm_ktaps_compute`) and its A scratch bytes for a span.
   let kTapsScratchBytes: @convention(c) (Int) -> Int
   let kTapsCompute: KTapsCompute
+  /// Rows per A block of `compute` (the kernel's MC, whole MR strips): the row
+  /// block of `linearBackward`. 0: this kernel has no fused linear backward.
+  var rowBlock = 0
+  /// `compute` with C's stores past the caches (`ecenet_f32_gemm_compute_streaming`:
+  /// the same values; applied by the kernel only where C is written once). nil: none.
+  var computeStreaming: Compute? = nil
+
+  /// Whether a product's C goes out through `computeStreaming`: when beta is 0
+  /// and the pass (op(A) read, C written) moves at least
+  /// `StreamingStores.minimumPassBytes`, the rule of the elementwise passes: C
+  /// cannot stay cached for the next op anyway, and ordinary stores would first
+  /// read each of its lines from memory. Measured on the 1×1 conv 160²×128→256
+  /// forward (A 13 MB, C 26 MB), 2 threads: 8.11–8.32 → 7.75–7.98 ms.
+  func streamsC(m: Int, n: Int, k: Int, beta: Float) -> Bool {
+    computeStreaming != nil && beta == 0 && (m * n + m * k) * 4 >= StreamingStores.minimumPassBytes
+  }
 
   /// C = alpha·op(A)·op(B) + beta·C (+ bias[j] in every row's column j) for k ≥ 1,
   /// m, n ≥ 1 (callers handle the rest), on the calling thread only unless `parallel`.
@@ -79,7 +95,76 @@ struct PackedGEMMKernel {
     }
     runPacked(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
               packed: packedB(transB: transB, k: k, n: n, b: b, ldb: ldb, parallel: true),
-              beta: beta, c: c, ldc: ldc, bias: bias)
+              beta: beta, c: c, ldc: ldc, bias: bias, streamC: streamsC(m: m, n: n, k: k, beta: beta))
+  }
+
+  /// Row groups of `linearBackward` over `rows` rows: 1 when it should not run
+  /// (no `rowBlock`, a weight gradient of more than `fusedMaximumWeightFloats`,
+  /// or fewer than 16 row blocks), else up to 16 groups of at least 4 blocks. A
+  /// function of the shape only, never of the thread count, so neither are the sums.
+  func linearBackwardGroups(rows: Int, outFeatures: Int, inFeatures: Int) -> Int {
+    guard rowBlock > 0, outFeatures * inFeatures <= Self.fusedMaximumWeightFloats else { return 1 }
+    let blocks = (rows + rowBlock - 1) / rowBlock
+    return blocks < 16 ? 1 : min(16, blocks / 4)
+  }
+  /// Largest weight (floats) of a fused linear backward: each group sums its share
+  /// of dW in a partial that stays in L2 (fc1's 512×128 is 64 Ki floats).
+  static let fusedMaximumWeightFloats = 1 << 17
+
+  /// A linear layer's backward, dy [R, O], x [R, I], weight [O, I] (row-major):
+  /// dW = dyᵀ·x + dW and, with `dx`, dx = dy·W + dxBeta·dx, in one pass over
+  /// row blocks of dy (`rowBlock` rows, one A block). Two GEMMs would read dy from
+  /// memory twice, the weight gradient's in short runs (its A is dy transposed:
+  /// a column slice of each 1 KiB row, ≈ 11 GB/s) and all of x through a packed
+  /// copy; here each block of dy is packed for dx and read again for dW while it
+  /// is in L2, and x is packed a block at a time.
+  ///
+  /// Rows form `groups` fixed groups (`linearBackwardGroups`): group g sums its
+  /// blocks in order, group 0 into dW, the others into partials from zero, and dW
+  /// then gets the partials added in group order, so the result does not depend
+  /// on the thread count. dx rows are disjoint, each the same sums as `run`'s.
+  func linearBackward(groups: Int, rows: Int, outFeatures o: Int, inFeatures i: Int,
+                      dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                      dx: UnsafeMutablePointer<Float>?, dxBeta: Float, dWeight: UnsafeMutablePointer<Float>) {
+    precondition(groups >= 1 && rowBlock > 0 && rows >= 1 && o >= 1 && i >= 1,
+                 "linearBackward: \(groups) groups, rows \(rows) o \(o) i \(i), row block \(rowBlock)")
+    let blocks = (rows + rowBlock - 1) / rowBlock
+    // dx = dy·W: op(B) is W itself (O×I, K = O), packed once for every block.
+    let packedW = dx == nil ? nil : packedB(transB: false, k: o, n: i, b: weight, ldb: i, parallel: true)
+    let xFloats = (packedBBytes(rowBlock, i) + 63) / 64 * 16
+    let taskFloats = xFloats + (scratchFloats + 15) / 16 * 16
+    let scratch = Tensor(uninitialized: [groups * taskFloats])
+    let partials = Tensor(uninitialized: [(groups - 1) * o * i])
+    let (sp, pp) = (scratch.data, partials.data)
+    let dxCompute = streamsC(m: rows, n: i, k: o, beta: dxBeta) ? computeStreaming ?? compute : compute
+    Parallel.forRange(groups) { r in
+      for g in r {
+        let packedX = sp + g * taskFloats, aScratch = UnsafeMutableRawPointer(packedX + xFloats)
+        let dst = g == 0 ? dWeight : pp + (g - 1) * o * i
+        let q0 = blocks * g / groups, q1 = blocks * (g + 1) / groups
+        for q in q0..<q1 {
+          let r0 = q * rowBlock, r1 = min(rows, r0 + rowBlock)
+          if let dx = dx, let packedW = packedW {
+            dxCompute(0, rows, i, o, 1, dy, o, packedW.data, dxBeta, dx, i, nil, r0, r1, 0, i, aScratch)
+          }
+          packB(0, r1 - r0, i, x + r0 * i, i, 0, i, packedX)
+          compute(1, o, i, r1 - r0, 1, dy + r0 * o, o, packedX, q > q0 || g == 0 ? 1 : 0, dst, i, nil,
+                  0, o, 0, i, aScratch)
+        }
+      }
+    }
+    if groups > 1 {
+      Parallel.forRange(o, grain: max(1, 16384 / (i * groups))) { r in
+        for row in r {
+          let d = dWeight + row * i
+          for g in 1..<groups {
+            let p = pp + (g - 1) * o * i + row * i
+            for j in 0..<i { d[j] += p[j] }
+          }
+        }
+      }
+    }
+    withExtendedLifetime((packedW, scratch, partials)) {}
   }
 
   /// op(B) packed once for several `runPacked` calls that share it (Winograd's
@@ -89,11 +174,13 @@ struct PackedGEMMKernel {
   }
 
   /// C = alpha·op(A)·B + beta·C (+ bias) on all threads, B packed by
-  /// `packedOnce` (or `run`) with the same k and n.
+  /// `packedOnce` (or `run`) with the same k and n; `streamC`: through
+  /// `computeStreaming` where there is one.
   func runPacked(transA: Bool, m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                  packed: Tensor, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-                 bias: UnsafePointer<Float>? = nil) {
+                 bias: UnsafePointer<Float>? = nil, streamC: Bool = false) {
     precondition(m >= 1 && n >= 1 && k >= 1 && packed.count * 4 >= packedBBytes(k, n), "runPacked: \(m)×\(n)×\(k), packed \(packed.count)")
+    let compute = streamC ? computeStreaming ?? self.compute : self.compute
     forEachGridTask(m: m, n: n, multiplyAdds: m * n * k, parallel: true, scratchFloats: scratchFloats) {
       m0, m1, n0, n1, scratch in
       compute(transA ? 1 : 0, m, n, k, alpha, a, lda, packed.data, beta, c, ldc, bias, m0, m1, n0, n1, scratch)

@@ -65,6 +65,36 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
 
   func testDegenerateSizes() { checkDegenerateSizes() }
 
+  /// C's stores past the caches (`computeStreaming`, which `run` takes when the pass
+  /// is at least `StreamingStores.minimumPassBytes`: 0 here) give the same bits as
+  /// cached stores: on 64-byte-aligned C (Tensor storage) with full and edge
+  /// panels and a short last strip, and where the kernel must keep ordinary stores
+  /// (K past one block, rows off 64-byte alignment, beta ≠ 0).
+  func testStreamedCStoresGiveTheSameBits() {
+    let saved = StreamingStores.minimumPassBytes
+    defer { StreamingStores.minimumPassBytes = saved }
+    var rng = TestRNG(seed: 5)
+    let cases: [(m: Int, n: Int, k: Int, ldc: Int, beta: Float)] =
+      [(300, 96, 64, 96, 0), (301, 75, 40, 80, 0), (290, 64, 300, 64, 0), (300, 64, 64, 70, 0), (300, 64, 64, 64, 0.5)]
+    for t in cases {
+      let a = rng.tensor([t.m, t.k]), b = rng.tensor([t.n, t.k]), c0 = rng.tensor([t.m, t.ldc])
+      var out: [[Float]] = []
+      for minimum in [Int.max, 0] {
+        StreamingStores.minimumPassBytes = minimum
+        XCTAssertEqual(F32GEMM.kernel.streamsC(m: t.m, n: t.n, k: t.k, beta: t.beta), minimum == 0 && t.beta == 0)
+        let c = c0.copy()
+        gemmF32Kernel(transA: false, transB: true, m: t.m, n: t.n, k: t.k, alpha: 0.75, a: a.data, lda: t.k,
+                      b: b.data, ldb: t.k, beta: t.beta, c: c.data, ldc: t.ldc, parallel: true)
+        out.append(c.toArray())
+      }
+      XCTAssertTrue(out[0] == out[1], "streamed and cached stores differ: \(t)")
+      let o = Operands(a: a.toArray(), b: b.toArray(), c0: c0.toArray(), lda: t.k, ldb: t.k, ldc: t.ldc)
+      let (ref, scale) = reference(Case(transA: false, transB: true, m: t.m, n: t.n, k: t.k, alpha: 0.75, beta: t.beta), o)
+      let worst = (0..<t.m * t.n).map { abs(Double(out[1][$0 / t.n * t.ldc + $0 % t.n]) - ref[$0]) / (1e-5 * scale[$0] + 1e-30) }.max()!
+      XCTAssertLessThanOrEqual(worst, 1, "streamed C against the Double reference: \(t)")
+    }
+  }
+
   func testBiasAddedInTheStore() { checkBias() }
 
   /// `gemmAddingBias` in fp32: on our kernel (routed shape) and on OpenBLAS (routing

@@ -25,6 +25,9 @@ extern "C" {
 // that start on a multiple of it waste no edge tiles).
 long ecenet_f32_gemm_nr(void);
 long ecenet_f32_gemm_mr(void);
+// Rows per A block of `compute` (a whole number of MR strips): a caller that
+// walks C in row blocks of its own uses it so each is one packed A block.
+long ecenet_f32_gemm_mc(void);
 
 // 1 when this file was compiled with optimization (__OPTIMIZE__). Unoptimized
 // (SwiftPM debug builds compile C at -O0) the kernel is ~40× slower than
@@ -58,6 +61,15 @@ void ecenet_f32_gemm_compute(int transA, long m, long n, long k, float alpha,
                              float beta, float *c, long ldc, const float *bias,
                              long m0, long m1, long n0, long n1, void *scratch);
 
+// `compute` whose C stores go past the caches (non-temporal, then a store
+// fence) where that is safe: beta == 0 and K within one K block (C written
+// once, never read back), full 32-column tiles on 64-byte-aligned rows. For a
+// C far larger than the caches, whose lines ordinary stores would first read
+// from memory. The same values as `compute`.
+void ecenet_f32_gemm_compute_streaming(int transA, long m, long n, long k, float alpha,
+                                       const float *a, long lda, const void *packed_b,
+                                       float beta, float *c, long ldc, const float *bias,
+                                       long m0, long m1, long n0, long n1, void *scratch);
 
 // The shifted-taps GEMM (gemm_driver.h, `gemm_taps_compute`): rows [m0, m1) ×
 // columns [n0, n1) of C = alpha · Σ_t A[row + offsets[t], :] · op(B_t) + beta · C,
