@@ -22,24 +22,7 @@
 #define TARGET __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
-INLINE __m512 sm_exp_nonpositive(__m512 x) {
-  // x ≤ 0 here (x − the row's max), so only the lower clamp is needed.
-  const __m512 lo = _mm512_set1_ps(-87.33654f);
-  __mmask16 live = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
-  __m512 xc = _mm512_max_ps(x, lo);
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.442695041f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(live, y, n);
-}
+#include "exp16.h"
 
 INLINE __mmask16 sm_tail_mask(long count) { return (__mmask16)((1u << count) - 1); }
 
@@ -55,12 +38,12 @@ TARGET static void sm_row(const float *x, float *y, long n) {
   // 2. exponentials and their sum (y may be x: each vector is read before it is written).
   __m512 s = _mm512_setzero_ps();
   for (long i = 0; i < full; i += 16) {
-    __m512 e = sm_exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(x + i), mx));
+    __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(x + i), mx));
     _mm512_storeu_ps(y + i, e);
     s = _mm512_add_ps(s, e);
   }
   if (tail) {
-    __m512 e = sm_exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), mx));
+    __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), mx));
     _mm512_mask_storeu_ps(y + full, tail, e);
     s = _mm512_mask_add_ps(s, tail, s, e);
   }

@@ -54,6 +54,43 @@ final class ActivationLossTests: XCTestCase {
     checkGradients([Tensor(shape: [3, 7], values: vals)]) { relu($0[0]) }
   }
 
+  /// The AVX-512 GELU kernels (gelu.c) against Double and against the Swift loops:
+  /// lengths around the 16-lane vector (masked tails), the erf clamp at ±4, e^(−x²/2)
+  /// underflowing far out, and the backward both overwriting and accumulating.
+  func testGeluKernelMatchesDoubleAndSwiftLoops() throws {
+    try XCTSkipUnless(GELUTuning.avx512, "this CPU has no AVX-512F: the Swift loops are the only path")
+    defer { GELUTuning.avx512 = true }
+    func run(_ x: Tensor, _ seed: Tensor, accumulate: Bool) -> (y: Tensor, dx: Tensor) {
+      let xv = Var(x, requiresGrad: true)
+      if accumulate { xv.grad = Tensor(shape: x.shape, values: [Float](repeating: 0.25, count: x.count)) }
+      let y = withGradients { () -> Var in
+        let y = gelu(xv)
+        Tape.shared.backward(from: y, seed: seed)
+        return y
+      }
+      return (y.value, xv.grad!)
+    }
+    for n in [1, 15, 16, 17, 33, 1000] {
+      var values = (0..<n).map { _ in rng.uniform(-6, 6) }
+      for (i, v) in [Float(-4), 4, -20, 20, 0, 1e-3, -100].enumerated() where i < n { values[i] = v }
+      let x = Tensor(shape: [n], values: values), seed = rng.tensor([n])
+      let v = values.map(Double.init), g = seed.toArray().map(Double.init)
+      let yRef = v.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+      let slope = v.map { 0.5 * (1 + erf($0 / 2.0.squareRoot())) + $0 * exp(-0.5 * $0 * $0) / (2 * Double.pi).squareRoot() }
+      for accumulate in [false, true] {
+        let dxRef = (0..<n).map { g[$0] * slope[$0] + (accumulate ? 0.25 : 0) }
+        GELUTuning.avx512 = true
+        let fast = run(x, seed, accumulate: accumulate)
+        GELUTuning.avx512 = false
+        let swift = run(x, seed, accumulate: accumulate)
+        assertCloseD(fast.y, yRef, tol: 2e-6, "kernel forward, n = \(n)")
+        assertCloseD(fast.dx, dxRef, tol: 2e-6, "kernel backward, n = \(n), accumulate \(accumulate)")
+        assertCloseD(fast.y, swift.y.toArray().map(Double.init), tol: 2e-6, "kernel vs Swift forward, n = \(n)")
+        assertCloseD(fast.dx, swift.dx.toArray().map(Double.init), tol: 2e-6, "kernel vs Swift backward, n = \(n)")
+      }
+    }
+  }
+
   // MARK: Softmax
 
   func testSoftmaxForwardAllAxes() {

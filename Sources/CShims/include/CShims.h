@@ -103,6 +103,13 @@ void *ecenet_thread_scratch(size_t bytes);
 // here, separate multiplies and adds there); below −87.34 from the row's max, 0.
 void ecenet_softmax_rows(const float *x, float *y, long rows, long n, long ldx, long ldy);
 
+// Exact GELU on AVX-512F (gelu.c): y[i] = x[i]·Φ(x[i]) for i < n; and its
+// backward dx[i] (=|+= when accumulate) dy[i]·(Φ(x[i]) + x[i]·φ(x[i])). Call only
+// when ecenet_cpu_has_avx512f(). Values agree with Activation.swift's Swift
+// loops to float rounding (FMAs, and erf's 1/q by a reciprocal and a Newton step).
+void ecenet_gelu_forward(const float *x, float *y, long n);
+void ecenet_gelu_backward(const float *x, const float *dy, float *dx, long n, int accumulate);
+
 #ifdef __cplusplus
 }
 #endif
