@@ -68,7 +68,7 @@ struct PackedGEMMKernel {
   /// `StreamingStores.minimumPassBytes`, the rule of the elementwise passes: C
   /// cannot stay cached for the next op anyway, and ordinary stores would first
   /// read each of its lines from memory. Measured on the 1×1 conv 160²×128→256
-  /// forward (A 13 MB, C 26 MB), 2 threads: 8.11–8.32 → 7.75–7.98 ms.
+  /// forward (A 13 MB, C 26 MB), 2 threads: 8.06–8.22 → 7.87–7.95 ms.
   func streamsC(m: Int, n: Int, k: Int, beta: Float) -> Bool {
     computeStreaming != nil && beta == 0 && (m * n + m * k) * 4 >= StreamingStores.minimumPassBytes
   }
