@@ -173,13 +173,11 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
                    weight: weight.reshaped([g.outChannels, g.inChannels]))
   case .im2col:
     im2colConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
-    if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
   case .depthwise:
     depthwiseConvBackward(dx: dx, accumulateDx: accumulateDx, dWeight: dWeight, dBias: dBias, dy: dy, x: x,
                           weight: weight, g)
   case .shifted:
     shiftedConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
-    if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
   case .winograd:
     // dx: the same conv of dy with the filters rotated and transposed; dW through the same transforms.
     if let dx = dx {
@@ -191,7 +189,11 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
       winogradWeightGradient(dw, x: x.data, dy: dy.data, batch: g.batch, height: g.height, width: g.width,
                              inChannels: g.inChannels, outChannels: g.outChannels)
     }
-    if let db = dBias { addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels) }
+  }
+  // The 1×1 (linearBackward) and depth-wise kernels sum dBias in their own
+  // passes; for the others it is the column sums of dy.
+  if let db = dBias, algorithm != .pointwise && algorithm != .depthwise {
+    addColumnSums(into: db.data, of: dy.data, rows: dy.count / g.outChannels, columns: g.outChannels)
   }
 }
 
