@@ -532,7 +532,7 @@ func tapSum(out o: UnsafeMutablePointer<Float>, start: UnsafePointer<Float>?, ch
   while c + 16 <= C {
     var acc = start.map { load16($0 + c) } ?? SIMD16<Float>()
     for t in 0..<n { acc += load16(x + taps[t].0 + c) * load16(w + taps[t].1 + c) }
-    UnsafeMutableRawPointer(o + c).storeBytes(of: acc, as: SIMD16<Float>.self)
+    store16(o + c, acc)
     c += 16
   }
   while c < C {
@@ -675,7 +675,7 @@ private func depthwise3x3Line(_ o: UnsafeMutablePointer<Float>, _ rows: Depthwis
         acc.addProduct(a1, w3); acc.addProduct(b1, w4); acc.addProduct(n1, w5)
         acc.addProduct(a2, w6); acc.addProduct(b2, w7); acc.addProduct(n2, w8)
         if streaming { ecenet_store16_nontemporal(out, acc) } else {
-          UnsafeMutableRawPointer(out).storeBytes(of: acc, as: SIMD16<Float>.self)
+          store16(out, acc)
         }
         (a0, a1, a2) = (b0, b1, b2); (b0, b1, b2) = (n0, n1, n2)
       }
@@ -717,7 +717,7 @@ func depthwise3x3WeightGradLine(sums s: UnsafeMutablePointer<Float>, dy: UnsafeP
       }
       func add(_ t: Int, _ v: SIMD16<Float>) {
         let p = s + t * C + c
-        UnsafeMutableRawPointer(p).storeBytes(of: load16(p) + v, as: SIMD16<Float>.self)
+        store16(p, load16(p) + v)
       }
       add(0, d0); add(1, d1); add(2, d2); add(3, d3); add(4, d4); add(5, d5); add(6, d6); add(7, d7); add(8, d8)
       add(9, db)

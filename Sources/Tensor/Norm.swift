@@ -123,6 +123,11 @@ func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
   UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
 }
 
+@inline(__always)
+func store16(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+
 /// Σ of 16 lanes, pairwise.
 @inline(__always)
 func laneSum(_ v: SIMD16<Float>) -> Float {

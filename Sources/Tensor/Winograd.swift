@@ -49,11 +49,6 @@ func winogradBT(_ a: S16, _ b: S16, _ c: S16, _ d: S16) -> (S16, S16, S16, S16) 
 @inline(__always)
 func winogradAT(_ a: S16, _ b: S16, _ c: S16, _ d: S16) -> (S16, S16) { (a + b + c, b - c - d) }
 
-@inline(__always)
-func store16(_ p: UnsafeMutablePointer<Float>, _ v: S16) {
-  UnsafeMutableRawPointer(p).storeBytes(of: v, as: S16.self)
-}
-
 /// The 2×2 tiles of a [B, H, W, ·] map (the last row and column of tiles
 /// cut by the edge when H or W is odd), numbered image by image, row by row.
 struct WinogradTiles {
