@@ -197,15 +197,26 @@ PY
 # auto-detected core: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; and pinned to
 # Haswell; and with direct 3×3 convs, ECENET_WINOGRAD=0, unless STEP_DIRECT=0) + PyTorch,
 # into $OUT/step_<label>_{auto,haswell,direct,torch}.json
+# ours_step <json> <env arguments...> -- <preset> <crop> <batch> <steps> [extra bench args]:
+# one `ecenet-dist bench step --json` run (one warm-up step, $THREADS threads)
+# under `env <env arguments>`, into <json>.
+ours_step() {
+  local json=$1 envs=(); shift
+  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+  local preset=$2 crop=$3 batch=$4 steps=$5; shift 5
+  env "${envs[@]}" "$BIN" bench step --json --preset "$preset" --crop "$crop" \
+    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$json"
+}
+
 step_one() {
   local label=$1 preset=$2 crop=$3 batch=$4 steps=$5; shift 5
+  local auto=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
   echo "bench: step $label: ours $preset ${crop}² b$batch, $steps steps (OpenBLAS auto core; environment has OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})" >&2
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" bench step --json --preset "$preset" --crop "$crop" \
-    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_auto.json"
+  ours_step "$OUT/step_${label}_auto.json" "${auto[@]}" -- "$preset" "$crop" "$batch" "$steps" "$@"
   if [[ ${STEP_HASWELL:-1} == 1 ]]; then
     echo "bench: step $label: ours (OPENBLAS_CORETYPE=Haswell)" >&2
-    env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell "$BIN" bench step --json --preset "$preset" --crop "$crop" \
-      --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_haswell.json"
+    ours_step "$OUT/step_${label}_haswell.json" -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell -- \
+      "$preset" "$crop" "$batch" "$steps" "$@"
   else  # STEP_HASWELL=0: no Haswell-pinned run (step_table says so)
     rm -f "$OUT/step_${label}_haswell.json"
   fi
@@ -214,8 +225,7 @@ step_one() {
   # rate of the arithmetic actually done.
   if [[ ${STEP_DIRECT:-1} == 1 ]]; then
     echo "bench: step $label: ours, direct 3×3 convs (ECENET_WINOGRAD=0)" >&2
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ECENET_WINOGRAD=0 "$BIN" bench step --json --preset "$preset" --crop "$crop" \
-      --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$OUT/step_${label}_direct.json"
+    ours_step "$OUT/step_${label}_direct.json" "${auto[@]}" ECENET_WINOGRAD=0 -- "$preset" "$crop" "$batch" "$steps" "$@"
   else
     rm -f "$OUT/step_${label}_direct.json"
   fi
@@ -233,8 +243,8 @@ step_one() {
 step_bf16() {
   local label=$1 preset=$2 crop=$3 batch=$4 steps=$5
   echo "bench: step $label: ours, GEMMs in bf16" >&2
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" bench step --json --preset "$preset" --crop "$crop" \
-    --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" --precision bf16 > "$OUT/step_${label}_bf16.json"
+  ours_step "$OUT/step_${label}_bf16.json" -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -- \
+    "$preset" "$crop" "$batch" "$steps" --precision bf16
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch, bf16 autocast" >&2
     OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
