@@ -15,8 +15,8 @@ import Foundation
 /// `minimumPassBytes` (the 32 MB last-level cache here) cannot leave its
 /// output cached for the next op's forward stream anyway, and with ordinary
 /// stores each output line is first read from memory. Used by the same-shape
-/// arithmetic (`broadcastBinary`) and BN/GN's affine passes (`channelAffine`),
-/// where C is a multiple of 16. Measured with the next op reading the output
+/// arithmetic (`broadcastBinary`), BN/GN's affine passes (`channelAffine`,
+/// where C is a multiple of 16) and our fp32 GEMM's C (`PackedGEMMKernel.streamsC`). Measured with the next op reading the output
 /// (BENCHMARKS.md, session 9): a residual add followed by LayerNorm 160²×128,
 /// forward 1.27–1.54 → 1.20–1.38 ms; BatchNorm 160²×256 followed by ReLU,
 /// forward+backward 7.2–11.1 → 7.2–8.8 ms. Tests set 0 to run these stores on
