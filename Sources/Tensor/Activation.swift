@@ -124,12 +124,15 @@ func expShifted(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>
 // MARK: GELU
 
 public enum GELUTuning {
-  /// GELU forward and backward on the AVX-512 kernels of gelu.c (FMAs, erf's
-  /// 1/q by a reciprocal and a Newton step, 2ⁿ by vscalefps) where the CPU has
-  /// them; tests turn it off to compare with the Swift loops below. Swin-B's
-  /// 25600×512 map, 2 threads, three alternated pairs: forward 2.59–2.70 →
-  /// 2.44–2.52 ms, with backward 8.00–8.16 → 6.90–6.98 ms. (Stores past the
-  /// caches, tried as well, made both slower: 2.50–2.57 / 7.19–7.37 ms.)
+  /// GELU forward and backward on the AVX-512 kernels of gelu.c where the CPU
+  /// has them: Φ(x) and Φ(x) + x·φ(x) as piecewise polynomials whose
+  /// coefficients vpermt2ps picks (gelu_tables.h), no erf or exp evaluated.
+  /// Tests turn it off to compare with the Swift loops below. Swin-B's
+  /// 25600×512 map, 2 threads, alternated with the session-10 kernel (a
+  /// rational erf, compute-bound at 2.44–2.50 / 6.88–7.02 ms): forward
+  /// 1.72–1.80 ms, with backward 4.12–4.40 ms in the fast memory mode; in the
+  /// slow one the op is now memory-bound, at 2.33–2.54 / 6.11–6.44 ms
+  /// (BENCHMARKS.md, session 11).
   nonisolated(unsafe) public static var avx512 = ecenet_cpu_has_avx512f() != 0
 }
 
