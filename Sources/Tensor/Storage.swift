@@ -25,6 +25,15 @@ public enum StreamingStores {
   nonisolated(unsafe) public static var minimumPassBytes = 32 << 20
 }
 
+/// Transparent huge pages for the pool's large buffers (`madvise(MADV_HUGEPAGE)`;
+/// this machine's THP mode is `madvise`, so nothing gets them unasked). One
+/// TLB entry then covers 2 MiB instead of 4 KiB, which matters most in a VM,
+/// where each TLB miss walks two page tables. `ECENET_HUGEPAGES=0` turns it off.
+public enum HugePages {
+  public static let bytes = 2 << 20
+  nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["ECENET_HUGEPAGES"] != "0"
+}
+
 public final class Storage: @unchecked Sendable {
   public let base: UnsafeMutablePointer<Float>
   public let count: Int
@@ -86,9 +95,17 @@ public final class BufferPool: @unchecked Sendable {
 
   static func alignedAlloc(_ count: Int) -> UnsafeMutablePointer<Float> {
     var raw: UnsafeMutableRawPointer? = nil
-    // 64-byte alignment: one AVX-512 register, one cache line.
-    let rc = posix_memalign(&raw, 64, max(1, count) * MemoryLayout<Float>.stride)
+    let bytes = max(1, count) * MemoryLayout<Float>.stride
+    let huge = HugePages.enabled && bytes >= HugePages.bytes
+    // 64-byte alignment: one AVX-512 register, one cache line; a huge page's
+    // for buffers that can hold one.
+    let rc = posix_memalign(&raw, huge ? HugePages.bytes : 64, bytes)
     precondition(rc == 0 && raw != nil, "out of memory allocating \(count * 4) bytes")
+    // Only the buffer's own pages are advised: the kernel backs a 2 MiB range
+    // with a huge page only when the whole range lies in advised memory, so a
+    // partial last range stays on 4 KiB pages and resident memory does not grow.
+    // Failure (a kernel without THP) leaves ordinary pages: nothing to report.
+    if huge { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
     return raw!.bindMemory(to: Float.self, capacity: max(1, count))
   }
 
