@@ -61,6 +61,14 @@ ensure_torch() {
     fi
     "$PY" -c "import torch" 2>/dev/null || PY=""
   fi
+  # Huge pages for both sides or for neither: our pool advises them unless
+  # ECENET_HUGEPAGES=0, and PyTorch's CPU allocator does when
+  # THP_MEM_ALLOC_ENABLE=1 (its opt-in). Without it PyTorch's step pays for
+  # fresh 4 KiB pages every step: Swin-T 512² b2 read 21.7 s against 14.7 s
+  # with it (BENCHMARKS.md, session 11). Set THP_MEM_ALLOC_ENABLE to override.
+  local thp=1
+  [[ ${ECENET_HUGEPAGES:-1} == 0 ]] && thp=0
+  export THP_MEM_ALLOC_ENABLE=${THP_MEM_ALLOC_ENABLE:-$thp}
 }
 
 # ours <label> <env-prefix...> -- <bench args...>: runs `bench ops --json` into $OUT/ours_<label>.json
@@ -95,7 +103,8 @@ for l, r in runs:
           f"OPENBLAS_L2_SIZE={r['openblas_l2_size_env']}): sgemm {r['sgemm_peak_shape']} {r['sgemm_peak_gflops']:.1f} GFLOP/s, "
           f"best shape {r['sgemm_best_gflops']:.1f}; stream {r['stream_gbs']:.1f} GB/s; sgemm vs naive GEMM: "
           f"{'ok' if r['sgemm_check_ok'] else 'MISMATCH'} (max rel err {max(c['max_rel_err'] for c in r['sgemm_checks']):.1e})")
-print(f"PyTorch {torch.get('torch') or 'NA (not installed)'}, threads {p['threads']}; ms = min of at least {p['reps']} runs (more for short ops)")
+print(f"PyTorch {torch.get('torch') or 'NA (not installed)'} (THP_MEM_ALLOC_ENABLE={torch.get('thp_mem_alloc', '?')}), "
+      f"threads {p['threads']}; ms = min of at least {p['reps']} runs (more for short ops)")
 cols = ["op", "pass"] + [f"ours[{l}] ms" for l, _ in runs] + ["torch ms", "ours/torch"] + \
        [f"GFLOP/s[{l}]" for l, _ in runs] + [f"of sgemm[{l}]" for l, _ in runs] + ["GB/s", "×stream"]
 w = [13, 8] + [14] * len(runs) + [9, 10] + [13] * len(runs) + [13] * len(runs) + [6, 8]
@@ -276,7 +285,8 @@ for l in labels:
           f"{u['peak_rss_mb']:>8.0f} {u['pool_peak_mb']:>8.0f} {t.get('peak_rss_mb', float('nan')):>9.0f} {u['mallocs_per_step_last']:>7}")
     print(f"{'':<10} " + (f"Haswell-pinned: core {e['openblas_corename']} {e['gflops']:.1f} GFLOP/s = {e['fraction_of_sgemm']:.2f} of its sgemm "
           f"{e['sgemm_2048_gflops']:.0f}; " if pinned else "Haswell-pinned: not run; ") + f"auto: core {u['openblas_corename']}, pool mallocs/step {u['mallocs_per_step']}, page faults/step {u['minor_faults_per_step']}; medians ours {u['step_s_median']:.3f} s, "
-          f"torch {t.get('step_s_median', float('nan')):.3f} s; fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
+          f"torch {t.get('step_s_median', float('nan')):.3f} s (THP_MEM_ALLOC_ENABLE={t.get('thp_mem_alloc', '?')}); "
+          f"fwd {u['forward_gflop_fvcore_per_image']:.1f} GFLOP(fvcore)/image")
     # Issue 9's measure: the better of our runs against the best sgemm of the run (either core).
     best, peak = max(u["gflops"], e["gflops"]), max(u["sgemm_2048_gflops"], e["sgemm_2048_gflops"])
     print(f"{'':<10} whole step vs the run's best sgemm: {best:.1f} / {peak:.0f} GFLOP/s = {best / peak:.2f}"

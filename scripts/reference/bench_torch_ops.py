@@ -15,6 +15,7 @@ Minimum over at least --reps repetitions after one warm-up (more for short ops).
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -191,6 +192,8 @@ def main():
     print(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": a.quick, "reps": a.reps,
         "mkldnn": torch.backends.mkldnn.is_available(),
+        # PyTorch's allocator advises huge pages only when this is 1 (bench.sh sets it to match ours).
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
         "ops": results,
     }, sort_keys=True))
 

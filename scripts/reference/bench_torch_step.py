@@ -53,4 +53,6 @@ print(json.dumps({
     "step_s_median": statistics.median(times), "step_s_min": min(times),
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     "params": sum(p.numel() for p in model.parameters()),
+    # PyTorch's allocator advises huge pages only when this is 1 (bench.sh sets it to match ours).
+    "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
 }))
