@@ -1,9 +1,10 @@
 // e^x for 16 floats x ≤ 0 on AVX-512F: Activation.swift's fastExp (Cephes
 // expf: n = round(x·log2e), r = x − n·ln2 in two parts, a degree-5
 // polynomial) with FMAs, and 2ⁿ applied by vscalefps instead of building the
-// exponent bits; below −87.33654, 0, as fastExp gives. Shared by the AVX-512
-// pointwise kernels (softmax_rows.c, gelu.c); private to CShims. The includer
-// defines INLINE (static inline, always_inline, target("avx512f")).
+// exponent bits; below −87.33654, 0, as fastExp gives. Used by the AVX-512
+// softmax rows (softmax_rows.c); kept in a header of its own for the next
+// pointwise kernel that needs e^x. Private to CShims. The includer defines
+// INLINE (static inline, always_inline, target("avx512f")).
 #ifndef ECENET_EXP16_H
 #define ECENET_EXP16_H
 #include <immintrin.h>

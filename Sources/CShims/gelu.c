@@ -1,18 +1,19 @@
 // Exact GELU, forward and backward, on AVX-512F (see CShims.h: ecenet_gelu_*).
 //
-// Why C: GELU is compute-bound here, not memory-bound: Swin-B's 25600×512 map
-// took 2.63 ms forward, 7.96 ms with backward in Swift (Activation.swift),
-// while its bytes stream in 1.7 / 4.2 ms at the best bandwidth this machine
-// shows. The Swift loop evaluates erf as a rational function (a 512-bit
-// vdivps per 16 values) and, for the backward, an exp besides.
+// Why C: in Swift (Activation.swift) GELU is compute-bound, not memory-bound:
+// Swin-B's 25600×512 map took 2.63 ms forward, 7.96 ms with backward, while
+// its bytes stream in 1.7 / 4.2 ms at the best bandwidth this machine shows.
+// The Swift loop evaluates erf as a rational function (a 512-bit vdivps per
+// 16 values) and, for the backward, an exp besides.
 //
 // Here neither erf nor exp is evaluated: Φ(x) (forward) and Φ(x) + x·φ(x)
 // (backward) are each one piecewise polynomial in |x| over 32 intervals of
 // width ¼, whose coefficients vpermt2ps picks from registers
 // (gelu_tables.h, written by scripts/reference/gelu_tables.py). That is 17
-// vector operations per 16 values forward instead of 22, and 20 backward
-// instead of 39. Both are within 4.1e-8 absolute of Double, closer than the
-// Swift loops' fastErf (4.2e-7).
+// vector operations per 16 values forward and 19 backward, against 21 and 40
+// for this file's previous kernels (rational erf with vrcp14ps, and exp), and
+// it leaves the op memory-bound. Both are within 4.1e-8 absolute of Double,
+// closer than the Swift loops' fastErf (4.2e-7).
 //
 // Everything that needs AVX-512 carries its own target attribute, so CShims
 // still builds for baseline x86-64; callers check `ecenet_cpu_has_avx512f()`.
