@@ -61,14 +61,18 @@ ensure_torch() {
     fi
     "$PY" -c "import torch" 2>/dev/null || PY=""
   fi
-  # Huge pages for both sides or for neither: our pool advises them unless
-  # ECENET_HUGEPAGES=0, and PyTorch's CPU allocator does when
-  # THP_MEM_ALLOC_ENABLE=1 (its opt-in). Without it PyTorch's step pays for
-  # fresh 4 KiB pages every step: Swin-T 512² b2 read 21.7 s against 14.7 s
-  # with it (BENCHMARKS.md, session 11). Set THP_MEM_ALLOC_ENABLE to override.
-  local thp=1
-  [[ ${ECENET_HUGEPAGES:-1} == 0 ]] && thp=0
-  export THP_MEM_ALLOC_ENABLE=${THP_MEM_ALLOC_ENABLE:-$thp}
+  # PyTorch at its faster allocator setting in each mode. Our pool advises
+  # huge pages unless ECENET_HUGEPAGES=0; PyTorch's CPU allocator does when
+  # THP_MEM_ALLOC_ENABLE=1 (its opt-in). That makes its training step faster
+  # (Swin-T 512² b2: 21.7 → 14.7 s) but its single ops slower (forward, three
+  # alternated pairs: the add 0.30–0.35 → 1.11–1.19 ms, BatchNorm 1.33–1.43 →
+  # 3.62–4.42 ms, the 1×1 conv 8.49–8.55 → 10.0–10.7 ms: every rep's fresh
+  # output faults in new huge pages; BENCHMARKS.md, session 11). So the step runs get it (unless
+  # ECENET_HUGEPAGES=0), the op runs keep PyTorch's default; a
+  # THP_MEM_ALLOC_ENABLE set by the caller applies to both.
+  TORCH_STEP_THP=1
+  [[ ${ECENET_HUGEPAGES:-1} == 0 ]] && TORCH_STEP_THP=0
+  TORCH_STEP_THP=${THP_MEM_ALLOC_ENABLE:-$TORCH_STEP_THP}
 }
 
 # ours <label> <env-prefix...> -- <bench args...>: runs `bench ops --json` into $OUT/ours_<label>.json
@@ -240,7 +244,7 @@ step_one() {
   fi
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch" >&2
-    OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
+    THP_MEM_ALLOC_ENABLE=$TORCH_STEP_THP OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
       --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 > "$OUT/step_${label}_torch.json"
   else
     echo '{}' > "$OUT/step_${label}_torch.json"
@@ -256,7 +260,7 @@ step_bf16() {
     "$preset" "$crop" "$batch" "$steps" --precision bf16
   if [[ -n "$PY" ]]; then
     echo "bench: step $label: PyTorch, bf16 autocast" >&2
-    OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
+    THP_MEM_ALLOC_ENABLE=$TORCH_STEP_THP OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
       --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 --bf16 > "$OUT/step_${label}_torchbf16.json"
   else
     echo '{}' > "$OUT/step_${label}_torchbf16.json"
