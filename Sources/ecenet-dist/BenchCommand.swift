@@ -358,9 +358,9 @@ struct OpsBench {
   let reps: Int, quick: Bool, only: String?
 
   /// Streaming bandwidth: c[i] = a[i] + b[i] over 3 × 64 MB, in Parallel.forRange (GB/s).
-  /// c = a + b over 3 × 64 MB. The tensors come from the buffer pool like the
-  /// ops' own, so both sit on the same kind of pages (huge pages unless
-  /// ECENET_HUGEPAGES=0) and ×stream compares like with like.
+  /// The tensors come from the buffer pool like the ops' own, so both sit on the
+  /// same kind of pages (huge pages unless ECENET_HUGEPAGES=0) and ×stream
+  /// compares like with like.
   func streamBandwidth() -> Double {
     let n = (quick ? 4 : 16) << 20
     let a = benchTensor([n], seed: 1), b = benchTensor([n], seed: 2), c = Tensor.zeros([n])
