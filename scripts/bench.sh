@@ -221,11 +221,24 @@ ours_step() {
     --batch "$batch" --steps "$steps" --warmup 1 --threads "$THREADS" "$@" > "$json"
 }
 
+# torch_step <json> <preset> <crop> <batch> <steps> [extra args]: one run of the
+# PyTorch reference step (one warm-up step, $THREADS threads, huge pages as
+# ensure_torch chose) into <json>, or '{}' without PyTorch.
+torch_step() {
+  local json=$1 preset=$2 crop=$3 batch=$4 steps=$5; shift 5
+  if [[ -z "$PY" ]]; then echo '{}' > "$json"; return; fi
+  THP_MEM_ALLOC_ENABLE=$TORCH_STEP_THP OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py \
+    --preset "${preset//-/_}" --crop "$crop" --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 \
+    "$@" > "$json"
+}
+
+# `env` arguments for OpenBLAS's auto-detected core: neither variable set.
+AUTO_CORE=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+
 step_one() {
   local label=$1 preset=$2 crop=$3 batch=$4 steps=$5; shift 5
-  local auto=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
   echo "bench: step $label: ours $preset ${crop}² b$batch, $steps steps (OpenBLAS auto core; environment has OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})" >&2
-  ours_step "$OUT/step_${label}_auto.json" "${auto[@]}" -- "$preset" "$crop" "$batch" "$steps" "$@"
+  ours_step "$OUT/step_${label}_auto.json" "${AUTO_CORE[@]}" -- "$preset" "$crop" "$batch" "$steps" "$@"
   if [[ ${STEP_HASWELL:-1} == 1 ]]; then
     echo "bench: step $label: ours (OPENBLAS_CORETYPE=Haswell)" >&2
     ours_step "$OUT/step_${label}_haswell.json" -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell -- \
@@ -238,17 +251,12 @@ step_one() {
   # rate of the arithmetic actually done.
   if [[ ${STEP_DIRECT:-1} == 1 ]]; then
     echo "bench: step $label: ours, direct 3×3 convs (ECENET_WINOGRAD=0)" >&2
-    ours_step "$OUT/step_${label}_direct.json" "${auto[@]}" ECENET_WINOGRAD=0 -- "$preset" "$crop" "$batch" "$steps" "$@"
+    ours_step "$OUT/step_${label}_direct.json" "${AUTO_CORE[@]}" ECENET_WINOGRAD=0 -- "$preset" "$crop" "$batch" "$steps" "$@"
   else
     rm -f "$OUT/step_${label}_direct.json"
   fi
-  if [[ -n "$PY" ]]; then
-    echo "bench: step $label: PyTorch" >&2
-    THP_MEM_ALLOC_ENABLE=$TORCH_STEP_THP OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
-      --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 > "$OUT/step_${label}_torch.json"
-  else
-    echo '{}' > "$OUT/step_${label}_torch.json"
-  fi
+  if [[ -n "$PY" ]]; then echo "bench: step $label: PyTorch" >&2; fi
+  torch_step "$OUT/step_${label}_torch.json" "$preset" "$crop" "$batch" "$steps"
 }
 
 # step_bf16 <label> <preset> <crop> <batch> <steps>: ours with train.precision=bf16 (OpenBLAS auto
@@ -256,15 +264,9 @@ step_one() {
 step_bf16() {
   local label=$1 preset=$2 crop=$3 batch=$4 steps=$5
   echo "bench: step $label: ours, GEMMs in bf16" >&2
-  ours_step "$OUT/step_${label}_bf16.json" -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -- \
-    "$preset" "$crop" "$batch" "$steps" --precision bf16
-  if [[ -n "$PY" ]]; then
-    echo "bench: step $label: PyTorch, bf16 autocast" >&2
-    THP_MEM_ALLOC_ENABLE=$TORCH_STEP_THP OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/bench_torch_step.py --preset "${preset//-/_}" --crop "$crop" \
-      --batch "$batch" --threads "$THREADS" --steps "$steps" --warmup 1 --bf16 > "$OUT/step_${label}_torchbf16.json"
-  else
-    echo '{}' > "$OUT/step_${label}_torchbf16.json"
-  fi
+  ours_step "$OUT/step_${label}_bf16.json" "${AUTO_CORE[@]}" -- "$preset" "$crop" "$batch" "$steps" --precision bf16
+  if [[ -n "$PY" ]]; then echo "bench: step $label: PyTorch, bf16 autocast" >&2; fi
+  torch_step "$OUT/step_${label}_torchbf16.json" "$preset" "$crop" "$batch" "$steps" --bf16
 }
 
 # Table of step results; prints "R" (unset-ours / torch, min step) of the first label on the last line.
