@@ -454,7 +454,8 @@ mode_quick() {
 # --ranks (default "1 2 4 8 16"), one core and one compute thread per rank, of the tiny
 # model (2 images/rank) and of Swin-T at 256² with 150 classes (1 image/rank); then the
 # training step against PyTorch on all cores: Swin-T 512² b2 and Swin-B 640² b1 in fp32,
-# Swin-T in bf16; then the per-op profile of the Swin-T step on all cores (fp32, bf16) and on 2.
+# Swin-T in bf16 (and on AMX tiles where the CPU has them and `bench gemm` passes); then the
+# per-op profile of the Swin-T step on all cores (fp32, bf16) and on 2.
 # Each part goes on when an earlier one fails.
 mode_cluster() {
   ranks_option cluster "1 2 4 8 16" "$@"
@@ -487,6 +488,15 @@ mode_cluster() {
   echo "== bf16 step with ECENET_BF16_KERNEL=0 (rounded copies, fp32 GEMMs), $THREADS threads"
   ECENET_BF16_KERNEL=0 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
     --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep '^step:' || true
+  # The AMX kernel (opt-in with ECENET_AMX=1, written on a machine without AMX): its
+  # check against the C emulation and the GEMM rates of every kernel; then, where the
+  # CPU has AMX and every check passed, the bf16 step on the tiles.
+  echo "== GEMM kernels on $THREADS threads (bench gemm): OpenBLAS, ours fp32, AVX512_BF16, AMX"
+  if "$BIN" bench gemm --threads "$THREADS" --reps 5 && grep -qw amx_bf16 /proc/cpuinfo; then
+    echo "== bf16 step on AMX tiles (ECENET_AMX=1), $THREADS threads"
+    ECENET_AMX=1 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
+      --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep -E '^(bench step|step):' || true
+  fi
   # Which ops stop scaling: the tape's per-op wall time on all threads (fp32 and bf16)
   # and on 2 (fp32; one timed step after two warm-ups, which leave the pool warm).
   local spec

@@ -32,6 +32,9 @@
 //   GEMM_C_IN_L2          floats of C up to which `gemm_compute` runs K blocks
 //                         outside row blocks (0: never)
 //   GEMM_PREFETCH_C       1: each tile prefetches its C lines before its K loop
+//   GEMM_CUSTOM_KERNEL    1: the file brings its own `kernel_rows` and
+//                         `kernel_cols` (and no `kernel_step`); 0 or unset: the
+//                         zmm microkernel below over its `kernel_step`
 // and, after including it (x86-64 only), the hooks declared below. The file
 // then writes its exported entry points over `gemm_packed_b_bytes`,
 // `gemm_a_scratch_bytes`, `gemm_pack_b` and `gemm_compute`; on non-x86 builds
@@ -95,9 +98,11 @@ INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0
 // taps' odd offsets in bf16); rows ≥ k read as zero.
 INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp, long ss, long e,
                      GEMM_A_T *blk);
+#if !GEMM_CUSTOM_KERNEL
 // One k step of the microkernel: acc[r][h] += A(r) · B(columns 16h..16h+15),
 // A(r) at aq[r·RS], B at bq (one step of one panel).
 INLINE void kernel_step(__m512 acc[MR][2], const GEMM_A_T *aq, long RS, const GEMM_B_T *bq);
+#endif
 
 // ---- packing op(B) ----
 
@@ -122,27 +127,18 @@ INLINE void gemm_pack_b(int transB, long k, long n, const float *b, long ldb, lo
 
 // ---- microkernel ----
 
-// C[mr × nr] = alpha · Σ_q A[r, q] · B[q, :] + beta · C (+ bias[:] when bias is
-// not NULL) over kp steps. Step q of row r sits at a[r·RS + q·QS]; B is one
-// panel at step 0. beta == 0 writes C without reading it, and with `stream`
-// (a C that no later K block reads back) full 64-byte-aligned tiles go past the
-// caches with non-temporal stores (the caller fences; see gemm_compute).
-INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, const GEMM_B_T *b,
-                   float *c, long ldc, int mr, int nr, float alpha, float beta, const float *bias, int stream) {
-  const int nt = stream && beta == 0 && nr == NR && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0;
-  __m512 acc[MR][2];
-#pragma clang loop unroll(full)
-  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-#if GEMM_PREFETCH_C
-  // The tile of C is written once, after the K loop: fetching its lines now
-  // hides their miss (C is usually far larger than the caches). Streamed
-  // stores need no line fetched.
-  for (int r = 0; r < (nt ? 0 : mr); r++) {
-    _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
-  }
-#endif
-  for (long q = 0; q < kp; q++) kernel_step(acc, a + q * QS, RS, b + q * GEMM_B_STEP);
+// Whether a tile's store goes past the caches: `stream` (a C that no later K
+// block reads back) and beta == 0, on a full 64-byte-aligned tile (the
+// caller fences; see gemm_compute).
+static inline int streams_tile(int stream, float beta, int nr, const float *c, long ldc) {
+  return stream && beta == 0 && nr == NR && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0;
+}
+
+// The tile's store: C[mr × nr] = alpha · acc + beta · C (+ bias[:] when bias
+// is not NULL), acc[r][h] holding columns 16h..16h+15 of row r. beta == 0
+// writes C without reading it; `nt` (streams_tile) stores non-temporally.
+INLINE void store_tile(__m512 acc[MR][2], float *c, long ldc, int mr, int nr, float alpha, float beta,
+                       const float *bias, int nt) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   if (nr == NR) {
     // alpha·acc + bias in one rounding (+ 0 without a bias: alpha·acc's own).
@@ -186,6 +182,36 @@ INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, con
   }
 }
 
+#if GEMM_CUSTOM_KERNEL
+// The including file defines these two after the include (amx_gemm.c: AMX
+// tiles rather than zmm accumulators); their contract is the one below.
+static TARGET void kernel_rows(long kp, const GEMM_A_T *a, const GEMM_B_T *b, float *c, long ldc, int mr, int nr,
+                               float alpha, float beta, const float *bias, int stream);
+static TARGET void kernel_cols(long kp, const GEMM_A_T *a, const GEMM_B_T *b, float *c, long ldc, int mr, int nr,
+                               float alpha, float beta, const float *bias, int stream);
+#else
+// C[mr × nr] = alpha · Σ_q A[r, q] · B[q, :] + beta · C (+ bias) over kp
+// steps, stored by `store_tile`. Step q of row r sits at a[r·RS + q·QS]; B is
+// one panel at step 0.
+INLINE void kernel(long kp, const GEMM_A_T *a, const long RS, const long QS, const GEMM_B_T *b,
+                   float *c, long ldc, int mr, int nr, float alpha, float beta, const float *bias, int stream) {
+  const int nt = streams_tile(stream, beta, nr, c, ldc);
+  __m512 acc[MR][2];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+#if GEMM_PREFETCH_C
+  // The tile of C is written once, after the K loop: fetching its lines now
+  // hides their miss (C is usually far larger than the caches). Streamed
+  // stores need no line fetched.
+  for (int r = 0; r < (nt ? 0 : mr); r++) {
+    _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
+#endif
+  for (long q = 0; q < kp; q++) kernel_step(acc, a + q * QS, RS, b + q * GEMM_B_STEP);
+  store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, nt);
+}
+
 // The two A layouts, each with its strides fixed so the A broadcasts become
 // constant displacements from one pointer.
 static TARGET __attribute__((noinline)) void kernel_rows(long kp, const GEMM_A_T *a, const GEMM_B_T *b,
@@ -198,6 +224,7 @@ static TARGET __attribute__((noinline)) void kernel_cols(long kp, const GEMM_A_T
                                                           float alpha, float beta, const float *bias, int stream) {
   kernel(kp, a, 1, MR, b, c, ldc, mr, nr, alpha, beta, bias, stream);
 }
+#endif
 
 // C = beta·C (+ bias) on the block: the whole product is zero (k == 0 or alpha == 0).
 static void scale_block(float beta, const float *bias, float *c, long ldc, long m0, long m1, long n0, long n1) {

@@ -8,9 +8,10 @@
 // that). Not a bf16-storage GEMM (inputs and output are Float) and not a
 // reduced-precision accumulator.
 //
-// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`),
-// driven by PackedGEMM.swift (Swift owns the threads and the memory, shared
-// with the fp32 kernel). `gemmBF16OnThisThread` does it all on the calling
+// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`), or
+// on request its AMX variant (CShims/amx_gemm.c, `AMXGEMM`), driven by
+// PackedGEMM.swift (Swift owns the threads and the memory, shared with the
+// fp32 kernel). `gemmBF16OnThisThread` does it all on the calling
 // thread, for GEMMs issued from inside a parallel loop (as `gemmOnThisThread`).
 // On CPUs without AVX512_BF16 the same numerics come from rounding copies of
 // A and B to bf16 values and calling `sgemm` (OpenBLAS); `bf16GEMMAvailable`
@@ -23,11 +24,19 @@ import Foundation
 /// says whether it does; else `gemmBF16` takes the rounded-copy fallback).
 public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
 
-/// True when the CPU has AMX tiles with bf16 (Intel Sapphire Rapids and later),
-/// which our kernel does not use: there its AVX512_BF16 dot products were no
-/// faster than fp32 FMA, and the bf16 step slower than the fp32 one
-/// (BENCHMARKS.md, session 7).
+/// True when the CPU has AMX tiles with bf16 (Intel Sapphire Rapids and later).
+/// There our AVX512_BF16 dot products were no faster than fp32 FMA, and the bf16
+/// step slower than the fp32 one (BENCHMARKS.md, session 7); the AMX kernel
+/// (`amxGEMMInUse`) is the way past that, opt-in until it is measured there.
 public let cpuHasAMXBF16: Bool = ecenet_cpu_has_amx_bf16() != 0
+
+/// True when bf16 GEMMs run on AMX tiles (CShims/amx_gemm.c): asked for with
+/// `ECENET_AMX=1`, on a CPU and kernel that allow it, with the bf16 kernel in use.
+public var amxGEMMInUse: Bool { AMXGEMM.inUse }
+
+/// True when `ECENET_AMX=1` asked for AMX tiles but they cannot run here (no
+/// AMX-BF16, or Linux refused the tile permission): for the log.
+public var amxRequestedButUnavailable: Bool { AMXGEMM.requested && !AMXGEMM.enabled }
 
 /// True when bf16 GEMMs run on the AVX512_BF16 kernel now: available and not
 /// turned off (`ECENET_BF16_KERNEL=0`).
@@ -48,6 +57,31 @@ enum BF16GEMM {
     packedBBytes: ecenet_bf16_gemm_packed_b_bytes, packB: ecenet_bf16_gemm_pack_b, compute: ecenet_bf16_gemm_compute,
     tapsScratchBytes: ecenet_bf16_gemm_taps_scratch_bytes, tapsCompute: ecenet_bf16_gemm_taps_compute,
     kTapsScratchBytes: ecenet_bf16_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_bf16_gemm_ktaps_compute)
+}
+
+/// The AMX variant of the bf16 kernel: the same packed op(B), the same
+/// numerics (bf16 inputs, fp32 sums; only the summation order differs), its
+/// own `compute` over 32 × 32 tile blocks. The shifted-taps GEMMs of the convs
+/// stay on the AVX512_BF16 kernel. Written from the Intel SDM on a machine
+/// without AMX: its tests run `emulatedKernel`, the same code with the tile
+/// instructions emulated in C, so it is opt-in (`ECENET_AMX=1`) until
+/// `ecenet-dist bench gemm` has checked and timed it on AMX hardware.
+enum AMXGEMM {
+  static let requested = amxRequested(environment: ProcessInfo.processInfo.environment)
+  static func amxRequested(environment: [String: String]) -> Bool { environment["ECENET_AMX"] == "1" }
+  /// Asks Linux for the tile permission on first use, and only when requested.
+  static let enabled: Bool = requested && ecenet_amx_enable() != 0
+  static var inUse: Bool { enabled && BF16GEMM.useKernel }
+  static let kernel = make(compute: ecenet_amx_gemm_compute)
+  static let emulatedKernel = make(compute: ecenet_amx_gemm_compute_emulated)
+  static func make(compute: PackedGEMMKernel.Compute) -> PackedGEMMKernel {
+    PackedGEMMKernel(
+      mr: Int(ecenet_amx_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),
+      scratchFloats: (Int(ecenet_amx_gemm_a_scratch_bytes()) + 63) / 64 * 16,
+      packedBBytes: ecenet_bf16_gemm_packed_b_bytes, packB: ecenet_bf16_gemm_pack_b, compute: compute,
+      tapsScratchBytes: ecenet_bf16_gemm_taps_scratch_bytes, tapsCompute: ecenet_bf16_gemm_taps_compute,
+      kTapsScratchBytes: ecenet_bf16_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_bf16_gemm_ktaps_compute)
+  }
 }
 
 /// Rounds to the nearest bf16 value (ties to even), returned as a Float; NaN stays
@@ -100,13 +134,15 @@ func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
   }
 }
 
-/// The AVX512_BF16 path (PackedGEMM.swift's driver over CShims/bf16_gemm.c); `bias` as in `gemmF32Kernel`.
+/// The AVX512_BF16 path (PackedGEMM.swift's driver over CShims/bf16_gemm.c), or
+/// its AMX variant when in use; `bias` as in `gemmF32Kernel`.
 func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
                     parallel: Bool) {
-  BF16GEMM.kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, parallel: parallel)
+  let kernel = AMXGEMM.inUse ? AMXGEMM.kernel : BF16GEMM.kernel
+  kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+             b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, parallel: parallel)
 }
 
 /// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.
@@ -131,5 +167,44 @@ func gemmBF16Fallback(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha:
   } else {
     sgemmOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ra.data,
                      lda: ra.shape[1], b: rb.data, ldb: rb.shape[1], beta: beta, c: c, ldc: ldc)
+  }
+}
+
+/// The bf16 kernels by name, for `ecenet-dist bench gemm`, which times and
+/// checks them side by side whatever `ECENET_AMX` says.
+public enum BF16Kernel: String, CaseIterable, Sendable {
+  /// `vdpbf16ps` (CShims/bf16_gemm.c).
+  case avx512 = "avx512_bf16"
+  /// AMX tiles (CShims/amx_gemm.c).
+  case amx
+  /// The AMX kernel with its tile instructions emulated in C (slow; the tests' reference).
+  case amxEmulated = "amx_emulated"
+
+  /// Whether it can run on this CPU (AMX: also asks Linux for the tile permission).
+  public var available: Bool {
+    switch self {
+    case .avx512, .amxEmulated: return bf16GEMMAvailable
+    case .amx: return bf16GEMMAvailable && ecenet_amx_enable() != 0
+    }
+  }
+
+  var kernel: PackedGEMMKernel {
+    switch self {
+    case .avx512: return BF16GEMM.kernel
+    case .amx: return AMXGEMM.kernel
+    case .amxEmulated: return AMXGEMM.emulatedKernel
+    }
+  }
+
+  /// C = alpha·op(A)·op(B) + beta·C on this kernel, threaded (`gemmBF16`'s
+  /// contract); only where `available`.
+  public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    precondition(available, "BF16Kernel.\(self): not available on this CPU")
+    if gemmFinishedWithoutKernel("BF16Kernel.\(self)", transA: transA, transB: transB, m: m, n: n, k: k,
+                                 alpha: alpha, lda: lda, ldb: ldb, beta: beta, c: c, ldc: ldc) { return }
+    kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+               beta: beta, c: c, ldc: ldc, parallel: true)
   }
 }

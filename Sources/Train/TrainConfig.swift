@@ -185,17 +185,25 @@ extension TrainConfig {
   }
 
   /// One line for the log when the GEMMs do not run in plain fp32; nil otherwise.
-  public var precisionNote: String? { precisionNote(cpuHasAMX: cpuHasAMXBF16) }
+  public var precisionNote: String? {
+    precisionNote(cpuHasAMX: cpuHasAMXBF16, amx: amxGEMMInUse, amxUnavailable: amxRequestedButUnavailable)
+  }
 
-  /// `precisionNote` as on a CPU with (or without) AMX tiles.
-  func precisionNote(cpuHasAMX: Bool) -> String? {
+  /// `precisionNote` as on a CPU with (or without) AMX tiles, with the AMX kernel
+  /// in use (`amx`) or asked for where it cannot run (`amxUnavailable`).
+  func precisionNote(cpuHasAMX: Bool, amx: Bool = false, amxUnavailable: Bool = false) -> String? {
     guard train.precision == "bf16" else { return nil }
     if bf16GEMMKernelInUse {
-      let base = "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+      if amx {
+        return "precision: GEMMs in bf16 with fp32 accumulation on AMX tiles (ECENET_AMX=1; experimental: not yet measured on AMX hardware, `ecenet-dist bench gemm` checks it; the convs' shifted-taps GEMMs stay on the AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+      }
+      var note = "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+      if amxUnavailable { note += ". ECENET_AMX=1 was set, but this CPU or its OS cannot run AMX tiles" }
       // Where the CPU does bf16 in AMX tiles, its AVX512_BF16 path gained nothing over fp32 FMA.
-      return cpuHasAMX
-        ? base + ". This CPU has AMX, which this kernel does not use: on the AMX Xeon measured, the bf16 step was slower than fp32 (BENCHMARKS.md, session 7); train.precision=fp32 is likely faster here"
-        : base
+      if cpuHasAMX && !amxUnavailable {
+        note += ". This CPU has AMX, which this kernel does not use: on the AMX Xeon measured, the bf16 step was slower than fp32 (BENCHMARKS.md, session 7); train.precision=fp32 is likely faster here, or try the experimental AMX kernel (ECENET_AMX=1, after `ecenet-dist bench gemm` has checked it)"
+      }
+      return note
     }
     if bf16GEMMAvailable {
       return "precision: GEMMs in bf16 with fp32 accumulation, as bf16-rounded copies through the fp32 GEMMs (ECENET_BF16_KERNEL=0); weights, optimizer and the rest in fp32"

@@ -36,8 +36,14 @@ struct Bench: ParsableCommand {
         ecenet-dist bench step --preset swin-t --crop 512 --batch 2 --steps 3
         ecenet-dist bench step --preset swin-b --crop 640 --batch 1 --precision bf16
       data: loader throughput at the ADE20K 640² recipe against the trainer (BenchData.swift).
+      gemm: the GEMM kernels on the linear layers' shapes at Swin-B/640²: OpenBLAS
+      sgemm, our fp32 kernel, the AVX512_BF16 kernel and, on CPUs with AMX, the AMX
+      tile kernel (GFLOP/s), each checked against a Double reference; on AMX also the
+      tiles against their C emulation (BenchGemm.swift). Exits 1 when a check fails.
+
+        ecenet-dist bench gemm --threads 16
       """)
-  @Argument(help: "What to measure: ops | step | data.") var what: String = "step"
+  @Argument(help: "What to measure: ops | step | data | gemm.") var what: String = "step"
   @Option(help: "Compute threads (default: ECENET_THREADS, else the cores this process may use).") var threads: Int?
   @Option(help: "Least repetitions per measurement (short ops get more, up to 30); the minimum is reported.") var reps: Int = 3
   @Flag(help: "Reduced sizes (stage-1 map 48×48 instead of 160×160) for a fast smoke run.") var quick = false
@@ -73,7 +79,10 @@ struct Bench: ParsableCommand {
                     precision: precision, profile: profile)
         .run(json: json)
     case "data": try runDataBench(threads: threads, reps: reps, quick: quick, json: json)  // BenchData.swift
-    default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step or data")
+    case "gemm":
+      if let t = threads { Parallel.threads = t }
+      if !GemmBench(reps: reps, quick: quick).run(json: json) { throw ExitCode(1) }  // BenchGemm.swift
+    default: throw ValidationError("bench: unknown target '\(what)'; expected ops, step, data or gemm")
     }
   }
 }
@@ -156,10 +165,21 @@ func sgemmCheck(_ s: GemmShape, samples: Int = 400) -> Double {
 }
 
 func sgemmCheck(_ s: GemmShape, samples: Int, threading: Parallel.GEMMThreading) -> Double {
+  gemmCheck(s, samples: samples) { buf, t in buf.run(t, threading: threading) }
+}
+
+/// Largest error of the C that `run` writes into `buf.c` (no batch, no
+/// accumulation) against a naive Double-accumulated dot product, relative to
+/// Σ|a·b|, over `samples` output entries (every entry when small). With
+/// `roundBF16` the reference rounds A and B to bf16 first: the bf16 kernels'
+/// numerics, so their error is summation order only.
+func gemmCheck(_ s: GemmShape, samples: Int, roundBF16: Bool = false,
+               _ run: (GemmBuffers, GemmShape) -> Void) -> Double {
   var t = s; t.batch = 1; t.accumulate = false
   let buf = GemmBuffers([t])
-  buf.run(t, threading: threading)
+  run(buf, t)
   let lda = t.transA ? t.m : t.k, ldb = t.transB ? t.k : t.n
+  let r: (Float) -> Double = { roundBF16 ? Double(roundedToBF16($0)) : Double($0) }
   let all = t.m * t.n <= samples
   var worst = 0.0
   for e in 0..<(all ? t.m * t.n : samples) {
@@ -167,8 +187,8 @@ func sgemmCheck(_ s: GemmShape, samples: Int, threading: Parallel.GEMMThreading)
     let i = idx / t.n, j = idx % t.n
     var acc = 0.0, mag = 0.0
     for p in 0..<t.k {
-      let av = Double(t.transA ? buf.a.data[p * lda + i] : buf.a.data[i * lda + p])
-      let bv = Double(t.transB ? buf.b.data[j * ldb + p] : buf.b.data[p * ldb + j])
+      let av = r(t.transA ? buf.a.data[p * lda + i] : buf.a.data[i * lda + p])
+      let bv = r(t.transB ? buf.b.data[j * ldb + p] : buf.b.data[p * ldb + j])
       acc += av * bv; mag += abs(av * bv)
     }
     worst = max(worst, abs(Double(buf.c.data[i * t.n + j]) - acc) / max(mag, 1e-30))
@@ -576,7 +596,7 @@ struct StepBench {
     let gflops = stepFlops / tMin / 1e9
     var out: [String: Any] = [
       "impl": "ecenet-dist", "preset": preset, "crop": crop, "batch": batch, "classes": classes, "precision": precision,
-      "bf16_kernel": bf16GEMMKernelInUse, "conv3x3_winograd": Conv2dTuning.winograd,
+      "bf16_kernel": bf16GEMMKernelInUse, "amx": amxGEMMInUse, "conv3x3_winograd": Conv2dTuning.winograd,
       "threads": Parallel.threads, "steps": steps, "warmup": warmup,
       "openblas_corename": String(cString: ecenet_blas_corename()),
       "openblas_coretype_env": env["OPENBLAS_CORETYPE"] ?? "(unset)",
@@ -609,8 +629,9 @@ struct StepBench {
       let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
       print(String(decoding: data, as: UTF8.self))
     } else {
-      print(String(format: "bench step: %@ %d² batch %d, %d classes, %d thread(s), GEMMs in %@, OpenBLAS %@ (OPENBLAS_CORETYPE=%@)",
-                   preset, crop, batch, classes, Parallel.threads, precision, out["openblas_corename"] as! String,
+      print(String(format: "bench step: %@ %d² batch %d, %d classes, %d thread(s), GEMMs in %@%@, OpenBLAS %@ (OPENBLAS_CORETYPE=%@)",
+                   preset, crop, batch, classes, Parallel.threads, precision, amxGEMMInUse ? " on AMX tiles" : "",
+                   out["openblas_corename"] as! String,
                    out["openblas_coretype_env"] as! String))
       print(String(format: "step: min %.3f s, median %.3f s over %d (after %d warm-up); all: %@", tMin, tMed, steps, warmup,
                    times.map { String(format: "%.3f", $0) }.joined(separator: " ")))

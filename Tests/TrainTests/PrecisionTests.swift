@@ -36,8 +36,9 @@ final class PrecisionTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(bf16, fp32 - 0.02, "bf16 mIoU \(bf16) vs fp32 \(fp32)")
   }
 
-  /// The log's precision line: none for fp32; the kernel for bf16; and on a CPU
-  /// with AMX, which the kernel does not use, the advice to train in fp32.
+  /// The log's precision line: none for fp32; the kernel for bf16; on a CPU
+  /// with AMX, which the default kernel does not use, the advice to train in
+  /// fp32 or try ECENET_AMX=1; the AMX kernel when in use, or refused.
   func testPrecisionNoteAdvisesFP32WhereTheCPUHasAMX() throws {
     let config = repoRoot() + "/configs/debug/synthetic.yaml"
     XCTAssertNil(try TrainConfig.load(file: config, overrides: []).precisionNote(cpuHasAMX: true))
@@ -46,7 +47,41 @@ final class PrecisionTests: XCTestCase {
     let plain = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: false))
     XCTAssertTrue(plain.contains("AVX512_BF16 kernel") && !plain.contains("AMX"), plain)
     let amx = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true))
-    XCTAssertTrue(amx.hasPrefix(plain) && amx.contains("AMX") && amx.contains("train.precision=fp32"), amx)
+    XCTAssertTrue(amx.hasPrefix(plain) && amx.contains("AMX") && amx.contains("train.precision=fp32")
+                  && amx.contains("ECENET_AMX=1"), amx)
+    let tiles = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true, amx: true))
+    XCTAssertTrue(tiles.contains("on AMX tiles") && tiles.contains("experimental"), tiles)
+    let refused = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: false, amxUnavailable: true))
+    XCTAssertTrue(refused.hasPrefix(plain) && refused.contains("cannot run AMX tiles"), refused)
+  }
+
+  /// `bench gemm` (the AMX kernel's first check on AMX hardware) runs every
+  /// kernel this CPU has on every shape, each within the tests' error bound,
+  /// and compares AMX's tiles with their emulation only where they can run.
+  func testBenchGemmChecksEveryKernelThisCPUHas() throws {
+    let (rc, out) = try runProcess(executablePath(), ["bench", "gemm", "--quick", "--reps", "1", "--json", "--threads", "2"],
+                                   timeout: 300)
+    XCTAssertEqual(rc, 0, out)
+    let json = try XCTUnwrap(out.split(separator: "\n").last(where: { $0.hasPrefix("{") }), out)
+    let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+    XCTAssertEqual(report["ok"] as? Bool, true, out)
+    XCTAssertEqual(report["amx_cpu"] as? Bool, cpuHasAMXBF16)
+    let amxRuns = cpuHasAMXBF16 && BF16Kernel.amx.available
+    XCTAssertEqual(report["amx_vs_emulation"] is NSNull, !amxRuns, out)
+    let rows = try XCTUnwrap(report["rows"] as? [[String: Any]])
+    XCTAssertEqual(rows.count, 7)
+    for row in rows {
+      var expected = ["sgemm (OpenBLAS)"]
+      if f32GEMMKernelAvailable { expected.append("ours fp32") }
+      if bf16GEMMAvailable { expected.append("AVX512_BF16") }
+      if amxRuns { expected.append("AMX") }
+      XCTAssertEqual(Set(row.keys).subtracting(["shape", "gemm"]), Set(expected), "\(row)")
+      for kernel in expected {
+        let cell = try XCTUnwrap(row[kernel] as? [String: Double], "\(row)")
+        XCTAssertLessThanOrEqual(try XCTUnwrap(cell["error"]), 1e-5, "\(kernel) \(row["shape"] ?? "")")
+        XCTAssertGreaterThan(try XCTUnwrap(cell["gflops"]), 0)
+      }
+    }
   }
 
   func testUnknownPrecisionIsAConfigError() throws {

@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <turbojpeg.h>
 #include <zstd.h>
+#include "amx_gemm.h"
 #include "bf16_gemm.h"
 #include "f32_gemm.h"
 #include "small_gemm.h"

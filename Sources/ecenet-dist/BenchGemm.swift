@@ -1,0 +1,135 @@
+// `ecenet-dist bench gemm`: the GEMM kernels side by side on the shapes of
+// Swin-B/640²'s linear layers (batch 1), in one process: OpenBLAS sgemm, our
+// fp32 kernel, the AVX512_BF16 kernel and, where the CPU has AMX, the AMX tile
+// kernel. Each is checked on sampled entries against a Double reference (the
+// bf16 kernels against bf16-rounded inputs), and on AMX hardware the tiles
+// are also checked against their C emulation, the reference of the tests
+// (GemmAMXTests) on machines without AMX. This is how the AMX kernel, written
+// on such a machine, is first run for real: it stays opt-in (`ECENET_AMX=1`)
+// until this check and its timing have been seen on AMX hardware.
+import CShims
+import Foundation
+import Tensor
+
+struct GemmBench {
+  let reps: Int, quick: Bool
+
+  /// Largest relative error a kernel may show on the check (the tests' bound).
+  static let tolerance = 1e-5
+
+  /// (name, shape): a linear layer's forward (x·Wᵀ), its input gradient (dy·W)
+  /// and weight gradient (dyᵀ·x), at stage 1 (160² tokens, 128 channels) and
+  /// stage 3 (40², 512); --quick: 48² and 12² tokens.
+  var shapes: [(String, GemmShape)] {
+    let r1 = quick ? 48 * 48 : 160 * 160, r3 = quick ? 12 * 12 : 40 * 40
+    return [
+      ("stage-1 qkv", GemmShape(transA: false, transB: true, m: r1, n: 384, k: 128)),
+      ("stage-1 fc1", GemmShape(transA: false, transB: true, m: r1, n: 512, k: 128)),
+      ("stage-1 fc2", GemmShape(transA: false, transB: true, m: r1, n: 128, k: 512)),
+      ("stage-1 fc2 dx", GemmShape(transA: false, transB: false, m: r1, n: 512, k: 128)),
+      ("stage-1 fc1 dW", GemmShape(transA: true, transB: false, m: 512, n: 128, k: r1)),
+      ("stage-3 fc1", GemmShape(transA: false, transB: true, m: r3, n: 2048, k: 512)),
+      ("stage-3 fc2", GemmShape(transA: false, transB: true, m: r3, n: 512, k: 2048)),
+    ]
+  }
+
+  /// The kernels timed here, each with how it runs one shape on `buf`; nil: not on this CPU.
+  func kernels() -> [(String, ((GemmBuffers, GemmShape) -> Void)?)] {
+    func bf16(_ kind: BF16Kernel) -> ((GemmBuffers, GemmShape) -> Void)? {
+      guard kind.available else { return nil }
+      return { buf, s in
+        kind.gemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: buf.a.data, lda: s.transA ? s.m : s.k,
+                  b: buf.b.data, ldb: s.transB ? s.k : s.n, beta: 0, c: buf.c.data, ldc: s.n)
+      }
+    }
+    let f32: ((GemmBuffers, GemmShape) -> Void)? = f32GEMMKernelAvailable ? { buf, s in
+      gemmF32Kernel(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: buf.a.data,
+                    lda: s.transA ? s.m : s.k, b: buf.b.data, ldb: s.transB ? s.k : s.n, beta: 0, c: buf.c.data, ldc: s.n)
+    } : nil
+    return [("sgemm (OpenBLAS)", { buf, s in buf.run(s) }), ("ours fp32", f32),
+            ("AVX512_BF16", bf16(.avx512)), ("AMX", bf16(.amx))]
+  }
+
+  /// Runs the checks and the timings, prints them; false when a check failed.
+  func run(json: Bool) -> Bool {
+    let ks = kernels()
+    var rows: [[String: Any]] = [], ok = true
+    if !json {
+      print("bench gemm: \(Parallel.threads) threads, GFLOP/s (best of ≥ \(reps)); error: worst |C − reference| / Σ|a·b| on sampled entries")
+      print("  " + "shape".padding(toLength: 38, withPad: " ", startingAt: 0)
+            + ks.map { $0.0.padding(toLength: 18, withPad: " ", startingAt: 0) }.joined())
+    }
+    for (name, s) in shapes {
+      let buf = GemmBuffers([s])
+      var row: [String: Any] = ["shape": name, "gemm": s.label], cells: [String] = []
+      for (kname, run) in ks {
+        guard let run = run else { cells.append("—"); continue }
+        let err = gemmCheck(s, samples: 200, roundBF16: kname != "sgemm (OpenBLAS)" && kname != "ours fp32", run)
+        let t = minTime(reps: reps) { run(buf, s) }
+        row[kname] = ["gflops": s.flops / t / 1e9, "seconds": t, "error": err]
+        if !(err <= Self.tolerance) { ok = false }
+        cells.append(String(format: "%7.1f (%.0e)%@", s.flops / t / 1e9, err, err <= Self.tolerance ? "" : " ✗"))
+      }
+      rows.append(row)
+      if !json {
+        print("  " + "\(name) \(s.label)".padding(toLength: 38, withPad: " ", startingAt: 0)
+              + cells.map { $0.padding(toLength: 18, withPad: " ", startingAt: 0) }.joined())
+      }
+    }
+    let tiles = amxAgainstEmulation()
+    if let worst = tiles, !(worst <= Self.tolerance) { ok = false }
+    let amxLine: String
+    if let worst = tiles {
+      amxLine = String(format: "AMX tiles against their C emulation: worst %.1e of Σ|a·b| (bound %.0e): %@", worst,
+                       Self.tolerance, worst <= Self.tolerance ? "ok" : "FAILED")
+    } else {
+      amxLine = "AMX: \(cpuHasAMXBF16 ? "this CPU has AMX-BF16 but the tiles cannot run (OS or permission)" : "not on this CPU"); its tests run the C emulation"
+    }
+    if json {
+      let out: [String: Any] = ["threads": Parallel.threads, "rows": rows, "amx_cpu": cpuHasAMXBF16,
+                                "amx_vs_emulation": tiles as Any, "ok": ok]
+      if let data = try? JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]) {
+        print(String(decoding: data, as: UTF8.self))
+      }
+    } else {
+      print(amxLine)
+      print("bench gemm: \(ok ? "every check passed" : "a check FAILED (✗)")")
+    }
+    return ok
+  }
+
+  /// On AMX hardware: the worst difference between the tile kernel and its C
+  /// emulation relative to Σ|a·b|, over every transpose at ragged sizes (tile
+  /// and pair edges, several K blocks); nil where the tiles cannot run.
+  func amxAgainstEmulation() -> Double? {
+    guard BF16Kernel.amx.available else { return nil }
+    var worst = 0.0
+    for (m, n, k) in [(70, 45, 600), (33, 40, 67), (100, 64, 1100), (1, 1, 1)] {
+      for transA in [false, true] {
+        for transB in [false, true] {
+          let s = GemmShape(transA: transA, transB: transB, m: m, n: n, k: k)
+          let buf = GemmBuffers([s])
+          let lda = transA ? m : k, ldb = transB ? k : n
+          func product(_ kind: BF16Kernel) -> [Float] {
+            kind.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: buf.a.data, lda: lda, b: buf.b.data,
+                      ldb: ldb, beta: 0, c: buf.c.data, ldc: n)
+            return Array(UnsafeBufferPointer(start: buf.c.data, count: m * n))
+          }
+          let real = product(.amx), emulated = product(.amxEmulated)
+          for i in 0..<m {
+            for j in 0..<n {
+              var mag = 0.0
+              for p in 0..<k {
+                let av = buf.a.data[transA ? p * lda + i : i * lda + p], bv = buf.b.data[transB ? j * ldb + p : p * ldb + j]
+                mag += abs(Double(roundedToBF16(av)) * Double(roundedToBF16(bv)))
+              }
+              let d = abs(Double(real[i * n + j]) - Double(emulated[i * n + j]))
+              worst = max(worst, d.isNaN ? .infinity : d / max(mag, 1e-30))
+            }
+          }
+        }
+      }
+    }
+    return worst
+  }
+}

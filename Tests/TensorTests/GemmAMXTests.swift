@@ -1,0 +1,171 @@
+import CShims
+import Foundation
+import XCTest
+
+@testable import Tensor
+
+/// The AMX bf16 kernel (CShims/amx_gemm.c) with its tile instructions emulated
+/// in C: this machine has no AMX, so these tests check everything around the
+/// tiles (the [row][KC] packings of both transposes, the zero pads of rows to
+/// 32 and pairs to 16, the zero-padded copy of the last B group, the K blocks,
+/// the stores with alpha, beta and bias, the thread splits) against the Double
+/// reference over bf16-rounded inputs, as GemmBF16Tests does for the
+/// AVX512_BF16 kernel. The real tiles are checked against this emulation by
+/// `ecenet-dist bench gemm` on AMX hardware.
+final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
+  static let referenceRoundsToBF16 = true
+
+  override func setUpWithError() throws {
+    // The packings convert with AVX512_BF16 instructions (vcvtne2ps2bf16).
+    guard bf16GEMMAvailable else { throw XCTSkip("no AVX512_BF16 on this CPU") }
+  }
+
+  func runKernel(_ t: Case, _ o: Operands) -> [Float] { run(t, o, parallel: true) }
+
+  func run(_ t: Case, _ o: Operands, parallel: Bool) -> [Float] {
+    var c = o.c0
+    o.a.withUnsafeBufferPointer { pa in
+      o.b.withUnsafeBufferPointer { pb in
+        c.withUnsafeMutableBufferPointer { pc in
+          let bias = o.bias
+          bias.withUnsafeBufferPointerIfAny { pBias in
+            if gemmFinishedWithoutKernel("amx", transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k,
+                                         alpha: t.alpha, lda: o.lda, ldb: o.ldb, beta: t.beta, c: pc.baseAddress!,
+                                         ldc: o.ldc, bias: pBias) { return }
+            AMXGEMM.emulatedKernel.run(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                                       a: pa.baseAddress!, lda: o.lda, b: pb.baseAddress!, ldb: o.ldb,
+                                       beta: t.beta, c: pc.baseAddress!, ldc: o.ldc, bias: pBias, parallel: parallel)
+          }
+        }
+      }
+    }
+    return c
+  }
+
+  func check(_ t: Case, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) {
+    let o = makeOperands(t, seed: seed)
+    verify(t, o, runKernel(t, o), file: file, line: line)
+  }
+
+  func testAllTransposesOddSizesAlphaBeta() {
+    for transA in [false, true] {
+      for transB in [false, true] {
+        for beta: Float in [0, 1, 0.5] {
+          check(Case(transA: transA, transB: transB, m: 37, n: 45, k: 67, alpha: 0.75, beta: beta))
+        }
+      }
+    }
+    // One tile block exactly and one past it; K2 a multiple of 16 and one past
+    // it; several K blocks (KC = 256 pairs) with a ragged last group.
+    for (m, n, k) in [(32, 32, 32), (33, 33, 34), (16, 64, 64), (70, 40, 1100)] {
+      check(Case(transA: true, transB: false, m: m, n: n, k: k, alpha: -1.5, beta: 1, padA: 0, padB: 0, padC: 0))
+      check(Case(transA: false, transB: true, m: m, n: n, k: k, alpha: 2, beta: 0, padA: 1, padB: 0, padC: 1))
+    }
+  }
+
+  func testDegenerateSizes() { checkDegenerateSizes() }
+
+  func testBiasAddedInTheStore() { checkBias() }
+
+  func testNaNAndInfStayInTheirRowAndColumn() { checkNaNAndInfStayInTheirRowAndColumn() }
+
+  /// The last group of 16 pairs in a K block reads B from a zero-padded copy:
+  /// past the block, packed B holds the next panel's first pairs, and an inf
+  /// there times A's zero pad would be NaN in the first panel's columns.
+  func testRaggedKGroupNeverReadsTheNextPanel() {
+    let t = Case(transA: false, transB: false, m: 20, n: 40, k: 9, alpha: 1, beta: 0)
+    var o = makeOperands(t, seed: 11)
+    o.b[0 * o.ldb + 33] = .infinity  // pair 0 of panel 1: right after panel 0's 5 pairs
+    let got = runKernel(t, o)
+    for i in 0..<t.m {
+      for j in 0..<32 { XCTAssertTrue(got[i * o.ldc + j].isFinite, "C[\(i), \(j)] = \(got[i * o.ldc + j])") }
+      XCTAssertTrue(got[i * o.ldc + 33].isInfinite, "C[\(i), 33]")
+    }
+  }
+
+  /// A scratch that starts as NaN (the pool's buffers hold earlier data): the
+  /// packings' row and pair pads must be written as zeros, for both transposes.
+  func testPaddingIsZeroOverNaNScratch() {
+    for transA in [false, true] {
+      let t = Case(transA: transA, transB: true, m: 21, n: 33, k: 45, alpha: 1, beta: 0.5)
+      let o = makeOperands(t, seed: 4)
+      let scratch = UnsafeMutableRawPointer.allocate(byteCount: Int(ecenet_amx_gemm_a_scratch_bytes()), alignment: 64)
+      defer { scratch.deallocate() }
+      let packed = UnsafeMutableRawPointer.allocate(byteCount: Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)),
+                                                    alignment: 64)
+      defer { packed.deallocate() }
+      scratch.initializeMemory(as: Float.self, repeating: .nan, count: Int(ecenet_amx_gemm_a_scratch_bytes()) / 4)
+      var c = o.c0
+      o.a.withUnsafeBufferPointer { pa in
+        o.b.withUnsafeBufferPointer { pb in
+          c.withUnsafeMutableBufferPointer { pc in
+            ecenet_bf16_gemm_pack_b(1, t.k, t.n, pb.baseAddress, o.ldb, 0, t.n, packed)
+            ecenet_amx_gemm_compute_emulated(transA ? 1 : 0, t.m, t.n, t.k, t.alpha, pa.baseAddress, o.lda, packed,
+                                             t.beta, pc.baseAddress, o.ldc, nil, 0, t.m, 0, t.n, scratch)
+          }
+        }
+      }
+      verify(t, o, c, label: "transA \(transA), NaN scratch")
+    }
+  }
+
+  /// Any split of C (the thread split, or blocks that do not start on a tile
+  /// block) gives the same bits as one call.
+  func testSplitsAreBitIdentical() {
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    for transA in [false, true] {
+      let t = Case(transA: transA, transB: false, m: 150, n: 100, k: 600, alpha: 1, beta: 0)
+      let o = makeOperands(t, seed: 8)
+      let one = run(t, o, parallel: false).map(\.bitPattern)
+      Parallel.threads = 3
+      XCTAssertEqual(run(t, o, parallel: true).map(\.bitPattern), one, "3 threads, transA \(transA)")
+      // Blocks of 45 rows and two column ranges, each its own compute call.
+      var c = o.c0
+      let scratch = UnsafeMutableRawPointer.allocate(byteCount: Int(ecenet_amx_gemm_a_scratch_bytes()), alignment: 64)
+      defer { scratch.deallocate() }
+      let packed = UnsafeMutableRawPointer.allocate(byteCount: Int(ecenet_bf16_gemm_packed_b_bytes(t.k, t.n)),
+                                                    alignment: 64)
+      defer { packed.deallocate() }
+      o.a.withUnsafeBufferPointer { pa in
+        o.b.withUnsafeBufferPointer { pb in
+          c.withUnsafeMutableBufferPointer { pc in
+            ecenet_bf16_gemm_pack_b(0, t.k, t.n, pb.baseAddress, o.ldb, 0, t.n, packed)
+            for m0 in stride(from: 0, to: t.m, by: 45) {
+              for (n0, n1) in [(0, 64), (64, t.n)] {
+                ecenet_amx_gemm_compute_emulated(transA ? 1 : 0, t.m, t.n, t.k, t.alpha, pa.baseAddress, o.lda,
+                                                 packed, t.beta, pc.baseAddress, o.ldc, nil, m0, m0 + 45, n0, n1,
+                                                 scratch)
+              }
+            }
+          }
+        }
+      }
+      XCTAssertEqual(c.map(\.bitPattern), one, "45-row blocks, transA \(transA)")
+    }
+  }
+
+  /// The opt-in and the CPU check: ECENET_AMX=1 only asks; on a CPU whose
+  /// /proc/cpuinfo lacks amx_tile or amx_bf16 the kernel reports itself unavailable.
+  func testOptInAndAvailability() throws {
+    XCTAssertTrue(AMXGEMM.amxRequested(environment: ["ECENET_AMX": "1"]))
+    XCTAssertFalse(AMXGEMM.amxRequested(environment: ["ECENET_AMX": "0"]))
+    XCTAssertFalse(AMXGEMM.amxRequested(environment: [:]))
+    let flags = try cpuInfoFlags()
+    XCTAssertEqual(cpuHasAMXBF16, flags.contains("amx_tile") && flags.contains("amx_bf16"))
+    if !cpuHasAMXBF16 {
+      XCTAssertEqual(ecenet_amx_enable(), 0)
+      XCTAssertFalse(amxGEMMInUse)
+    }
+  }
+}
+
+extension Optional where Wrapped == [Float] {
+  /// body(pointer to the array's storage), or body(nil) when there is none.
+  fileprivate func withUnsafeBufferPointerIfAny<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+    switch self {
+    case .some(let a): return a.withUnsafeBufferPointer { body($0.baseAddress) }
+    case .none: return body(nil)
+    }
+  }
+}
