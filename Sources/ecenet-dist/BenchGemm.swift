@@ -50,12 +50,17 @@ struct GemmBench {
             ("AVX512_BF16", bf16(.avx512)), ("AMX", bf16(.amx))]
   }
 
+  /// OpenBLAS's kernel core and the variable that may pin it (the sgemm column depends on both).
+  var openBLASCore: String {
+    "\(String(cString: ecenet_blas_corename())) (OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"))"
+  }
+
   /// Runs the checks and the timings, prints them; false when a check failed.
   func run(json: Bool) -> Bool {
     let ks = kernels()
     var rows: [[String: Any]] = [], ok = true
     if !json {
-      print("bench gemm: \(Parallel.threads) threads, GFLOP/s (best of ≥ \(reps)); error: worst |C − reference| / Σ|a·b| on sampled entries")
+      print("bench gemm: \(Parallel.threads) threads, OpenBLAS core \(openBLASCore), GFLOP/s (best of ≥ \(reps)); error: worst |C − reference| / Σ|a·b| on sampled entries")
       print("  " + "shape".padding(toLength: 38, withPad: " ", startingAt: 0)
             + ks.map { $0.0.padding(toLength: 18, withPad: " ", startingAt: 0) }.joined())
     }
@@ -86,7 +91,7 @@ struct GemmBench {
       amxLine = "AMX: \(cpuHasAMXBF16 ? "this CPU has AMX-BF16 but the tiles cannot run (OS or permission)" : "not on this CPU"); its tests run the C emulation"
     }
     if json {
-      let out: [String: Any] = ["threads": Parallel.threads, "rows": rows, "amx_cpu": cpuHasAMXBF16,
+      let out: [String: Any] = ["threads": Parallel.threads, "openblas": openBLASCore, "rows": rows, "amx_cpu": cpuHasAMXBF16,
                                 "amx_vs_emulation": tiles as Any, "ok": ok]
       if let data = try? JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]) {
         print(String(decoding: data, as: UTF8.self))
