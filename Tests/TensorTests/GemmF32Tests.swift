@@ -46,21 +46,12 @@ final class GemmF32Tests: XCTestCase, PackedGEMMTesting {
   }
 
   func testAllTransposesOddSizesStridesAlphaBeta() {
-    for transA in [false, true] {
-      for transB in [false, true] {
-        for beta: Float in [0, 1, 0.5] {
-          check(Case(transA: transA, transB: transB, m: 37, n: 45, k: 67, alpha: 0.75, beta: beta))
-        }
-        // Primes around the tile (14), panel (32) and transpose block (16) sizes.
-        check(Case(transA: transA, transB: transB, m: 13, n: 31, k: 17, alpha: -1, beta: 1, padA: 2, padB: 3, padC: 1))
-        check(Case(transA: transA, transB: transB, m: 43, n: 97, k: 5, alpha: 1, beta: 0, padA: 0, padB: 7, padC: 2))
-      }
-    }
-    // Exactly one panel / one tile / one transpose block, and sizes one past them.
-    for (m, n, k) in [(14, 32, 16), (15, 33, 17), (28, 64, 64), (29, 65, 65)] {
-      check(Case(transA: true, transB: false, m: m, n: n, k: k, alpha: -1.5, beta: 1, padA: 0, padB: 0, padC: 0))
-      check(Case(transA: false, transB: true, m: m, n: n, k: k, alpha: 2, beta: 0, padA: 1, padB: 0, padC: 1))
-    }
+    // Exactly one panel / one tile / one transpose block, and sizes one past them;
+    // per transpose, primes around the tile (14), panel (32) and transpose block (16) sizes.
+    checkTransposesAndEdges([(14, 32, 16), (15, 33, 17), (28, 64, 64), (29, 65, 65)], perTranspose: { ta, tb in
+      [Case(transA: ta, transB: tb, m: 13, n: 31, k: 17, alpha: -1, beta: 1, padA: 2, padB: 3, padC: 1),
+       Case(transA: ta, transB: tb, m: 43, n: 97, k: 5, alpha: 1, beta: 0, padA: 0, padB: 7, padC: 2)]
+    }) { check($0) }
   }
 
   func testDegenerateSizes() { checkDegenerateSizes() }

@@ -137,6 +137,25 @@ extension PackedGEMMTesting {
 
   // MARK: test bodies both kernels run as they are (their test methods call these)
 
+  /// Every transpose and beta at 37×45×67 (plus `perTranspose`'s cases for each
+  /// transpose pair), then each (m, n, k) of `edges`, a kernel's tile, panel
+  /// and block sizes and one past them, with A transposed and B not, and the reverse.
+  func checkTransposesAndEdges(_ edges: [(Int, Int, Int)],
+                               perTranspose: (Bool, Bool) -> [Case] = { _, _ in [] }, _ check: (Case) -> Void) {
+    for transA in [false, true] {
+      for transB in [false, true] {
+        for beta: Float in [0, 1, 0.5] {
+          check(Case(transA: transA, transB: transB, m: 37, n: 45, k: 67, alpha: 0.75, beta: beta))
+        }
+        perTranspose(transA, transB).forEach(check)
+      }
+    }
+    for (m, n, k) in edges {
+      check(Case(transA: true, transB: false, m: m, n: n, k: k, alpha: -1.5, beta: 1, padA: 0, padB: 0, padC: 0))
+      check(Case(transA: false, transB: true, m: m, n: n, k: k, alpha: 2, beta: 0, padA: 1, padB: 0, padC: 1))
+    }
+  }
+
   /// The bias row of `gemmAddingBias`, added in the kernel's store: once only
   /// with several K blocks (rows outside K blocks, and K blocks outside rows
   /// when C fits in L2), on ragged panels, with alpha and beta, over NaN C
