@@ -39,14 +39,22 @@ public struct FeatureReconstruction {
   /// F_i [B, H, W, Ci] → (X_i [B, H, W, C], Y'' [B, H, W, C']).
   /// Intermediates' values are released on return (`releasingIntermediates`).
   public func callAsFunction(_ f: Var, _ ctx: ForwardContext) -> (x: Var, diverse: Var) {
-    releasingIntermediates({ forward(f, ctx) }, outputs: { [$0.x, $0.diverse] })
+    Self.group([self], [f], ctx)[0]
   }
 
-  func forward(_ f: Var, _ ctx: ForwardContext) -> (x: Var, diverse: Var) {
-    let y1 = primary(f, ctx)                                 // Y'  [B, H, W, C']
-    let y2 = se(cheap(y1, ctx))                              // Y'' [B, H, W, C']
-    let y = proj(concat([y1, y2], axis: 3), ctx)             // Y_i [B, H, W, Ci]
-    return (unify(y, ctx), y2)
+  /// The FR blocks of several stages (block i on F_i), layer by layer in step
+  /// (`ConvModule.group`), so SyncBN reduces the four stages' statistics of a
+  /// layer in one round trip: 4 instead of 16 each way for the head's FRs.
+  /// Equal to calling each block; intermediates are released on return.
+  public static func group(_ blocks: [FeatureReconstruction], _ fs: [Var],
+                           _ ctx: ForwardContext) -> [(x: Var, diverse: Var)] {
+    let out = releasingIntermediates({ () -> [(x: Var, diverse: Var)] in
+      let y1 = ConvModule.group(blocks.map(\.primary), fs, ctx)                   // Y'  [B, H, W, C']
+      let y2 = zip(blocks, ConvModule.group(blocks.map(\.cheap), y1, ctx)).map { $0.0.se($0.1) }  // Y''
+      let y = ConvModule.group(blocks.map(\.proj), zip(y1, y2).map { concat([$0.0, $0.1], axis: 3) }, ctx)  // Y_i
+      return zip(ConvModule.group(blocks.map(\.unify), y, ctx), y2).map { (x: $0.0, diverse: $0.1) }
+    }, outputs: { $0.flatMap { [$0.x, $0.diverse] } })
+    return out
   }
 }
 

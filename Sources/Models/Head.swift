@@ -20,10 +20,18 @@ public struct GhostUpsample {
   }
 
   public func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var {
-    releasingIntermediates {
-      let a = primary(x, ctx)
-      return pixelShuffle(concat([a, cheap(a, ctx)], axis: 3), factor: factor)
-    }
+    Self.group([self], [x], ctx)[0]
+  }
+
+  /// Several upsamplers (module i on input i), layer by layer in step
+  /// (`ConvModule.group`: one SyncBN round trip per layer for all). Equal to
+  /// calling each; intermediates are released on return.
+  public static func group(_ modules: [GhostUpsample], _ xs: [Var], _ ctx: ForwardContext) -> [Var] {
+    releasingIntermediates({
+      let a = ConvModule.group(modules.map(\.primary), xs, ctx)
+      let b = ConvModule.group(modules.map(\.cheap), a, ctx)
+      return (0..<modules.count).map { pixelShuffle(concat([a[$0], b[$0]], axis: 3), factor: modules[$0].factor) }
+    }, outputs: { $0 })
   }
 }
 
@@ -87,7 +95,7 @@ public final class ECENetHead {
   func forward(_ feats: [Var], _ ctx: ForwardContext) -> HeadOutput {
     precondition(feats.count == 4, "ECENetHead: expected 4 feature maps, got \(feats.count)")
     let n = config.numClasses
-    let frOut = zip(fr, feats).map { $0.0($0.1, ctx) }
+    let frOut = FeatureReconstruction.group(fr, feats, ctx)
     var x = frOut.map(\.x)                                        // X_1…X_4 (index 0…3)
     let divs = frOut.map { diversityLossSum($0.diverse) }
     let diversity = divs.dropFirst().reduce(divs[0], +)          // Σ over stages
@@ -101,7 +109,7 @@ public final class ECENetHead {
       g = r.g
     }
     let (h1, w1) = (x[0].shape[1], x[0].shape[2])
-    let ups = (0..<3).map { up[$0](x[$0 + 1], ctx) }              // X_2, X_3, X_4 → [B, H1, W1, C]
+    let ups = GhostUpsample.group(up, Array(x[1...]), ctx)        // X_2, X_3, X_4 → [B, H1, W1, C]
     var fused = fuse(concat([x[0]] + ups, axis: 3), ctx)          // [B, H1, W1, C]
     if ctx.training && config.dropout > 0 { fused = dropout(fused, p: config.dropout, rng: &ctx.rng) }
     let logitsConv = clsSeg(fused)                                // [B, H1, W1, N]

@@ -148,6 +148,16 @@ public struct Norm {
       return groupNorm(x, groups: groups, weight: weight, bias: bias)
     }
   }
+
+  /// Several independent norms of one model (one kind) on their inputs: BN and
+  /// SyncBN as one `batchNormGroup`, so SyncBN makes one cross-rank reduction
+  /// for all of them each way; GroupNorm one by one. Equal to calling each.
+  static func group(_ norms: [Norm], _ xs: [Var], _ ctx: ForwardContext) -> [Var] {
+    guard let first = norms.first, first.kind != .gn else { return zip(norms, xs).map { $0.0($0.1, ctx) } }
+    return batchNormGroup(xs, weights: norms.map(\.weight), biases: norms.map(\.bias),
+                          runningMeans: norms.map { $0.runningMean! }, runningVars: norms.map { $0.runningVar! },
+                          training: ctx.training, reduce: first.reducer)
+  }
 }
 
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
@@ -167,7 +177,15 @@ public struct ConvModule {
   }
 
   public func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var {
-    let y = norm(conv(x), ctx)
-    return activation ? relu(y) : y
+    Self.group([self], [x], ctx)[0]
+  }
+
+  /// Several independent ConvModules (module i on input i): every conv, then
+  /// the norms together (`Norm.group`: one SyncBN reduction each way for all),
+  /// then the ReLUs. Equal to calling each module.
+  public static func group(_ modules: [ConvModule], _ xs: [Var], _ ctx: ForwardContext) -> [Var] {
+    precondition(modules.count == xs.count, "ConvModule.group: \(modules.count) modules, \(xs.count) inputs")
+    let ys = Norm.group(modules.map(\.norm), zip(modules, xs).map { $0.0.conv($0.1) }, ctx)
+    return zip(modules, ys).map { $0.0.activation ? relu($0.1) : $0.1 }
   }
 }

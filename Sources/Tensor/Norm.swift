@@ -308,17 +308,102 @@ func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows:
 public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, runningVar: Tensor,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
                       reduce: StatsReducer? = nil) -> Var {
-  let C = x.shape.last ?? 0, rows = x.count / max(1, C)
-  precondition(weight.shape == [C] && bias.shape == [C] && runningMean.count == C && runningVar.count == C,
-               "batchNorm: input \(x.shape), weight \(weight.shape), bias \(bias.shape), running \(runningMean.shape)/\(runningVar.shape)")
-  let xv = x.value
-  var mean = [Float](repeating: 0, count: C), rstd = [Float](repeating: 0, count: C)
-  var count = Double(rows)
+  batchNormGroup([x], weights: [weight], biases: [bias], runningMeans: [runningMean], runningVars: [runningVar],
+                 training: training, momentum: momentum, eps: eps, reduce: reduce)[0]
+}
+
+/// `batchNorm` on several independent inputs at once (each with its own
+/// parameters and running stats), with one `reduce` call for all of them in
+/// forward and one in backward instead of one each: SyncBN's cross-rank
+/// round trips are a synchronisation point apiece, which costs at 8 ranks
+/// (BENCHMARKS.md, session 5), and the head has 23 of them in each direction.
+/// Each output equals `batchNorm` on its own input bit for bit (with `reduce`,
+/// the buffers reduced are the members' buffers placed end to end).
+///
+/// Backward: every member's tape entry is recorded here, one after another,
+/// and nothing can consume an output before this returns, so when the tape
+/// reaches the last member (its first backward) every member's output
+/// gradient is complete. That entry sums all of them and reduces once
+/// (`BatchNormGroupBackward`); the others use the stored sums.
+public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMeans: [Tensor], runningVars: [Tensor],
+                           training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
+                           reduce: StatsReducer? = nil) -> [Var] {
+  let n = xs.count
+  precondition(weights.count == n && biases.count == n && runningMeans.count == n && runningVars.count == n,
+               "batchNormGroup: \(n) inputs, \(weights.count) weights, \(biases.count) biases, \(runningMeans.count)/\(runningVars.count) running stats")
+  let members = (0..<n).map { i -> BatchNormMember in
+    let C = xs[i].shape.last ?? 0
+    precondition(weights[i].shape == [C] && biases[i].shape == [C] && runningMeans[i].count == C && runningVars[i].count == C,
+                 "batchNorm: input \(xs[i].shape), weight \(weights[i].shape), bias \(biases[i].shape), running \(runningMeans[i].shape)/\(runningVars[i].shape)")
+    return BatchNormMember(x: xs[i].value, C: C, rows: xs[i].count / max(1, C))
+  }
   if training {
-    var buf = channelMoments(xv.data, rows: rows, C: C) + [Double(rows)]
+    // [Σx (C), Σx² (C), count] per member, end to end: one reduction for all.
+    var buf = members.flatMap { channelMoments($0.x.data, rows: $0.rows, C: $0.C) + [Double($0.rows)] }
     buf.withUnsafeMutableBufferPointer { reduce?($0) }
+    var at = 0
+    for (i, m) in members.enumerated() {
+      m.setBatchStatistics(Array(buf[at..<at + 2 * m.C + 1]), runningMean: runningMeans[i], runningVar: runningVars[i],
+                           momentum: momentum, eps: eps, input: xs[i].shape)
+      at += 2 * m.C + 1
+    }
+  } else {
+    for (i, m) in members.enumerated() { m.setRunningStatistics(runningMeans[i], runningVars[i], eps: eps) }
+  }
+  let group = BatchNormGroupBackward(members: members, reduce: reduce)
+  return (0..<n).map { i in
+    let m = members[i], x = xs[i], weight = weights[i], bias = biases[i]
+    m.affine(weight: weights[i].value, bias: biases[i].value)
+    let y = Tensor(uninitialized: x.shape)
+    channelAffine(out: y.data, accumulate: false, x: m.x.data, rows: m.rows, C: m.C, rowsPerSet: m.rows,
+                  scale: m.scale, shift: m.shift)
+    let out = makeResult(y, inputs: [x, weight, bias], op: "batchNorm(_:weight:bias:runningMean:runningVar:training:momentum:eps:reduce:)") { g in
+      let (local, sums) = group.sums(member: i, g: g, training: training)
+      let C = m.C
+      if weight.requiresGrad { let d = weight.gradBuffer().data; for c in 0..<C { d[c] += Float(local[C + c]) } }
+      if bias.requiresGrad { let d = bias.gradBuffer().data; for c in 0..<C { d[c] += Float(local[c]) } }
+      guard x.requiresGrad else { return }
+      let dx = x.gradDestination()
+      if !training {
+        // y is affine in x with slope w·rstd.
+        channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, rows: m.rows, C: C,
+                      rowsPerSet: m.rows, scale: m.scale, shift: [Float](repeating: 0, count: C))
+        return
+      }
+      // dx = w·rstd·(dy − Σdy/N − x̂·Σdy·x̂/N) = α·dy + β·x + γ per channel.
+      var beta = [Float](repeating: 0, count: C), gamma = [Float](repeating: 0, count: C)
+      for c in 0..<C {
+        let a = Double(m.scale[c]), r = Double(m.rstd[c]), mu = Double(m.mean[c])
+        let s1 = sums[c] / m.count, s2 = sums[C + c] / m.count
+        beta[c] = Float(-a * r * s2)
+        gamma[c] = Float(-a * s1 + a * r * s2 * mu)
+      }
+      channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, extra: m.x.data, extraScale: beta,
+                    rows: m.rows, C: C, rowsPerSet: m.rows, scale: m.scale, shift: gamma)
+    }
+    group.outputs.append(out)
+    return out
+  }
+}
+
+/// One input of `batchNormGroup`: its value and the statistics forward formed.
+final class BatchNormMember {
+  let x: Tensor, C: Int, rows: Int
+  var mean: [Float], rstd: [Float], scale: [Float] = [], shift: [Float] = []
+  /// Values per channel over all ranks (rows when nothing is reduced).
+  var count: Double
+
+  init(x: Tensor, C: Int, rows: Int) {
+    self.x = x; self.C = C; self.rows = rows
+    mean = [Float](repeating: 0, count: C); rstd = mean
+    count = Double(rows)
+  }
+
+  /// Mean and rstd from reduced [Σx, Σx², count]; updates the running stats.
+  func setBatchStatistics(_ buf: [Double], runningMean: Tensor, runningVar: Tensor, momentum: Float, eps: Float,
+                          input: [Int]) {
     count = buf[2 * C]
-    precondition(count > 1, "batchNorm: training needs more than one value per channel, got \(count) for input \(x.shape)")
+    precondition(count > 1, "batchNorm: training needs more than one value per channel, got \(count) for input \(input)")
     let rm = runningMean.data, rv = runningVar.data
     for c in 0..<C {
       let m = buf[c] / count
@@ -327,43 +412,60 @@ public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, run
       rm[c] = (1 - momentum) * rm[c] + momentum * Float(m)
       rv[c] = (1 - momentum) * rv[c] + momentum * Float(v * count / (count - 1))
     }
-  } else {
+  }
+
+  func setRunningStatistics(_ runningMean: Tensor, _ runningVar: Tensor, eps: Float) {
     for c in 0..<C {
       mean[c] = runningMean.data[c]
       rstd[c] = 1 / (runningVar.data[c] + eps).squareRoot()
     }
   }
-  let wv = weight.value, bv = bias.value
-  let scale = (0..<C).map { wv.data[$0] * rstd[$0] }
-  let shift = (0..<C).map { bv.data[$0] - mean[$0] * scale[$0] }
-  let y = Tensor(uninitialized: x.shape)
-  channelAffine(out: y.data, accumulate: false, x: xv.data, rows: rows, C: C, rowsPerSet: rows,
-                scale: scale, shift: shift)
-  return makeResult(y, inputs: [x, weight, bias]) { g in
-    let local = channelGradMoments(dy: g.data, x: xv.data, rows: rows, C: C, mean: mean, rstd: rstd)
-    if weight.requiresGrad { let d = weight.gradBuffer().data; for c in 0..<C { d[c] += Float(local[C + c]) } }
-    if bias.requiresGrad { let d = bias.gradBuffer().data; for c in 0..<C { d[c] += Float(local[c]) } }
-    guard x.requiresGrad else { return }
-    if !training {
-      // y is affine in x with slope w·rstd.
-      let dx = x.gradDestination()
-      channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, rows: rows, C: C,
-                    rowsPerSet: rows, scale: scale, shift: [Float](repeating: 0, count: C))
-      return
+
+  /// y = x·scale + shift per channel.
+  func affine(weight: Tensor, bias: Tensor) {
+    scale = (0..<C).map { weight.data[$0] * rstd[$0] }
+    shift = (0..<C).map { bias.data[$0] - mean[$0] * scale[$0] }
+  }
+}
+
+/// The backward sums of a `batchNormGroup`: each member's local [Σdy, Σdy·x̂]
+/// (its weight and bias gradients) and, in training, the same sums reduced
+/// over ranks in one call for all members, formed when the first member's
+/// backward asks for them.
+final class BatchNormGroupBackward {
+  let members: [BatchNormMember]
+  let reduce: StatsReducer?
+  /// The members' output Vars, whose complete gradients the first backward reads.
+  var outputs: [Var] = []
+  private var local: [[Double]] = [], reduced: [[Double]] = []
+
+  init(members: [BatchNormMember], reduce: StatsReducer?) { self.members = members; self.reduce = reduce }
+
+  /// (local, reduced) sums of member `i`, whose output gradient is `g`.
+  func sums(member i: Int, g: Tensor, training: Bool) -> (local: [Double], reduced: [Double]) {
+    if members.count == 1 || reduce == nil || !training {
+      // Nothing to share: this member's sums alone (and its own reduction).
+      let m = members[i]
+      let own = channelGradMoments(dy: g.data, x: m.x.data, rows: m.rows, C: m.C, mean: m.mean, rstd: m.rstd)
+      var all = own
+      if training { all.withUnsafeMutableBufferPointer { reduce?($0) } }
+      return (own, all)
     }
-    var sums = local
-    sums.withUnsafeMutableBufferPointer { reduce?($0) }
-    // dx = w·rstd·(dy − Σdy/N − x̂·Σdy·x̂/N) = α·dy + β·x + γ per channel.
-    var beta = [Float](repeating: 0, count: C), gamma = [Float](repeating: 0, count: C)
-    for c in 0..<C {
-      let a = Double(scale[c]), r = Double(rstd[c]), m = Double(mean[c])
-      let s1 = sums[c] / count, s2 = sums[C + c] / count
-      beta[c] = Float(-a * r * s2)
-      gamma[c] = Float(-a * s1 + a * r * s2 * m)
+    if local.isEmpty {
+      // The first backward of the group: every output's gradient is final (the
+      // tape runs entries in reverse and all consumers came after the group).
+      // A member whose output received none contributes zeros, on every rank alike.
+      local = members.enumerated().map { j, m in
+        let dy = j == i ? g : outputs[j].grad
+        guard let dy = dy else { return [Double](repeating: 0, count: 2 * m.C) }
+        return channelGradMoments(dy: dy.data, x: m.x.data, rows: m.rows, C: m.C, mean: m.mean, rstd: m.rstd)
+      }
+      var buf = local.flatMap { $0 }
+      buf.withUnsafeMutableBufferPointer { reduce?($0) }
+      var at = 0
+      reduced = members.map { m in defer { at += 2 * m.C }; return Array(buf[at..<at + 2 * m.C]) }
     }
-    let dx = x.gradDestination()
-    channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, extra: xv.data, extraScale: beta,
-                  rows: rows, C: C, rowsPerSet: rows, scale: scale, shift: gamma)
+    return (local[i], reduced[i])
   }
 }
 

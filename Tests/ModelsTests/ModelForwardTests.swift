@@ -56,6 +56,40 @@ final class ModelForwardTests: XCTestCase {
     }
   }
 
+  /// SyncBN's cross-rank round trips per training step: the head's 23 norms
+  /// (4 FR blocks × 4, 3 upsamplers × 2, the fuse conv) reduce layer by layer
+  /// across stages, 7 reductions forward and 7 backward (46 before). The
+  /// collective acts as two identical ranks (it doubles the sums), so the
+  /// statistics are those of one rank and the step must still learn.
+  func testSyncBNMakesOneReductionPerLayerAcrossStages() throws {
+    final class TwoIdenticalRanks: Collective {
+      var calls = 0
+      var rank: Int { 0 }
+      var worldSize: Int { 2 }
+      func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        calls += 1
+        for i in 0..<buffer.count { buffer[i] *= 2 }
+      }
+    }
+    var config = try ModelConfig.preset("tiny")
+    config.norm = .syncbn  // the tiny preset trains with per-rank BN
+    let world = TwoIdenticalRanks()
+    let model = ECENet(config: config, seed: 3, collective: world)
+    model.store.finalize()
+    let (image, labels) = tinyBatch(classes: config.numClasses)
+    let losses = withGradients { ecenetLosses(model(Var(image), ForwardContext(training: true, seed: 5)), labels: labels, config: config) }
+    XCTAssertEqual(world.calls, 7, "forward")
+    losses.total.backward()
+    XCTAssertEqual(world.calls, 14, "forward and backward")
+    // The same step with this rank's statistics alone (no collective) gives the same loss:
+    // doubling every sum, the count included, leaves mean and variance as they were.
+    let alone = ECENet(config: config, seed: 3)
+    alone.store.finalize()
+    let lossAlone = withGradients { ecenetLosses(alone(Var(image), ForwardContext(training: true, seed: 5)), labels: labels, config: config) }
+    XCTAssertEqual(losses.total.value.scalar, lossAlone.total.value.scalar, accuracy: 1e-5 * abs(lossAlone.total.value.scalar))
+    Tape.shared.clear()
+  }
+
   func testTinyForwardBackward() throws {
     var c = try ModelConfig.preset("tiny")
     c.backbone.dropPath = 0.1  // exercise drop-path and dropout in training

@@ -254,4 +254,51 @@ final class NormTests: XCTestCase {
       checkGradients([x, w, b], expectShape: shape) { groupNorm($0[0], groups: G, weight: $0[1], bias: $0[2]) }
     }
   }
+
+  /// batchNormGroup: each member equals batchNorm on its own, bit for bit
+  /// (outputs, input/weight/bias gradients, running stats), with a reducer
+  /// (here: as if an identical rank added its sums, ×2) called once in forward
+  /// and once in backward for the whole group instead of once per member each
+  /// way; a member whose output gets no gradient contributes zeros.
+  func testBatchNormGroupMatchesSeparateCallsWithOneReductionEachWay() {
+    let shapes = [[2, 3, 4, 5], [1, 6, 7], [4, 3, 16]]
+    let xs = shapes.map { rng.tensor($0, -1, 2) }
+    let rs = shapes.map { rng.tensor($0) }
+    let ws = shapes.map { rng.tensor([$0.last!], 0.5, 1.5) }, bs = shapes.map { rng.tensor([$0.last!]) }
+    final class Counter { var calls = 0 }
+    func run(grouped: Bool, unused: Int?) -> (outs: [[Float]], calls: Int) {
+      let counter = Counter()
+      let reduce: StatsReducer = { buf in counter.calls += 1; for i in 0..<buf.count { buf[i] *= 2 } }
+      let vx = xs.map { Var($0.copy(), requiresGrad: true) }
+      let vw = ws.map { Var($0.copy(), requiresGrad: true) }, vb = bs.map { Var($0.copy(), requiresGrad: true) }
+      let rm = shapes.map { Tensor.zeros([$0.last!]) }, rv = shapes.map { Tensor.ones([$0.last!]) }
+      let ys = withGradients { () -> [Var] in
+        if grouped {
+          return batchNormGroup(vx, weights: vw, biases: vb, runningMeans: rm, runningVars: rv, training: true,
+                                reduce: reduce)
+        }
+        return (0..<3).map {
+          batchNorm(vx[$0], weight: vw[$0], bias: vb[$0], runningMean: rm[$0], runningVar: rv[$0], training: true,
+                    reduce: reduce)
+        }
+      }
+      // Member 1 twice (its gradient accumulates from two consumers), member `unused` not at all.
+      let terms = withGradients { (0..<3).filter { $0 != unused }.map { (ys[$0] * Var(rs[$0])).sum() } }
+      var loss = withGradients { terms.dropFirst().reduce(terms[0], +) }
+      if unused != 1 { loss = withGradients { loss + (ys[1] * ys[1]).sum() } }
+      loss.backward()
+      let outs = (0..<3).flatMap { i in
+        [ys[i].value.toArray(), vx[i].grad?.toArray() ?? [], vw[i].grad?.toArray() ?? [], vb[i].grad?.toArray() ?? [],
+         rm[i].toArray(), rv[i].toArray()]
+      }
+      return (outs, counter.calls)
+    }
+    for unused in [nil, 0, 1, 2] as [Int?] {
+      let separate = run(grouped: false, unused: unused), grouped = run(grouped: true, unused: unused)
+      XCTAssertEqual(grouped.outs.map { $0.map(\.bitPattern) }, separate.outs.map { $0.map(\.bitPattern) },
+                     "unused member \(String(describing: unused))")
+      XCTAssertEqual(grouped.calls, 2, "unused member \(String(describing: unused))")
+      XCTAssertEqual(separate.calls, unused == nil ? 6 : 5)  // batchNorm skips the backward of an unused output
+    }
+  }
 }
