@@ -48,13 +48,12 @@ public struct FeatureReconstruction {
   /// Equal to calling each block; intermediates are released on return.
   public static func group(_ blocks: [FeatureReconstruction], _ fs: [Var],
                            _ ctx: ForwardContext) -> [(x: Var, diverse: Var)] {
-    let out = releasingIntermediates({ () -> [(x: Var, diverse: Var)] in
+    releasingIntermediates({ () -> [(x: Var, diverse: Var)] in
       let y1 = ConvModule.group(blocks.map(\.primary), fs, ctx)                   // Y'  [B, H, W, C']
       let y2 = zip(blocks, ConvModule.group(blocks.map(\.cheap), y1, ctx)).map { $0.0.se($0.1) }  // Y''
       let y = ConvModule.group(blocks.map(\.proj), zip(y1, y2).map { concat([$0.0, $0.1], axis: 3) }, ctx)  // Y_i
       return zip(ConvModule.group(blocks.map(\.unify), y, ctx), y2).map { (x: $0.0, diverse: $0.1) }
     }, outputs: { $0.flatMap { [$0.x, $0.diverse] } })
-    return out
   }
 }
 
