@@ -15,10 +15,11 @@
 #   scripts/bench.sh --quick                         reduced run (< 5 min): Swin-T 256² b1 step vs PyTorch, sgemm,
 #                                                    1 vs 2 ranks (Swin-T 256², and the tiny model); ends with
 #                                                    the one-line summary
-#   BENCH_BIN=path scripts/bench.sh cluster [--ranks "1 2 4 8 16"]
-#                                                    many-core machine without Swift: weak scaling, one core
-#                                                    per rank (tiny; Swin-T 256²), the ceiling below, and
-#                                                    the step vs PyTorch
+#   BENCH_BIN=path scripts/bench.sh cluster [--ranks "1 2 4 8 16"] [--parts "gemm scaling ceiling step profile"]
+#                                                    many-core machine without Swift: the GEMM kernels (AMX
+#                                                    included), weak scaling, one core per rank (tiny;
+#                                                    Swin-T 256²), the ceiling below, the step vs PyTorch
+#                                                    and per-op profiles (see mode_cluster)
 #   scripts/bench.sh ceiling [--ranks "1 2 4 8 16"]  the hardware's weak-scaling ceiling (independent
 #                                                    single-core processes, no MPI) and spin against yield
 #
@@ -450,34 +451,80 @@ mode_quick() {
 }
 
 # cluster: issue 9 on a many-core machine, from a prebuilt binary (BENCH_BIN=path; needs
-# mpirun and python3, and torch for the PyTorch columns; no Swift). Weak scaling over
-# --ranks (default "1 2 4 8 16"), one core and one compute thread per rank, of the tiny
-# model (2 images/rank) and of Swin-T at 256² with 150 classes (1 image/rank); then the
-# training step against PyTorch on all cores: Swin-T 512² b2 and Swin-B 640² b1 in fp32,
-# Swin-T in bf16 (and on AMX tiles where the CPU has them and `bench gemm` passes); then the
-# per-op profile of the Swin-T step on all cores (fp32, bf16) and on 2.
-# Each part goes on when an earlier one fails.
+# mpirun and python3, and torch for the PyTorch columns; no Swift). Parts, in this order
+# (--parts "…" picks some, in the order given; each goes on when an earlier one fails):
+#   gemm      every GEMM kernel on all cores (`bench gemm`: OpenBLAS, ours fp32, AVX512_BF16,
+#             and AMX where the CPU has it, checked against its C emulation); then, where the
+#             CPU has AMX and every check passed, the bf16 Swin-T step with ECENET_AMX=1
+#   scaling   weak scaling over --ranks (default "1 2 4 8 16"), one core and one compute thread
+#             per rank, of the tiny model (2 images/rank) and of Swin-T 256², 150 classes (1/rank)
+#   ceiling   N independent single-core steps (no MPI), and OpenMPI spinning against yielding
+#   step      the training step against PyTorch on all cores: Swin-T 512² b2 and Swin-B 640² b1
+#             in fp32, Swin-T in bf16, and bf16 through the fp32 GEMMs (ECENET_BF16_KERNEL=0)
+#   profile   the per-op profile of the Swin-T step on all cores (fp32, bf16) and on 2
+# Sessions lent the machine have little time: the parts never measured there come first.
 mode_cluster() {
-  ranks_option cluster "1 2 4 8 16" "$@"
-  local ranks=$RANKS n
+  local parts="gemm scaling ceiling step profile" args=() part scaled=""
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --parts) parts=$2; shift 2 ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  for part in $parts; do
+    case $part in
+      gemm | scaling | ceiling | step | profile) ;;
+      *) echo "bench cluster: unknown part '$part' (gemm, scaling, ceiling, step, profile)" >&2; exit 2 ;;
+    esac
+  done
+  ranks_option cluster "1 2 4 8 16" "${args[@]}"
   build_release
   ensure_torch
   export SCALE_MPI_ARGS=${SCALE_MPI_ARGS---bind-to core --map-by core}
-  echo "== $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "== $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); load $(cut -d' ' -f1-3 /proc/loadavg); parts: $parts"
+  for part in $parts; do
+    case $part in
+      gemm) cluster_gemm ;;
+      scaling) cluster_scaling; scaled=swint_ ;;
+      ceiling)
+        # shellcheck disable=SC2086
+        ceiling_independent $RANKS
+        # Yielding's runs are the scaling part's when it ran; else spin_against_yield runs its own.
+        spin_against_yield "$(largest_up_to_8 $RANKS)" "$scaled" ;;
+      step) cluster_step ;;
+      profile) cluster_profile ;;
+    esac
+  done
+}
+
+# The AMX kernel (opt-in with ECENET_AMX=1, written on a machine without AMX): its check
+# against the C emulation and the GEMM rates of every kernel; then, where the CPU has AMX and
+# every check passed, the bf16 step on the tiles.
+cluster_gemm() {
+  echo "== GEMM kernels on $THREADS threads (bench gemm): OpenBLAS, ours fp32, AVX512_BF16, AMX"
+  if "$BIN" bench gemm --threads "$THREADS" --reps 5 && grep -qw amx_bf16 /proc/cpuinfo; then
+    echo "== bf16 step on AMX tiles (ECENET_AMX=1), $THREADS threads"
+    ECENET_AMX=1 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
+      --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep -E '^(bench step|step):' || true
+  fi
+}
+
+cluster_scaling() {
+  local n
   echo "== weak scaling: tiny model, 2 images per rank, ${SCALE_ITERATIONS:-30} iterations"
   export SCALE_TAG=tiny_
-  for n in $ranks; do scale_run "$n" "${SCALE_ITERATIONS:-30}" 2 || true; done
+  for n in $RANKS; do scale_run "$n" "${SCALE_ITERATIONS:-30}" 2 || true; done
   # shellcheck disable=SC2086
-  scale_table 2 $ranks | grep -v '^C '
+  scale_table 2 $RANKS | grep -v '^C '
   echo "== weak scaling: Swin-T 256², 150 classes, 1 image per rank, 6 iterations"
   export SCALE_TAG=swint_
-  for n in $ranks; do swint_scale_run "$n" || true; done
+  for n in $RANKS; do swint_scale_run "$n" || true; done
   # shellcheck disable=SC2086
-  scale_table 1 $ranks | grep -v '^C '
+  scale_table 1 $RANKS | grep -v '^C '
   unset SCALE_TAG
-  # shellcheck disable=SC2086
-  ceiling_independent $ranks
-  spin_against_yield "$(largest_up_to_8 $ranks)" swint_
+}
+
+cluster_step() {
   echo "== training step on $THREADS threads, ours vs PyTorch"
   STEP_HASWELL=0 STEP_DIRECT=0 step_one swin-t-512 swin-t 512 2 "${STEP_T_STEPS:-3}" || true
   STEP_HASWELL=0 STEP_DIRECT=0 step_one swin-b-640 swin-b 640 1 "${STEP_B_STEPS:-2}" || true
@@ -488,17 +535,11 @@ mode_cluster() {
   echo "== bf16 step with ECENET_BF16_KERNEL=0 (rounded copies, fp32 GEMMs), $THREADS threads"
   ECENET_BF16_KERNEL=0 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
     --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep '^step:' || true
-  # The AMX kernel (opt-in with ECENET_AMX=1, written on a machine without AMX): its
-  # check against the C emulation and the GEMM rates of every kernel; then, where the
-  # CPU has AMX and every check passed, the bf16 step on the tiles.
-  echo "== GEMM kernels on $THREADS threads (bench gemm): OpenBLAS, ours fp32, AVX512_BF16, AMX"
-  if "$BIN" bench gemm --threads "$THREADS" --reps 5 && grep -qw amx_bf16 /proc/cpuinfo; then
-    echo "== bf16 step on AMX tiles (ECENET_AMX=1), $THREADS threads"
-    ECENET_AMX=1 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
-      --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep -E '^(bench step|step):' || true
-  fi
-  # Which ops stop scaling: the tape's per-op wall time on all threads (fp32 and bf16)
-  # and on 2 (fp32; one timed step after two warm-ups, which leave the pool warm).
+}
+
+# Which ops stop scaling: the tape's per-op wall time on all threads (fp32 and bf16)
+# and on 2 (fp32; one timed step after two warm-ups, which leave the pool warm).
+cluster_profile() {
   local spec
   for spec in "$THREADS fp32 2 2" "$THREADS bf16 2 2" "2 fp32 1 2"; do
     set -- $spec
