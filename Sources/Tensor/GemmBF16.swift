@@ -35,7 +35,8 @@ public let cpuHasAMXBF16: Bool = ecenet_cpu_has_amx_bf16() != 0
 public var amxGEMMInUse: Bool { AMXGEMM.inUse }
 
 /// True when `ECENET_AMX=1` asked for AMX tiles but they cannot run here (no
-/// AMX-BF16, or Linux refused the tile permission): for the log.
+/// AMX-BF16, Linux refused the tile permission, or the tiles failed their
+/// self-check against the emulation): for the log.
 public var amxRequestedButUnavailable: Bool { AMXGEMM.requested && !AMXGEMM.enabled }
 
 /// True when bf16 GEMMs run on the AVX512_BF16 kernel now: available and not
@@ -69,8 +70,65 @@ enum BF16GEMM {
 enum AMXGEMM {
   static let requested = amxRequested(environment: ProcessInfo.processInfo.environment)
   static func amxRequested(environment: [String: String]) -> Bool { environment["ECENET_AMX"] == "1" }
-  /// Asks Linux for the tile permission on first use, and only when requested.
-  static let enabled: Bool = requested && ecenet_amx_enable() != 0
+  /// Asks Linux for the tile permission on first use, and only when requested;
+  /// then the real tiles must agree with their emulation (`selfCheck`).
+  static let enabled: Bool = requested && ecenet_amx_enable() != 0 && selfCheck()
+
+  /// Largest difference `worstDifference` accepts: the tests' bound for a bf16
+  /// GEMM against the Double reference (summation order alone stays far below).
+  static let tolerance = 1e-5
+
+  /// The GEMMs of the self-check: every transpose at tile, pair and K-block edges.
+  static let checkShapes = [(m: 70, n: 45, k: 600), (m: 33, n: 40, k: 67), (m: 100, n: 64, k: 1100), (m: 1, n: 1, k: 1)]
+
+  /// The worst |C − C_reference| / Σ|a·b| (bf16-rounded a, b) of `kernel`
+  /// against `reference` over `checkShapes` and the four transposes, on one
+  /// thread; a NaN difference counts as infinite.
+  static func worstDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel) -> Double {
+    var rng = RandomGenerator(seed: 0xA3C5)
+    var worst = 0.0
+    for s in checkShapes {
+      for transA in [false, true] {
+        for transB in [false, true] {
+          let a = (0..<s.m * s.k).map { _ in rng.uniform(-1, 1) }, b = (0..<s.k * s.n).map { _ in rng.uniform(-1, 1) }
+          let lda = transA ? s.m : s.k, ldb = transB ? s.k : s.n
+          func product(_ kern: PackedGEMMKernel) -> [Float] {
+            var c = [Float](repeating: .nan, count: s.m * s.n)
+            c.withUnsafeMutableBufferPointer { pc in
+              kern.run(transA: transA, transB: transB, m: s.m, n: s.n, k: s.k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
+                       beta: 0, c: pc.baseAddress!, ldc: s.n, parallel: false)
+            }
+            return c
+          }
+          let got = product(kernel), want = product(reference)
+          for i in 0..<s.m {
+            for j in 0..<s.n {
+              var mag = 0.0
+              for p in 0..<s.k {
+                let av = a[transA ? p * lda + i : i * lda + p], bv = b[transB ? j * ldb + p : p * ldb + j]
+                mag += abs(Double(roundedToBF16(av)) * Double(roundedToBF16(bv)))
+              }
+              let d = abs(Double(got[i * s.n + j]) - Double(want[i * s.n + j]))
+              worst = max(worst, d.isNaN ? .infinity : d / max(mag, 1e-30))
+            }
+          }
+        }
+      }
+    }
+    return worst
+  }
+
+  /// The real tiles against their emulation, once, before the first AMX GEMM:
+  /// the kernel was written on a machine without AMX, so a CPU where it
+  /// disagrees keeps the AVX512_BF16 kernel, with a message saying so.
+  static func selfCheck() -> Bool {
+    let worst = worstDifference(kernel, from: emulatedKernel)
+    if worst <= tolerance { return true }
+    FileHandle.standardError.write(Data(("ecenet-dist: ECENET_AMX=1: the AMX kernel differs from its C emulation by "
+      + "\(worst) of Σ|a·b| (bound \(tolerance)), so bf16 GEMMs stay on the AVX512_BF16 kernel; please report "
+      + "this with the output of `ecenet-dist bench gemm`\n").utf8))
+    return false
+  }
   static var inUse: Bool { enabled && BF16GEMM.useKernel }
   static let kernel = make(compute: ecenet_amx_gemm_compute)
   static let emulatedKernel = make(compute: ecenet_amx_gemm_compute_emulated)
@@ -179,6 +237,14 @@ public enum BF16Kernel: String, CaseIterable, Sendable {
   case amx
   /// The AMX kernel with its tile instructions emulated in C (slow; the tests' reference).
   case amxEmulated = "amx_emulated"
+
+  /// On a CPU where the AMX tiles can run, the worst difference between them and
+  /// their C emulation (`AMXGEMM.worstDifference`, bound `amxTolerance`); nil elsewhere.
+  public static func amxWorstDifferenceFromEmulation() -> Double? {
+    BF16Kernel.amx.available ? AMXGEMM.worstDifference(AMXGEMM.kernel, from: AMXGEMM.emulatedKernel) : nil
+  }
+  /// The bound of `amxWorstDifferenceFromEmulation` (and of the self-check).
+  public static var amxTolerance: Double { AMXGEMM.tolerance }
 
   /// Whether it can run on this CPU (AMX: also asks Linux for the tile permission).
   public var available: Bool {

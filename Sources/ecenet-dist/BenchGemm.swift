@@ -15,7 +15,7 @@ struct GemmBench {
   let reps: Int, quick: Bool
 
   /// Largest relative error a kernel may show on the check (the tests' bound).
-  static let tolerance = 1e-5
+  static let tolerance = BF16Kernel.amxTolerance
 
   /// (name, shape): a linear layer's forward (x·Wᵀ), its input gradient (dy·W)
   /// and weight gradient (dyᵀ·x), at stage 1 (160² tokens, 128 channels) and
@@ -81,7 +81,7 @@ struct GemmBench {
               + cells.map { $0.padding(toLength: 18, withPad: " ", startingAt: 0) }.joined())
       }
     }
-    let tiles = amxAgainstEmulation()
+    let tiles = BF16Kernel.amxWorstDifferenceFromEmulation()
     if let worst = tiles, !(worst <= Self.tolerance) { ok = false }
     let amxLine: String
     if let worst = tiles {
@@ -101,40 +101,5 @@ struct GemmBench {
       print("bench gemm: \(ok ? "every check passed" : "a check FAILED (✗)")")
     }
     return ok
-  }
-
-  /// On AMX hardware: the worst difference between the tile kernel and its C
-  /// emulation relative to Σ|a·b|, over every transpose at ragged sizes (tile
-  /// and pair edges, several K blocks); nil where the tiles cannot run.
-  func amxAgainstEmulation() -> Double? {
-    guard BF16Kernel.amx.available else { return nil }
-    var worst = 0.0
-    for (m, n, k) in [(70, 45, 600), (33, 40, 67), (100, 64, 1100), (1, 1, 1)] {
-      for transA in [false, true] {
-        for transB in [false, true] {
-          let s = GemmShape(transA: transA, transB: transB, m: m, n: n, k: k)
-          let buf = GemmBuffers([s])
-          let lda = transA ? m : k, ldb = transB ? k : n
-          func product(_ kind: BF16Kernel) -> [Float] {
-            kind.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: buf.a.data, lda: lda, b: buf.b.data,
-                      ldb: ldb, beta: 0, c: buf.c.data, ldc: n)
-            return Array(UnsafeBufferPointer(start: buf.c.data, count: m * n))
-          }
-          let real = product(.amx), emulated = product(.amxEmulated)
-          for i in 0..<m {
-            for j in 0..<n {
-              var mag = 0.0
-              for p in 0..<k {
-                let av = buf.a.data[transA ? p * lda + i : i * lda + p], bv = buf.b.data[transB ? j * ldb + p : p * ldb + j]
-                mag += abs(Double(roundedToBF16(av)) * Double(roundedToBF16(bv)))
-              }
-              let d = abs(Double(real[i * n + j]) - Double(emulated[i * n + j]))
-              worst = max(worst, d.isNaN ? .infinity : d / max(mag, 1e-30))
-            }
-          }
-        }
-      }
-    }
-    return worst
   }
 }

@@ -135,6 +135,17 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
     }
   }
 
+  /// The self-check that guards ECENET_AMX=1 on AMX hardware (and `bench gemm`'s
+  /// check): a kernel with bf16 numerics agrees with the emulation within the
+  /// bound, and one without (the fp32 kernel, which does not round its inputs)
+  /// is caught.
+  func testSelfCheckAcceptsBF16NumericsAndCatchesOthers() throws {
+    try XCTSkipUnless(f32GEMMKernelAvailable, "no AVX-512F on this CPU")
+    XCTAssertLessThanOrEqual(AMXGEMM.worstDifference(BF16GEMM.kernel, from: AMXGEMM.emulatedKernel), AMXGEMM.tolerance)
+    XCTAssertGreaterThan(AMXGEMM.worstDifference(F32GEMM.kernel, from: AMXGEMM.emulatedKernel), 100 * AMXGEMM.tolerance)
+    if !cpuHasAMXBF16 { XCTAssertNil(BF16Kernel.amxWorstDifferenceFromEmulation()) }
+  }
+
   /// The opt-in and the CPU check: ECENET_AMX=1 only asks; on a CPU whose
   /// /proc/cpuinfo lacks amx_tile or amx_bf16 the kernel reports itself unavailable.
   func testOptInAndAvailability() throws {

@@ -4,10 +4,11 @@
 // on CPUs with AMX-BF16 (Sapphire Rapids and later).
 //
 // Not yet measured on AMX hardware (the development machine is AMD, without
-// AMX): Tensor turns it on only when asked (ECENET_AMX=1), and its tests run
-// the same driver, packing and stores with the tile instructions emulated in C
-// (`ecenet_amx_gemm_compute_emulated`). `ecenet-dist bench gemm` checks the
-// real kernel against the emulation and times it where AMX exists.
+// AMX): Tensor turns it on only when asked (ECENET_AMX=1) and after the real
+// tiles agreed with their emulation on small GEMMs (AMXGEMM.selfCheck). Its
+// tests run the same driver, packing and stores with the tile instructions
+// emulated in C (`ecenet_amx_gemm_compute_emulated`). `ecenet-dist bench gemm`
+// checks the real kernel against the emulation and times it where AMX exists.
 #ifndef ECENET_AMX_GEMM_H
 #define ECENET_AMX_GEMM_H
 
