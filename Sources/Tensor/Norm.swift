@@ -316,9 +316,10 @@ public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, run
 /// parameters and running stats), with one `reduce` call for all of them in
 /// forward and one in backward instead of one each: SyncBN's cross-rank
 /// round trips are a synchronisation point apiece, which costs at 8 ranks
-/// (BENCHMARKS.md, session 5), and the head has 23 of them in each direction.
-/// Each output equals `batchNorm` on its own input bit for bit (with `reduce`,
-/// the buffers reduced are the members' buffers placed end to end).
+/// (BENCHMARKS.md, session 5), and the head has 23 SyncBN layers. Each output
+/// equals `batchNorm` on its own input bit for bit, given the same reduced
+/// sums: the buffer reduced is the members' buffers placed end to end (an MPI
+/// allreduce may add a longer buffer's ranks in another order).
 ///
 /// Backward: every member's tape entry is recorded here, one after another,
 /// and nothing can consume an output before this returns, so when the tape
