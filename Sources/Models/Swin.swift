@@ -64,16 +64,12 @@ public struct WindowAttention {
 
   /// x [B·nW, n, C] → [B·nW, n, C]; `mask` [nW, n, n] for shifted windows.
   public func callAsFunction(_ x: Var, mask: Tensor?) -> Var {
-    let bw = x.shape[0], n = x.shape[1], d = dim / heads
-    let t = qkv(x).reshaped([bw, n, 3, heads, d])                 // [B', n, 3, h, d]
-    let parts = split(permute(t, [2, 0, 3, 1, 4]), sizes: [1, 1, 1], axis: 0)  // 3 × [1, B', h, n, d]
-    let (q, k, v) = (parts[0].reshaped([bw, heads, n, d]), parts[1].reshaped([bw, heads, n, d]),
-                     parts[2].reshaped([bw, heads, n, d]))
+    let n = x.shape[1], d = dim / heads
     let bias = permute(gatherRows(relativePositionBiasTable, indices: relativeIndex).reshaped([n, n, heads]),
                        [2, 0, 1])                                   // [h, n, n]
-    let o = scaledDotProductAttention(q: q, k: k, v: v, bias: bias, mask: mask,
-                                      scale: 1 / Float(d).squareRoot())  // [B', h, n, d]
-    return proj(permute(o, [0, 2, 1, 3]).reshaped([bw, n, dim]))  // [B', n, C]
+    // qkv(x) [B', n, 3C] is read as [B', n, 3, h, d] and the output written as
+    // [B', n, h, d] = [B', n, C], in place: official Swin's permutes are no copies here.
+    return proj(windowAttention(qkv: qkv(x), heads: heads, bias: bias, mask: mask, scale: 1 / Float(d).squareRoot()))
   }
 }
 

@@ -79,22 +79,64 @@ public func windowReverse(_ x: Var, window: Int, height: Int, width: Int) -> Var
 // it split each small GEMM over the threads, with the softmax in a separate
 // parallel pass: 2.5× slower forward on the bench's Swin shapes (BENCHMARKS.md).
 
+/// Where the (b, head) slices of one attention operand lie in its buffer: slice
+/// (b, head) starts at `offset + b·batchStride + head·headStride` and its
+/// rows are `rowStride` floats apart. `contiguous` is [B', heads, L, d]; Swin's
+/// qkv linear output [B', n, 3, heads, d] holds q, k and v at offsets 0, C, 2C
+/// with rows 3·C apart (`windowAttention`).
+public struct AttentionLayout: Sendable {
+  public var offset: Int, batchStride: Int, headStride: Int, rowStride: Int
+
+  public init(offset: Int = 0, batchStride: Int, headStride: Int, rowStride: Int) {
+    self.offset = offset; self.batchStride = batchStride; self.headStride = headStride; self.rowStride = rowStride
+  }
+
+  /// [B', heads, rows, d], row-major.
+  public static func contiguous(heads: Int, rows: Int, d: Int) -> AttentionLayout {
+    AttentionLayout(batchStride: heads * rows * d, headStride: rows * d, rowStride: d)
+  }
+
+  /// [B', rows, parts, heads, d] (parts = 3 for qkv, 1 for the output), part `part`.
+  static func tokenMajor(part: Int, parts: Int, heads: Int, rows: Int, d: Int) -> AttentionLayout {
+    AttentionLayout(offset: part * heads * d, batchStride: rows * parts * heads * d, headStride: d,
+                    rowStride: parts * heads * d)
+  }
+
+  @inline(__always) func at(_ b: Int, _ h: Int) -> Int { offset + b * batchStride + h * headStride }
+}
+
+/// The sizes of one attention call: B' slices of `heads` heads, Lq queries,
+/// Lk keys, head dim d.
+struct AttentionDims {
+  let bp: Int, heads: Int, lq: Int, lk: Int, d: Int
+}
+
 /// probs[B', heads, Lq, Lk] = softmax(q·kᵀ·scale + bias + mask), out = probs·v.
 /// q [B', heads, Lq, d], k/v [B', heads, Lk, d], bias [heads, Lq, Lk],
 /// mask [nW, Lq, Lk] used for batch b as mask[b % nW].
 public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v: Tensor,
                              bias: Tensor?, mask: Tensor?, scale: Float) {
-  let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-  let lk = k.shape[2], nW = mask?.shape[0] ?? 1, slices = bp * heads
-  let (qp, kp, vp, pp, op) = (q.data, k.data, v.data, probs.data, out.data)
-  let biasP = bias?.data, maskP = mask?.data
-  Parallel.forRangeCallingBLAS(slices) { range in
+  let dims = AttentionDims(bp: q.shape[0], heads: q.shape[1], lq: q.shape[2], lk: k.shape[2], d: q.shape[3])
+  let lq = AttentionLayout.contiguous(heads: dims.heads, rows: dims.lq, d: dims.d)
+  let lk = AttentionLayout.contiguous(heads: dims.heads, rows: dims.lk, d: dims.d)
+  attentionForward(dims, out: (out.data, lq), probs: probs.data, q: (q.data, lq), k: (k.data, lk), v: (v.data, lk),
+                   bias: bias?.data, mask: mask, scale: scale)
+}
+
+/// `attentionForward` over operands in any `AttentionLayout` (probs contiguous).
+func attentionForward(_ dims: AttentionDims, out: (UnsafeMutablePointer<Float>, AttentionLayout),
+                      probs pp: UnsafeMutablePointer<Float>, q: (UnsafeMutablePointer<Float>, AttentionLayout),
+                      k: (UnsafeMutablePointer<Float>, AttentionLayout), v: (UnsafeMutablePointer<Float>, AttentionLayout),
+                      bias biasP: UnsafeMutablePointer<Float>?, mask: Tensor?, scale: Float) {
+  let (heads, lq, lk, d) = (dims.heads, dims.lq, dims.lk, dims.d)
+  let nW = mask?.shape[0] ?? 1, maskP = mask?.data
+  Parallel.forRangeCallingBLAS(dims.bp * heads) { range in
     for bh in range {
       let (b, h) = (bh / heads, bh % heads)
       let p = pp + bh * lq * lk
       // S = q·kᵀ·scale
-      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp + bh * lq * d, lda: d,
-           b: kp + bh * lk * d, ldb: d, beta: 0, c: p, ldc: lk)
+      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, alpha: scale, a: q.0 + q.1.at(b, h),
+                       lda: q.1.rowStride, b: k.0 + k.1.at(b, h), ldb: k.1.rowStride, beta: 0, c: p, ldc: lk)
       for i in 0..<lq {
         let row = p + i * lk
         if let bb = biasP { let br = bb + (h * lq + i) * lk; for j in 0..<lk { row[j] += br[j] } }
@@ -103,7 +145,8 @@ public func attentionForward(out: Tensor, probs: Tensor, q: Tensor, k: Tensor, v
       }
       // O = P·v
       gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, a: p, lda: lk,
-           b: vp + bh * lk * d, ldb: d, beta: 0, c: op + bh * lq * d, ldc: d)
+                       b: v.0 + v.1.at(b, h), ldb: v.1.rowStride, beta: 0, c: out.0 + out.1.at(b, h),
+                       ldc: out.1.rowStride)
     }
   }
 }
@@ -126,24 +169,40 @@ func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
 public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tensor?, dOut: Tensor,
                               probs: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float,
                               accumulate: (q: Bool, k: Bool, v: Bool) = (true, true, true)) {
+  let dims = AttentionDims(bp: q.shape[0], heads: q.shape[1], lq: q.shape[2], lk: k.shape[2], d: q.shape[3])
+  let lq = AttentionLayout.contiguous(heads: dims.heads, rows: dims.lq, d: dims.d)
+  let lk = AttentionLayout.contiguous(heads: dims.heads, rows: dims.lk, d: dims.d)
+  attentionBackward(dims, dq: dq.map { ($0.data, lq) }, dk: dk.map { ($0.data, lk) }, dv: dv.map { ($0.data, lk) },
+                    dBias: dBias, dOut: (dOut.data, lq), probs: probs.data, q: (q.data, lq), k: (k.data, lk),
+                    v: (v.data, lk), scale: scale, accumulate: accumulate)
+}
+
+/// `attentionBackward` over operands in any `AttentionLayout` (each gradient in
+/// its operand's layout, dOut in the output's; probs contiguous).
+func attentionBackward(_ dims: AttentionDims, dq: (UnsafeMutablePointer<Float>, AttentionLayout)?,
+                       dk: (UnsafeMutablePointer<Float>, AttentionLayout)?,
+                       dv: (UnsafeMutablePointer<Float>, AttentionLayout)?, dBias: Tensor?,
+                       dOut: (UnsafeMutablePointer<Float>, AttentionLayout), probs pp: UnsafeMutablePointer<Float>,
+                       q: (UnsafeMutablePointer<Float>, AttentionLayout), k: (UnsafeMutablePointer<Float>, AttentionLayout),
+                       v: (UnsafeMutablePointer<Float>, AttentionLayout), scale: Float,
+                       accumulate: (q: Bool, k: Bool, v: Bool)) {
   let (betaQ, betaK, betaV): (Float, Float, Float) = (accumulate.q ? 1 : 0, accumulate.k ? 1 : 0, accumulate.v ? 1 : 0)
-  let (bp, heads, lq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-  let lk = k.shape[2], slices = bp * heads
-  let (qp, kp, vp, pp, gp) = (q.data, k.data, v.data, probs.data, dOut.data)
+  let (bp, heads, lq, lk, d) = (dims.bp, dims.heads, dims.lq, dims.lk, dims.d)
   let needS = dq != nil || dk != nil || dBias != nil
-  Parallel.forRangeCallingBLAS(slices) { range in
+  Parallel.forRangeCallingBLAS(bp * heads) { range in
     let dPBuf = Tensor(uninitialized: [needS ? lq * lk : 0])  // this task's dP scratch
     let dP = dPBuf.data
     for bh in range {
-      let p = pp + bh * lq * lk, go = gp + bh * lq * d
+      let (b, h) = (bh / heads, bh % heads)
+      let p = pp + bh * lq * lk, go = dOut.0 + dOut.1.at(b, h), ldo = dOut.1.rowStride
       if let dv = dv {  // dv += Pᵀ·dO
-        gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: d,
-             beta: betaV, c: dv.data + bh * lk * d, ldc: d)
+        gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, a: p, lda: lk, b: go, ldb: ldo,
+                         beta: betaV, c: dv.0 + dv.1.at(b, h), ldc: dv.1.rowStride)
       }
       guard needS else { continue }
       // dP = dO·vᵀ
-      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: d, b: vp + bh * lk * d, ldb: d,
-           beta: 0, c: dP, ldc: lk)
+      gemmOnThisThread(transA: false, transB: true, m: lq, n: lk, k: d, a: go, lda: ldo, b: v.0 + v.1.at(b, h),
+                       ldb: v.1.rowStride, beta: 0, c: dP, ldc: lk)
       for i in 0..<lq {
         let pr = p + i * lk, dr = dP + i * lk
         let dot = rowDot(dr, pr, lk)
@@ -151,11 +210,13 @@ public func attentionBackward(dq: Tensor?, dk: Tensor?, dv: Tensor?, dBias: Tens
       }
       if let dq = dq {  // dq += dS·k·scale
         gemmOnThisThread(transA: false, transB: false, m: lq, n: d, k: lk, alpha: scale, a: p, lda: lk,
-             b: kp + bh * lk * d, ldb: d, beta: betaQ, c: dq.data + bh * lq * d, ldc: d)
+                         b: k.0 + k.1.at(b, h), ldb: k.1.rowStride, beta: betaQ, c: dq.0 + dq.1.at(b, h),
+                         ldc: dq.1.rowStride)
       }
       if let dk = dk {  // dk += dSᵀ·q·scale
         gemmOnThisThread(transA: true, transB: false, m: lk, n: d, k: lq, alpha: scale, a: p, lda: lk,
-             b: qp + bh * lq * d, ldb: d, beta: betaK, c: dk.data + bh * lk * d, ldc: d)
+                         b: q.0 + q.1.at(b, h), ldb: q.1.rowStride, beta: betaK, c: dk.0 + dk.1.at(b, h),
+                         ldc: dk.1.rowStride)
       }
     }
   }
@@ -201,5 +262,44 @@ public func scaledDotProductAttention(q: Var, k: Var, v: Var, bias: Var?, mask: 
                       dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil,
                       dOut: g, probs: probs, q: qv, k: kv, v: vv, scale: scale,
                       accumulate: (dq?.accumulate ?? true, dk?.accumulate ?? true, dv?.accumulate ?? true))
+  }
+}
+
+/// Swin's window attention straight from its qkv linear: qkv [B', n, 3·C] read
+/// as [B', n, 3, heads, d] (C = heads·d) → [B', n, C] read as [B', n, heads, d].
+/// Equal to splitting qkv into q, k, v [B', heads, n, d], running
+/// `scaledDotProductAttention` and permuting its output back to [B', n, C]
+/// (official Swin's `qkv.reshape(…).permute(2, 0, 3, 1, 4)` and
+/// `(attn @ v).transpose(1, 2).reshape(…)`), but the slices' GEMMs read and
+/// write those layouts in place (`AttentionLayout`), so the four copies and
+/// their backward copies are gone: permute and split were 2.9% of the Swin-T
+/// 512² step. bias [heads, n, n] or nil, mask [nW, n, n] or nil, as there.
+public func windowAttention(qkv: Var, heads: Int, bias: Var?, mask: Tensor?, scale: Float) -> Var {
+  precondition(qkv.shape.count == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
+               "windowAttention: qkv \(qkv.shape) is not [B', n, 3·heads·d] for \(heads) heads")
+  let (bp, n, c) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+  let d = c / heads
+  if let b = bias { precondition(b.shape == [heads, n, n], "windowAttention: bias \(b.shape), expected [\(heads), \(n), \(n)]") }
+  if let m = mask {
+    precondition(m.shape.count == 3 && m.shape[1] == n && m.shape[2] == n && m.shape[0] > 0 && bp % m.shape[0] == 0,
+                 "windowAttention: mask \(m.shape), expected [nW, \(n), \(n)] with nW dividing \(bp)")
+  }
+  let dims = AttentionDims(bp: bp, heads: heads, lq: n, lk: n, d: d)
+  let part = { (i: Int) in AttentionLayout.tokenMajor(part: i, parts: 3, heads: heads, rows: n, d: d) }
+  let outLayout = AttentionLayout.tokenMajor(part: 0, parts: 1, heads: heads, rows: n, d: d)
+  let out = Tensor(uninitialized: [bp, n, c])
+  let probs = Tensor(uninitialized: [bp, heads, n, n])
+  let x = qkv.value
+  attentionForward(dims, out: (out.data, outLayout), probs: probs.data, q: (x.data, part(0)), k: (x.data, part(1)),
+                   v: (x.data, part(2)), bias: bias?.value.data, mask: mask, scale: scale)
+  return makeResult(out, inputs: [qkv, bias]) { g in
+    // dq, dk and dv are disjoint thirds of one gradient: each written once
+    // (fresh) or added (accumulating) by its slice's GEMM.
+    let dx = qkv.requiresGrad ? qkv.gradDestination() : nil
+    attentionBackward(dims, dq: dx.map { ($0.tensor.data, part(0)) }, dk: dx.map { ($0.tensor.data, part(1)) },
+                      dv: dx.map { ($0.tensor.data, part(2)) },
+                      dBias: bias?.requiresGrad == true ? bias!.gradBuffer() : nil, dOut: (g.data, outLayout),
+                      probs: probs.data, q: (x.data, part(0)), k: (x.data, part(1)), v: (x.data, part(2)),
+                      scale: scale, accumulate: (dx?.accumulate ?? true, dx?.accumulate ?? true, dx?.accumulate ?? true))
   }
 }

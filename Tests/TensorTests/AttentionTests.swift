@@ -150,6 +150,36 @@ final class AttentionTests: XCTestCase {
     }
   }
 
+  /// windowAttention reads q, k, v from qkv [B', n, 3·C] and writes [B', n, C]
+  /// in place: it must give the bits of the copy-based composition (official
+  /// Swin's reshape/permute, scaledDotProductAttention, permute back) for the
+  /// output and for the qkv and bias gradients, and pass finite differences.
+  func testWindowAttentionFromPackedQKVMatchesTheComposition() {
+    let (bp, n, heads, d) = (4, 5, 2, 3), c = heads * d
+    let qkv = rng.tensor([bp, n, 3 * c]), bias = rng.tensor([heads, n, n]), mask = rng.tensor([2, n, n], -2, 0)
+    let seed = rng.tensor([bp, n, c])
+    func run(_ packed: Bool) -> [[UInt32]] {
+      let x = Var(qkv.copy(), requiresGrad: true), b = Var(bias.copy(), requiresGrad: true)
+      let y = withGradients { () -> Var in
+        if packed { return windowAttention(qkv: x, heads: heads, bias: b, mask: mask, scale: 0.7) }
+        let parts = split(permute(x.reshaped([bp, n, 3, heads, d]), [2, 0, 3, 1, 4]), sizes: [1, 1, 1], axis: 0)
+        let (q, k, v) = (parts[0].reshaped([bp, heads, n, d]), parts[1].reshaped([bp, heads, n, d]),
+                         parts[2].reshaped([bp, heads, n, d]))
+        let o = scaledDotProductAttention(q: q, k: k, v: v, bias: b, mask: mask, scale: 0.7)
+        return permute(o, [0, 2, 1, 3]).reshaped([bp, n, c])
+      }
+      withGradients { (y * Var(seed)).sum() }.backward()
+      return [y.value, x.grad!, b.grad!].map { $0.toArray().map(\.bitPattern) }
+    }
+    XCTAssertEqual(run(true), run(false))
+    checkGradients([rng.tensor([bp, n, 3 * c]), rng.tensor([heads, n, n])], expectShape: [bp, n, c]) { x in
+      windowAttention(qkv: x[0], heads: heads, bias: x[1], mask: mask, scale: 0.7)
+    }
+    checkGradients([rng.tensor([2, 4, 3 * 4])], expectShape: [2, 4, 4]) { x in
+      windowAttention(qkv: x[0], heads: 1, bias: nil, mask: nil, scale: 1.1)
+    }
+  }
+
   func testAttentionAcrossSliceChunks() {
     // 290×310 scores per slice: the kernel works in chunks of 2 slices here, so
     // B'·heads = 3 gives a full and a partial chunk.
