@@ -109,6 +109,15 @@ public struct AttentionLayout: Sendable {
 /// Lk keys, head dim d.
 struct AttentionDims {
   let bp: Int, heads: Int, lq: Int, lk: Int, d: Int
+
+  /// The bias must be [heads, Lq, Lk] and the mask [nW, Lq, Lk] with nW dividing B'.
+  func checkBiasAndMask(_ bias: Var?, _ mask: Tensor?, op: String) {
+    if let b = bias { precondition(b.shape == [heads, lq, lk], "\(op): bias \(b.shape), expected [\(heads), \(lq), \(lk)]") }
+    if let m = mask {
+      precondition(m.shape.count == 3 && m.shape[1] == lq && m.shape[2] == lk && m.shape[0] > 0 && bp % m.shape[0] == 0,
+                   "\(op): mask \(m.shape), expected [nW, \(lq), \(lk)] with nW dividing \(bp)")
+    }
+  }
 }
 
 /// probs[B', heads, Lq, Lk] = softmax(q·kᵀ·scale + bias + mask), out = probs·v.
@@ -239,17 +248,10 @@ public func scaledDotProductAttention(q: Var, k: Var, v: Var, bias: Var?, mask: 
   precondition(q.shape.count == 4 && k.shape.count == 4 && v.shape == k.shape
                  && k.shape[0] == q.shape[0] && k.shape[1] == q.shape[1] && k.shape[3] == q.shape[3],
                "attention: q \(q.shape), k \(k.shape), v \(v.shape) are not [B', heads, L, d] alike")
-  let (bp, heads, lq) = (q.shape[0], q.shape[1], q.shape[2])
-  let lk = k.shape[2]
-  if let b = bias {
-    precondition(b.shape == [heads, lq, lk], "attention: bias \(b.shape), expected [\(heads), \(lq), \(lk)]")
-  }
-  if let m = mask {
-    precondition(m.shape.count == 3 && m.shape[1] == lq && m.shape[2] == lk && m.shape[0] > 0 && bp % m.shape[0] == 0,
-                 "attention: mask \(m.shape), expected [nW, \(lq), \(lk)] with nW dividing \(bp)")
-  }
+  let dims = AttentionDims(bp: q.shape[0], heads: q.shape[1], lq: q.shape[2], lk: k.shape[2], d: q.shape[3])
+  dims.checkBiasAndMask(bias, mask, op: "attention")
   let out = Tensor(uninitialized: q.shape)
-  let probs = Tensor(uninitialized: [bp, heads, lq, lk])
+  let probs = Tensor(uninitialized: [dims.bp, dims.heads, dims.lq, dims.lk])
   attentionForward(out: out, probs: probs, q: q.value, k: k.value, v: v.value,
                    bias: bias?.value, mask: mask, scale: scale)
   let (qv, kv, vv) = (q.value, k.value, v.value)
@@ -279,12 +281,8 @@ public func windowAttention(qkv: Var, heads: Int, bias: Var?, mask: Tensor?, sca
                "windowAttention: qkv \(qkv.shape) is not [B', n, 3·heads·d] for \(heads) heads")
   let (bp, n, c) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
   let d = c / heads
-  if let b = bias { precondition(b.shape == [heads, n, n], "windowAttention: bias \(b.shape), expected [\(heads), \(n), \(n)]") }
-  if let m = mask {
-    precondition(m.shape.count == 3 && m.shape[1] == n && m.shape[2] == n && m.shape[0] > 0 && bp % m.shape[0] == 0,
-                 "windowAttention: mask \(m.shape), expected [nW, \(n), \(n)] with nW dividing \(bp)")
-  }
   let dims = AttentionDims(bp: bp, heads: heads, lq: n, lk: n, d: d)
+  dims.checkBiasAndMask(bias, mask, op: "windowAttention")
   let part = { (i: Int) in AttentionLayout.tokenMajor(part: i, parts: 3, heads: heads, rows: n, d: d) }
   let outLayout = AttentionLayout.tokenMajor(part: 0, parts: 1, heads: heads, rows: n, d: d)
   let out = Tensor(uninitialized: [bp, n, c])
