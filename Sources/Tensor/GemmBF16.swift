@@ -230,13 +230,13 @@ func gemmBF16Fallback(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha:
 
 /// The bf16 kernels by name, for `ecenet-dist bench gemm`, which times and
 /// checks them side by side whatever `ECENET_AMX` says.
-public enum BF16Kernel: String, CaseIterable, Sendable {
+public enum BF16Kernel: Sendable {
   /// `vdpbf16ps` (CShims/bf16_gemm.c).
-  case avx512 = "avx512_bf16"
+  case avx512
   /// AMX tiles (CShims/amx_gemm.c).
   case amx
   /// The AMX kernel with its tile instructions emulated in C (slow; the tests' reference).
-  case amxEmulated = "amx_emulated"
+  case amxEmulated
 
   /// On a CPU where the AMX tiles can run, the worst difference between them and
   /// their C emulation (`AMXGEMM.worstDifference`, bound `amxTolerance`); nil elsewhere.

@@ -354,7 +354,7 @@ public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMe
   let group = BatchNormGroupBackward(members: members, reduce: reduce)
   return (0..<n).map { i in
     let m = members[i], x = xs[i], weight = weights[i], bias = biases[i]
-    m.affine(weight: weights[i].value, bias: biases[i].value)
+    m.affine(weight: weight.value, bias: bias.value)
     let y = Tensor(uninitialized: x.shape)
     channelAffine(out: y.data, accumulate: false, x: m.x.data, rows: m.rows, C: m.C, rowsPerSet: m.rows,
                   scale: m.scale, shift: m.shift)

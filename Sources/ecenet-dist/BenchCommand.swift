@@ -130,6 +130,9 @@ func benchTensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
 struct GemmShape {
   var transA: Bool, transB: Bool, m: Int, n: Int, k: Int, batch: Int = 1, accumulate: Bool = false
   var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(batch) }
+  /// Leading dimensions of the compact A (M×K, or K×M when transA) and B (K×N, or N×K).
+  var lda: Int { transA ? m : k }
+  var ldb: Int { transB ? k : n }
   var label: String { "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")" }
 }
 
@@ -148,10 +151,9 @@ final class GemmBuffers {
     let saved = Parallel.gemmThreading
     Parallel.gemmThreading = threading
     defer { Parallel.gemmThreading = saved }
-    let lda = s.transA ? s.m : s.k, ldb = s.transB ? s.k : s.n
     for i in 0..<s.batch {
-      sgemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.data + i * s.m * s.k, lda: lda,
-           b: b.data + i * s.k * s.n, ldb: ldb, beta: s.accumulate ? 1 : 0, c: c.data + i * s.m * s.n, ldc: s.n)
+      sgemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.data + i * s.m * s.k, lda: s.lda,
+           b: b.data + i * s.k * s.n, ldb: s.ldb, beta: s.accumulate ? 1 : 0, c: c.data + i * s.m * s.n, ldc: s.n)
     }
   }
 }
@@ -178,7 +180,7 @@ func gemmCheck(_ s: GemmShape, samples: Int, roundBF16: Bool = false,
   var t = s; t.batch = 1; t.accumulate = false
   let buf = GemmBuffers([t])
   run(buf, t)
-  let lda = t.transA ? t.m : t.k, ldb = t.transB ? t.k : t.n
+  let (lda, ldb) = (t.lda, t.ldb)
   let r: (Float) -> Double = { roundBF16 ? Double(roundedToBF16($0)) : Double($0) }
   let all = t.m * t.n <= samples
   var worst = 0.0

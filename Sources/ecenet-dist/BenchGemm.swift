@@ -33,21 +33,26 @@ struct GemmBench {
     ]
   }
 
-  /// The kernels timed here, each with how it runs one shape on `buf`; nil: not on this CPU.
-  func kernels() -> [(String, ((GemmBuffers, GemmShape) -> Void)?)] {
-    func bf16(_ kind: BF16Kernel) -> ((GemmBuffers, GemmShape) -> Void)? {
-      guard kind.available else { return nil }
-      return { buf, s in
-        kind.gemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: buf.a.data, lda: s.transA ? s.m : s.k,
-                  b: buf.b.data, ldb: s.transB ? s.k : s.n, beta: 0, c: buf.c.data, ldc: s.n)
-      }
+  /// One kernel of the table: how it runs a shape on `buf` (nil: not on this
+  /// CPU), and whether it rounds its inputs to bf16 (so must the reference).
+  struct Kernel {
+    let name: String, roundsToBF16: Bool, run: ((GemmBuffers, GemmShape) -> Void)?
+  }
+
+  /// The kernels timed here.
+  func kernels() -> [Kernel] {
+    func bf16(_ name: String, _ kind: BF16Kernel) -> Kernel {
+      Kernel(name: name, roundsToBF16: true, run: kind.available ? { buf, s in
+        kind.gemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: buf.a.data, lda: s.lda,
+                  b: buf.b.data, ldb: s.ldb, beta: 0, c: buf.c.data, ldc: s.n)
+      } : nil)
     }
-    let f32: ((GemmBuffers, GemmShape) -> Void)? = f32GEMMKernelAvailable ? { buf, s in
-      gemmF32Kernel(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: buf.a.data,
-                    lda: s.transA ? s.m : s.k, b: buf.b.data, ldb: s.transB ? s.k : s.n, beta: 0, c: buf.c.data, ldc: s.n)
-    } : nil
-    return [("sgemm (OpenBLAS)", { buf, s in buf.run(s) }), ("ours fp32", f32),
-            ("AVX512_BF16", bf16(.avx512)), ("AMX", bf16(.amx))]
+    let f32 = Kernel(name: "ours fp32", roundsToBF16: false, run: f32GEMMKernelAvailable ? { buf, s in
+      gemmF32Kernel(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: buf.a.data, lda: s.lda,
+                    b: buf.b.data, ldb: s.ldb, beta: 0, c: buf.c.data, ldc: s.n)
+    } : nil)
+    return [Kernel(name: "sgemm (OpenBLAS)", roundsToBF16: false, run: { buf, s in buf.run(s) }), f32,
+            bf16("AVX512_BF16", .avx512), bf16("AMX", .amx)]
   }
 
   /// OpenBLAS's kernel core and the variable that may pin it (the sgemm column depends on both).
@@ -62,16 +67,16 @@ struct GemmBench {
     if !json {
       print("bench gemm: \(Parallel.threads) threads, OpenBLAS core \(openBLASCore), GFLOP/s (best of ≥ \(reps)); error: worst |C − reference| / Σ|a·b| on sampled entries")
       print("  " + "shape".padding(toLength: 38, withPad: " ", startingAt: 0)
-            + ks.map { $0.0.padding(toLength: 18, withPad: " ", startingAt: 0) }.joined())
+            + ks.map { $0.name.padding(toLength: 18, withPad: " ", startingAt: 0) }.joined())
     }
     for (name, s) in shapes {
       let buf = GemmBuffers([s])
       var row: [String: Any] = ["shape": name, "gemm": s.label], cells: [String] = []
-      for (kname, run) in ks {
-        guard let run = run else { cells.append("—"); continue }
-        let err = gemmCheck(s, samples: 200, roundBF16: kname != "sgemm (OpenBLAS)" && kname != "ours fp32", run)
+      for kernel in ks {
+        guard let run = kernel.run else { cells.append("—"); continue }
+        let err = gemmCheck(s, samples: 200, roundBF16: kernel.roundsToBF16, run)
         let t = minTime(reps: reps) { run(buf, s) }
-        row[kname] = ["gflops": s.flops / t / 1e9, "seconds": t, "error": err]
+        row[kernel.name] = ["gflops": s.flops / t / 1e9, "seconds": t, "error": err]
         if !(err <= Self.tolerance) { ok = false }
         cells.append(String(format: "%7.1f (%.0e)%@", s.flops / t / 1e9, err, err <= Self.tolerance ? "" : " ✗"))
       }
