@@ -504,9 +504,15 @@ cluster_gemm() {
   echo "== GEMM kernels on $THREADS threads (bench gemm): OpenBLAS, ours fp32, AVX512_BF16, AMX"
   if "$BIN" bench gemm --threads "$THREADS" --reps 5 && grep -qw amx_bf16 /proc/cpuinfo; then
     echo "== bf16 step on AMX tiles (ECENET_AMX=1), $THREADS threads"
-    ECENET_AMX=1 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
-      --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep -E '^(bench step|step):' || true
+    swint_bf16_step ECENET_AMX=1
   fi
+}
+
+# swint_bf16_step <VAR=value...>: the Swin-T 512² b2 bf16 step of `bench step` on all
+# threads under those variables; prints its header (which names the bf16 kernel) and times.
+swint_bf16_step() {
+  env "$@" "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
+    --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep -E '^(bench step|step):' || true
 }
 
 cluster_scaling() {
@@ -533,8 +539,7 @@ cluster_step() {
   # bf16 without the AVX512_BF16 kernel (bf16-rounded copies through the fp32 GEMMs):
   # does vdpbf16ps outrun fp32 FMA on this CPU?
   echo "== bf16 step with ECENET_BF16_KERNEL=0 (rounded copies, fp32 GEMMs), $THREADS threads"
-  ECENET_BF16_KERNEL=0 "$BIN" bench step --preset swin-t --crop 512 --batch 2 --threads "$THREADS" --precision bf16 \
-    --steps "${STEP_T_STEPS:-3}" --warmup 1 | grep '^step:' || true
+  swint_bf16_step ECENET_BF16_KERNEL=0
 }
 
 # Which ops stop scaling: the tape's per-op wall time on all threads (fp32 and bf16)
