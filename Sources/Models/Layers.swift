@@ -139,24 +139,30 @@ public struct Norm {
     }
   }
 
-  public func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var {
-    switch kind {
-    case .bn, .syncbn:
-      return batchNorm(x, weight: weight, bias: bias, runningMean: runningMean!, runningVar: runningVar!,
-                       training: ctx.training, reduce: reducer)
-    case .gn:
-      return groupNorm(x, groups: groups, weight: weight, bias: bias)
-    }
+  /// `relu`: followed by ReLU, which BatchNorm makes in its own passes
+  /// (`batchNorm(relu:)`: the same bits, two passes fewer); after GroupNorm
+  /// it is a separate `relu`.
+  public func callAsFunction(_ x: Var, _ ctx: ForwardContext, relu withReLU: Bool = false) -> Var {
+    Self.group([self], [x], ctx, relu: [withReLU])[0]
   }
 
-  /// Several independent norms of one model (one kind) on their inputs: BN and
-  /// SyncBN as one `batchNormGroup`, so SyncBN makes one cross-rank reduction
-  /// for all of them each way; GroupNorm one by one. Equal to calling each.
-  static func group(_ norms: [Norm], _ xs: [Var], _ ctx: ForwardContext) -> [Var] {
-    guard let first = norms.first, first.kind != .gn else { return zip(norms, xs).map { $0.0($0.1, ctx) } }
+  /// Several independent norms of one model (one kind) on their inputs, norm i
+  /// followed by ReLU where `relu[i]` (default: none): BN and SyncBN as one
+  /// `batchNormGroup`, so SyncBN makes one cross-rank reduction for all of
+  /// them each way; GroupNorm one by one. Equal to calling each.
+  static func group(_ norms: [Norm], _ xs: [Var], _ ctx: ForwardContext, relu flags: [Bool]? = nil) -> [Var] {
+    let withReLU = flags ?? [Bool](repeating: false, count: norms.count)
+    precondition(norms.count == xs.count && withReLU.count == xs.count,
+                 "Norm.group: \(norms.count) norms, \(xs.count) inputs, \(withReLU.count) ReLU flags")
+    guard let first = norms.first, first.kind != .gn else {
+      return (0..<norms.count).map { i in
+        let y = groupNorm(xs[i], groups: norms[i].groups, weight: norms[i].weight, bias: norms[i].bias)
+        return withReLU[i] ? relu(y) : y
+      }
+    }
     return batchNormGroup(xs, weights: norms.map(\.weight), biases: norms.map(\.bias),
                           runningMeans: norms.map { $0.runningMean! }, runningVars: norms.map { $0.runningVar! },
-                          training: ctx.training, reduce: first.reducer)
+                          training: ctx.training, reduce: first.reducer, relu: withReLU)
   }
 }
 
@@ -181,11 +187,12 @@ public struct ConvModule {
   }
 
   /// Several independent ConvModules (module i on input i): every conv, then
-  /// the norms together (`Norm.group`: one SyncBN reduction each way for all),
-  /// then the ReLUs. Equal to calling each module.
+  /// the norms together with their ReLUs (`Norm.group`: one SyncBN reduction
+  /// each way for all; BatchNorm makes the ReLU in its own passes). Equal to
+  /// calling each module.
   public static func group(_ modules: [ConvModule], _ xs: [Var], _ ctx: ForwardContext) -> [Var] {
     precondition(modules.count == xs.count, "ConvModule.group: \(modules.count) modules, \(xs.count) inputs")
-    let ys = Norm.group(modules.map(\.norm), zip(modules, xs).map { $0.0.conv($0.1) }, ctx)
-    return zip(modules, ys).map { $0.0.activation ? relu($0.1) : $0.1 }
+    return Norm.group(modules.map(\.norm), zip(modules, xs).map { $0.0.conv($0.1) }, ctx,
+                      relu: modules.map(\.activation))
   }
 }

@@ -97,7 +97,8 @@ struct ConvNorm {
                        dilation: dilation, bias: false)
     self.norm = Norm(b, norm, cout)
   }
-  func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var { norm(conv(x), ctx) }
+  /// `relu`: followed by ReLU (fused into BatchNorm, `Norm`).
+  func callAsFunction(_ x: Var, _ ctx: ForwardContext, relu: Bool = false) -> Var { norm(conv(x), ctx, relu: relu) }
 }
 
 /// torchvision/mmseg Bottleneck (expansion 4): 1×1 → 3×3 (stride, dilation) → 1×1,
@@ -119,7 +120,7 @@ public struct Bottleneck {
   /// Intermediates' values are released on return (`releasingIntermediates`).
   public func callAsFunction(_ x: Var, _ ctx: ForwardContext) -> Var {
     releasingIntermediates {
-      let y = c3(relu(c2(relu(c1(x, ctx)), ctx)), ctx)
+      let y = c3(c2(c1(x, ctx, relu: true), ctx, relu: true), ctx)
       return relu(y + (downsample.map { $0(x, ctx) } ?? x))
     }
   }
@@ -157,7 +158,7 @@ public final class ResNetBackbone: BackboneProtocol {
   public func callAsFunction(_ image: Var, _ ctx: ForwardContext) -> [Var] {
     precondition(image.shape.count == 4 && image.shape[3] == 3, "ResNetBackbone: image \(image.shape), expected [B, H, W, 3]")
     var x = image
-    for c in stem { x = relu(c(x, ctx)) }
+    for c in stem { x = c(x, ctx, relu: true) }
     x = maxPool2d(x, kernel: 3, stride: 2, padding: 1)
     var outs: [Var] = []
     for stage in layers {

@@ -46,15 +46,25 @@ func blockedColumnSums(rows: Int, width: Int, rowCost: Int? = nil,
 /// out[r, c] (=|+=) x[r, c]·scale[s, c] + shift[s, c] with s = r / rowsPerSet:
 /// every normalisation's forward (and BN/GN backward, with dy as x) is this map
 /// once its statistics are known. `extra` adds aux[r, c]·extraScale[s, c].
+///
+/// BatchNorm followed by ReLU runs in the same passes (`ReLUFusion`): forward
+/// clamps the map's result at zero; backward's `gate` drops x[r, c] (the
+/// output gradient) where the forward's pre-activation was not positive.
 func channelAffine(out: UnsafeMutablePointer<Float>, accumulate: Bool, x: UnsafePointer<Float>,
                    extra: UnsafePointer<Float>? = nil, extraScale: [Float] = [],
-                   rows: Int, C: Int, rowsPerSet: Int, scale: [Float], shift: [Float]) {
+                   rows: Int, C: Int, rowsPerSet: Int, scale: [Float], shift: [Float],
+                   relu: ReLUFusion = .none) {
   // Stored past the caches when the pass moves ≥ StreamingStores.minimumPassBytes
   // (x, out and `extra`). BatchNorm 160²×256 (26 MB), 5 alternated rounds:
   // forward 1.54–2.24 → 1.32–1.63 ms, forward+backward 4.43–6.49 → 3.46–4.59 ms.
-  let passBytes = rows * C * MemoryLayout<Float>.size * (extra == nil ? 2 : 3)
+  let passBytes = rows * C * MemoryLayout<Float>.size * (extra == nil && relu == .none ? 2 : 3)
   let streaming = !accumulate && C % 16 == 0 && Int(bitPattern: out) % 64 == 0
     && passBytes >= StreamingStores.minimumPassBytes
+  if relu != .none {
+    reluAffine(out: out, accumulate: accumulate, streaming: streaming, x: x, extra: extra, extraScale: extraScale,
+               rows: rows, C: C, rowsPerSet: rowsPerSet, scale: scale, shift: shift, relu: relu)
+    return
+  }
   scale.withUnsafeBufferPointer { sc in
     shift.withUnsafeBufferPointer { sh in
       extraScale.withUnsafeBufferPointer { es in
@@ -109,6 +119,72 @@ func streamedAffineRow(_ o: UnsafeMutablePointer<Float>, _ xi: UnsafePointer<Flo
     while c < C {
       ecenet_store16_nontemporal(o + c, load16(xi + c) * load16(a + c) + load16(b + c))
       c += 16
+    }
+  }
+}
+
+/// ReLU fused into a BatchNorm pass (`channelAffine`'s `relu`).
+enum ReLUFusion: Equatable {
+  case none
+  /// Forward: out = max(x·scale + shift, 0), as `relu` of the unfused output.
+  case clamp
+  /// Backward: x (the output gradient) counts only where the forward's
+  /// pre-activation pre[r, c]·scale + preShift[c] was positive: ReLU's mask,
+  /// recomputed from BN's input with the forward's operations, so it has the
+  /// forward's bits (one set of statistics: rowsPerSet = rows).
+  case gate(pre: UnsafePointer<Float>, preShift: [Float])
+}
+
+/// `channelAffine` with ReLU fused: 16 channels at a time and a scalar tail,
+/// the same operations in the same order as the unfused passes (x·a + e·f,
+/// then + b; no FMA; ReLU's `max(v, 0)` and `v > 0 ? g : 0`), so BN + ReLU
+/// gives the bits of batchNorm followed by relu.
+func reluAffine(out: UnsafeMutablePointer<Float>, accumulate: Bool, streaming: Bool, x: UnsafePointer<Float>,
+                extra: UnsafePointer<Float>?, extraScale: [Float], rows: Int, C: Int, rowsPerSet: Int,
+                scale: [Float], shift: [Float], relu: ReLUFusion) {
+  var pre: UnsafePointer<Float>? = nil, preShift: [Float] = []
+  if case .gate(let p, let s) = relu {
+    precondition(rowsPerSet == rows && s.count == C, "reluAffine: the gate takes one set of statistics")
+    pre = p; preShift = s
+  }
+  let clamp = relu == .clamp
+  scale.withUnsafeBufferPointer { sc in
+    shift.withUnsafeBufferPointer { sh in
+      extraScale.withUnsafeBufferPointer { es in
+        preShift.withUnsafeBufferPointer { ps in
+          Parallel.forRange(rows, grain: max(1, (1 << 15) / max(1, C))) { r in
+            for row in r {
+              let s = row / rowsPerSet * C
+              let o = out + row * C, xi = x + row * C, a = sc.baseAddress! + s, b = sh.baseAddress! + s
+              let ei = extra.map { $0 + row * C }, f = es.baseAddress.map { $0 + s }
+              let pi = pre.map { $0 + row * C }, pb = ps.baseAddress
+              var c = 0
+              while c + 16 <= C {
+                var g = load16(xi + c)
+                if let pi = pi { g.replace(with: 0, where: .!(load16(pi + c) * load16(a + c) + load16(pb! + c) .> 0)) }
+                var v = g * load16(a + c)
+                if let ei = ei { v += load16(ei + c) * load16(f! + c) }
+                v += load16(b + c)
+                if clamp { v.replace(with: 0, where: v .<= 0) }
+                if accumulate { v = load16(o + c) + v }
+                if streaming { ecenet_store16_nontemporal(o + c, v) } else { store16(o + c, v) }
+                c += 16
+              }
+              while c < C {
+                var g = xi[c]
+                if let pi = pi { g = pi[c] * a[c] + pb![c] > 0 ? g : 0 }
+                var v = g * a[c]
+                if let ei = ei { v += ei[c] * f![c] }
+                v += b[c]
+                if clamp { v = max(v, 0) }
+                o[c] = accumulate ? o[c] + v : v
+                c += 1
+              }
+            }
+            if streaming { ecenet_store_fence() }
+          }
+        }
+      }
     }
   }
 }
@@ -278,9 +354,32 @@ func channelMoments(_ x: UnsafePointer<Float>, rows: Int, C: Int) -> [Double] {
 }
 
 /// Per-channel [Σdy (C), Σdy·x̂ (C)] with x̂ = (x − mean[s, c])·rstd[s, c], s = row / rowsPerSet.
+/// With `reluGate` (BatchNorm fused with ReLU), dy counts only where the
+/// forward's pre-activation x·scale + shift was positive (ReLU's mask, with the
+/// forward's operations).
 func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, C: Int,
-                        mean: [Float], rstd: [Float]) -> [Double] {
-  mean.withUnsafeBufferPointer { mb in
+                        mean: [Float], rstd: [Float], reluGate: (scale: [Float], shift: [Float])? = nil) -> [Double] {
+  if let gate = reluGate {
+    return mean.withUnsafeBufferPointer { mb in
+      rstd.withUnsafeBufferPointer { rb in
+        gate.scale.withUnsafeBufferPointer { gs in
+          gate.shift.withUnsafeBufferPointer { gb in
+            blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
+              let m = mb.baseAddress!, s = rb.baseAddress!, a = gs.baseAddress!, b = gb.baseAddress!
+              for row in r {
+                let xi = x + row * C, gi = dy + row * C
+                for c in 0..<C {
+                  let d = Double(xi[c] * a[c] + b[c] > 0 ? gi[c] : 0)
+                  acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return mean.withUnsafeBufferPointer { mb in
     rstd.withUnsafeBufferPointer { rb in
       blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
         let m = mb.baseAddress!, s = rb.baseAddress!
@@ -305,11 +404,15 @@ func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows:
 /// dx on N ranks equals one process on the union batch. Weight/bias gradients
 /// stay local (the data-parallel allreduce sums them), as in SyncBatchNorm.
 /// In eval the running stats are used and backward is a per-channel affine map.
+///
+/// `relu`: the output is relu(batchNorm(x)), made in the same passes (the
+/// same bits as calling `relu` after, without its two extra passes over the
+/// tensor and its stored input).
 public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, runningVar: Tensor,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
-                      reduce: StatsReducer? = nil) -> Var {
+                      reduce: StatsReducer? = nil, relu: Bool = false) -> Var {
   batchNormGroup([x], weights: [weight], biases: [bias], runningMeans: [runningMean], runningVars: [runningVar],
-                 training: training, momentum: momentum, eps: eps, reduce: reduce)[0]
+                 training: training, momentum: momentum, eps: eps, reduce: reduce, relu: [relu])[0]
 }
 
 /// `batchNorm` on several independent inputs at once (each with its own
@@ -326,17 +429,21 @@ public func batchNorm(_ x: Var, weight: Var, bias: Var, runningMean: Tensor, run
 /// reaches the last member (its first backward) every member's output
 /// gradient is complete. That entry sums all of them and reduces once
 /// (`BatchNormGroupBackward`); the others use the stored sums.
+///
+/// `relu[i]`: member i's output is followed by ReLU, fused (see `batchNorm`);
+/// nil: none is.
 public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMeans: [Tensor], runningVars: [Tensor],
                            training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
-                           reduce: StatsReducer? = nil) -> [Var] {
+                           reduce: StatsReducer? = nil, relu: [Bool]? = nil) -> [Var] {
   let n = xs.count
-  precondition(weights.count == n && biases.count == n && runningMeans.count == n && runningVars.count == n,
-               "batchNormGroup: \(n) inputs, \(weights.count) weights, \(biases.count) biases, \(runningMeans.count)/\(runningVars.count) running stats")
+  precondition(weights.count == n && biases.count == n && runningMeans.count == n && runningVars.count == n
+                 && (relu?.count ?? n) == n,
+               "batchNormGroup: \(n) inputs, \(weights.count) weights, \(biases.count) biases, \(runningMeans.count)/\(runningVars.count) running stats, \(relu?.count ?? n) ReLU flags")
   let members = (0..<n).map { i -> BatchNormMember in
     let C = xs[i].shape.last ?? 0
     precondition(weights[i].shape == [C] && biases[i].shape == [C] && runningMeans[i].count == C && runningVars[i].count == C,
                  "batchNorm: input \(xs[i].shape), weight \(weights[i].shape), bias \(biases[i].shape), running \(runningMeans[i].shape)/\(runningVars[i].shape)")
-    return BatchNormMember(x: xs[i].value, C: C, rows: xs[i].count / max(1, C))
+    return BatchNormMember(x: xs[i].value, C: C, rows: xs[i].count / max(1, C), relu: relu?[i] ?? false)
   }
   if training {
     // [Σx (C), Σx² (C), count] per member, end to end: one reduction for all.
@@ -357,8 +464,10 @@ public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMe
     m.affine(weight: weight.value, bias: bias.value)
     let y = Tensor(uninitialized: x.shape)
     channelAffine(out: y.data, accumulate: false, x: m.x.data, rows: m.rows, C: m.C, rowsPerSet: m.rows,
-                  scale: m.scale, shift: m.shift)
-    let out = makeResult(y, inputs: [x, weight, bias], op: "batchNorm(_:weight:bias:runningMean:runningVar:training:momentum:eps:reduce:)") { g in
+                  scale: m.scale, shift: m.shift, relu: m.relu ? .clamp : .none)
+    // The profile names the fused op apart: its time includes ReLU's.
+    let op: StaticString = m.relu ? "batchNorm+relu" : "batchNorm(_:weight:bias:runningMean:runningVar:training:momentum:eps:reduce:relu:)"
+    let out = makeResult(y, inputs: [x, weight, bias], op: op) { g in
       let (local, sums) = group.sums(member: i, g: g, training: training)
       let C = m.C
       if weight.requiresGrad { let d = weight.gradBuffer().data; for c in 0..<C { d[c] += Float(local[C + c]) } }
@@ -368,7 +477,7 @@ public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMe
       if !training {
         // y is affine in x with slope w·rstd.
         channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, rows: m.rows, C: C,
-                      rowsPerSet: m.rows, scale: m.scale, shift: [Float](repeating: 0, count: C))
+                      rowsPerSet: m.rows, scale: m.scale, shift: [Float](repeating: 0, count: C), relu: m.gate)
         return
       }
       // dx = w·rstd·(dy − Σdy/N − x̂·Σdy·x̂/N) = α·dy + β·x + γ per channel.
@@ -380,7 +489,7 @@ public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMe
         gamma[c] = Float(-a * s1 + a * r * s2 * mu)
       }
       channelAffine(out: dx.tensor.data, accumulate: dx.accumulate, x: g.data, extra: m.x.data, extraScale: beta,
-                    rows: m.rows, C: C, rowsPerSet: m.rows, scale: m.scale, shift: gamma)
+                    rows: m.rows, C: C, rowsPerSet: m.rows, scale: m.scale, shift: gamma, relu: m.gate)
     }
     group.outputs.append(out)
     return out
@@ -390,12 +499,14 @@ public func batchNormGroup(_ xs: [Var], weights: [Var], biases: [Var], runningMe
 /// One input of `batchNormGroup`: its value and the statistics forward formed.
 final class BatchNormMember {
   let x: Tensor, C: Int, rows: Int
+  /// Followed by a fused ReLU.
+  let relu: Bool
   var mean: [Float], rstd: [Float], scale: [Float] = [], shift: [Float] = []
   /// Values per channel over all ranks (rows when nothing is reduced).
   var count: Double
 
-  init(x: Tensor, C: Int, rows: Int) {
-    self.x = x; self.C = C; self.rows = rows
+  init(x: Tensor, C: Int, rows: Int, relu: Bool) {
+    self.x = x; self.C = C; self.rows = rows; self.relu = relu
     mean = [Float](repeating: 0, count: C); rstd = mean
     count = Double(rows)
   }
@@ -427,6 +538,15 @@ final class BatchNormMember {
     scale = (0..<C).map { weight.data[$0] * rstd[$0] }
     shift = (0..<C).map { bias.data[$0] - mean[$0] * scale[$0] }
   }
+
+  /// Backward's ReLU mask, from the forward's pre-activation x·scale + shift.
+  var gate: ReLUFusion { relu ? .gate(pre: UnsafePointer(x.data), preShift: shift) : .none }
+
+  /// Local [Σdy, Σdy·x̂] for output gradient `dy` (masked by the fused ReLU).
+  func gradMoments(_ dy: Tensor) -> [Double] {
+    channelGradMoments(dy: dy.data, x: x.data, rows: rows, C: C, mean: mean, rstd: rstd,
+                       reluGate: relu ? (scale, shift) : nil)
+  }
 }
 
 /// The backward sums of a `batchNormGroup`: each member's local [Σdy, Σdy·x̂]
@@ -446,8 +566,7 @@ final class BatchNormGroupBackward {
   func sums(member i: Int, g: Tensor, training: Bool) -> (local: [Double], reduced: [Double]) {
     if members.count == 1 || reduce == nil || !training {
       // Nothing to share: this member's sums alone (and its own reduction).
-      let m = members[i]
-      let own = channelGradMoments(dy: g.data, x: m.x.data, rows: m.rows, C: m.C, mean: m.mean, rstd: m.rstd)
+      let own = members[i].gradMoments(g)
       var all = own
       if training { all.withUnsafeMutableBufferPointer { reduce?($0) } }
       return (own, all)
@@ -459,7 +578,7 @@ final class BatchNormGroupBackward {
       local = members.enumerated().map { j, m in
         let dy = j == i ? g : outputs[j].grad
         guard let dy = dy else { return [Double](repeating: 0, count: 2 * m.C) }
-        return channelGradMoments(dy: dy.data, x: m.x.data, rows: m.rows, C: m.C, mean: m.mean, rstd: m.rstd)
+        return m.gradMoments(dy)
       }
       var buf = local.flatMap { $0 }
       buf.withUnsafeMutableBufferPointer { reduce?($0) }

@@ -371,6 +371,19 @@ func opCases(quick: Bool) -> [(String, () -> OpCase)] {
       batchNorm(x, weight: w, bias: b, runningMean: rm, runningVar: rv, training: true)
     }
   }))
+  cases.append(("batchnorm+relu", {
+    // The head's ConvModule: BN with its ReLU fused (the same passes; counted
+    // as BN alone, since ReLU adds no tensor that must be streamed).
+    let c = 256
+    let x = Var(benchTensor([1, h1, h1, c], seed: 23), requiresGrad: true)
+    let w = param([c], seed: 24), b = param([c], seed: 25)
+    let rm = Tensor.zeros([c]), rv = Tensor.ones([c])
+    let n = Double(rows * c)
+    return makeCase(name: "batchnorm+relu", shape: "\(h1)²×\(c)", bound: .memory, bytesF: 2 * 4 * n, bytesB: 5 * 4 * n,
+                    inputs: [x, w, b], seedShape: [1, h1, h1, c]) {
+      batchNorm(x, weight: w, bias: b, runningMean: rm, runningVar: rv, training: true, relu: true)
+    }
+  }))
   return cases
 }
 

@@ -301,4 +301,84 @@ final class NormTests: XCTestCase {
       XCTAssertEqual(separate.calls, unused == nil ? 6 : 5)  // batchNorm skips the backward of an unused output
     }
   }
+
+  // MARK: BatchNorm + ReLU, fused
+
+  /// `batchNorm(relu: true)` and `batchNormGroup(relu:)` make ReLU in BN's own
+  /// passes. They must give the bits of batchNorm followed by relu: output,
+  /// input gradient (overwritten and accumulated), weight and bias gradients
+  /// and running stats, in training (with a SyncBN-like reducer, grouped and
+  /// not) and eval, on the cached and the streamed stores, C a multiple of 16
+  /// (the SIMD rows) and not (the scalar tail).
+  func testBatchNormWithReLUMatchesBatchNormThenReLU() {
+    defer { StreamingStores.minimumPassBytes = 32 << 20 }
+    let shapes = [[2, 3, 4, 32], [1, 6, 7], [3, 5, 19]]
+    let xs = shapes.map { rng.tensor($0, -1, 2) }, rs = shapes.map { rng.tensor($0) }
+    let ws = shapes.map { rng.tensor([$0.last!], -1.5, 1.5) }, bs = shapes.map { rng.tensor([$0.last!]) }
+    let rms = shapes.map { rng.tensor([$0.last!]) }, rvs = shapes.map { rng.tensor([$0.last!], 0.5, 2) }
+    let reduce: StatsReducer = { buf in for i in 0..<buf.count { buf[i] *= 2 } }
+    func run(fused: Bool, grouped: Bool, training: Bool) -> [[UInt32]] {
+      let vx = xs.map { Var($0.copy(), requiresGrad: true) }
+      let vw = ws.map { Var($0.copy(), requiresGrad: true) }, vb = bs.map { Var($0.copy(), requiresGrad: true) }
+      let rm = rms.map { $0.copy() }, rv = rvs.map { $0.copy() }
+      let withReLU: [Bool] = [true, false, true]
+      let ys = withGradients { () -> [Var] in
+        let outs: [Var]
+        if grouped {
+          outs = batchNormGroup(vx, weights: vw, biases: vb, runningMeans: rm, runningVars: rv, training: training,
+                                reduce: reduce, relu: fused ? withReLU : nil)
+        } else {
+          outs = (0..<3).map {
+            batchNorm(vx[$0], weight: vw[$0], bias: vb[$0], runningMean: rm[$0], runningVar: rv[$0],
+                      training: training, reduce: reduce, relu: fused && withReLU[$0])
+          }
+        }
+        return fused ? outs : (0..<3).map { withReLU[$0] ? relu(outs[$0]) : outs[$0] }
+      }
+      // Member 0's input is also used directly, so its gradient accumulates.
+      let loss = withGradients { () -> Var in
+        let terms = (0..<3).map { (ys[$0] * Var(rs[$0])).sum() }
+        return terms[0] + terms[1] + terms[2] + (vx[0] * vx[0]).sum()
+      }
+      loss.backward()
+      return (0..<3).flatMap { i in
+        [ys[i].value, vx[i].grad!, vw[i].grad!, vb[i].grad!, rm[i], rv[i]].map { $0.toArray().map(\.bitPattern) }
+      }
+    }
+    for minimum in [Int.max, 0] {
+      StreamingStores.minimumPassBytes = minimum
+      for training in [true, false] {
+        for grouped in [true, false] {
+          let what = "training \(training), grouped \(grouped), streamed \(minimum == 0)"
+          let fused = run(fused: true, grouped: grouped, training: training)
+          let separate = run(fused: false, grouped: grouped, training: training)
+          let parts = ["y", "dx", "dw", "db", "running mean", "running var"]
+          for (k, (f, u)) in zip(fused, separate).enumerated() where f != u {
+            XCTFail("\(what): member \(k / 6)'s \(parts[k % 6]) differs from batchNorm then relu")
+          }
+          XCTAssertTrue(fused[0].contains(0) && fused[0].contains { $0 != 0 }, "\(what): ReLU both clamps and passes")
+        }
+      }
+    }
+  }
+
+  /// Finite differences through the fused op. Training: each channel's bias
+  /// (±4, against x̂·w within ±3) puts the whole channel on one side of the
+  /// kink, so both sides are checked and no value sits at it. Eval: inputs
+  /// ≥ 0.3 from the running mean with w·rstd ≥ 0.5 and zero shift, so the mask
+  /// varies within a channel and every pre-activation is ≥ 0.15 from 0.
+  func testBatchNormWithReLUGradients() {
+    let shape = [2, 3, 4], C = 4
+    let x = rng.tensor(shape), w = Tensor(shape: [C], values: [1, -1.2, 0.8, 1.5])
+    let b = Tensor(shape: [C], values: [4, 4, -4, -4])
+    checkGradients([x, w, b], expectShape: shape) {
+      batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: .zeros([C]), runningVar: .ones([C]),
+                training: true, relu: true)
+    }
+    let xe = Tensor(shape: shape, values: rng.tensor(shape).toArray().map { $0 < 0 ? $0 - 0.3 : $0 + 0.3 })
+    checkGradients([xe, Tensor(shape: [C], values: [1, 0.6, 0.8, 1.2]), Tensor.zeros([C])], expectShape: shape) {
+      batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: .zeros([C]), runningVar: .ones([C]),
+                training: false, relu: true)
+    }
+  }
 }

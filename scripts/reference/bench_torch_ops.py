@@ -154,7 +154,8 @@ def main():
         f, fb = case_runner([x], lambda: x.softmax(-1), (nw * heads * L, L), gen)
         return ("softmax", f"{nw * heads * L}x{L}", [("", f, fb)])
 
-    def batchnorm():
+    def batchnorm(then_relu=False):
+        # then_relu: mmseg's ConvModule order, BN then ReLU (eager PyTorch runs two ops).
         c = 256
         variants = []
         for layout in ("nchw", "channels_last"):
@@ -163,13 +164,15 @@ def main():
             w, b = rnd(c, scale=0.05, gen=gen), rnd(c, scale=0.05, gen=gen)
             rm, rv = torch.zeros(c), torch.ones(c)
             fn = (lambda x=x, w=w, b=b, rm=rm, rv=rv: F.batch_norm(x, rm, rv, w, b, training=True))
+            if then_relu:
+                fn = (lambda bn=fn: F.relu(bn()))
             f, fb = case_runner([x, w, b], fn, (1, c, h1, h1), gen,
                                 to_layout=lambda t, mf=mf: t.contiguous(memory_format=mf))
             variants.append((layout, f, fb))
-        return ("batchnorm", f"{h1}^2x{c}", variants)
+        return ("batchnorm+relu" if then_relu else "batchnorm", f"{h1}^2x{c}", variants)
 
     cases += [("layernorm", None, layernorm), ("gelu", None, gelu), ("add", None, add), ("softmax", None, softmax),
-              ("batchnorm", None, batchnorm)]
+              ("batchnorm", None, batchnorm), ("batchnorm+relu", None, lambda: batchnorm(then_relu=True))]
 
     results = []
     for item in cases:
