@@ -100,6 +100,15 @@ public final class Trainer {
 
   var checkpointDir: String { (workDir as NSString).appendingPathComponent("checkpoints") }
 
+  /// `<work dir>/finished`, written by rank 0 once the schedule has run to its
+  /// end (after the final checkpoint and evaluation) and removed when a run
+  /// starts. A launcher whose exit status cannot be trusted checks it: srun
+  /// exits 0 when its tasks never started (Slurm's PMIx, a requeued job
+  /// restarted while its previous step was being cleaned up; docs/cluster.md),
+  /// and cluster/slurm/train.sbatch must not report such a run as done.
+  public static let finishedMarker = "finished"
+  var finishedPath: String { (workDir as NSString).appendingPathComponent(Self.finishedMarker) }
+
   func log(_ s: String) { if isRoot { FileHandle.standardError.write(Data((s + "\n").utf8)) } }
 
   func resume(_ how: String) throws {
@@ -261,6 +270,7 @@ public final class Trainer {
     }
     log("train: \(world.worldSize) rank(s) × \(batches.perRank) image(s) × \(batches.accumulation) accumulation step(s) = global batch \(config.train.globalBatch); \(total) iterations; \(model.store.parameterCount) parameters; \(Parallel.threads) thread(s) per rank")
     if let note = config.precisionNote { log(note) }
+    if isRoot { try? FileManager.default.removeItem(atPath: finishedPath) }
     while iteration < total {
       let t0 = Date()
       let r = try step()
@@ -308,7 +318,10 @@ public final class Trainer {
       let e = try evaluate()
       last = e.matrix.meanIoU
       if best == nil || e.matrix.meanIoU > best!.0 { best = (e.matrix.meanIoU, iteration) }
-      if isRoot { print(e.matrix.table(classNames: datasets.classNames)) }
+      if isRoot {
+        print(e.matrix.table(classNames: datasets.classNames))
+        try Checkpoint.writeAtomically(Data("finished \(iteration) of \(total) iterations\n".utf8), to: finishedPath)
+      }
     }
     let secs = Date().timeIntervalSince(start)
     let imgs = Double((iteration - startIteration) * config.train.globalBatch) / max(1e-9, secs)

@@ -12,7 +12,8 @@ struct Train: ParsableCommand {
       Reads a YAML config; KEY=VALUE arguments override dotted keys. The global
       batch (default 16) is split as ranks x per-rank batch x accumulation steps,
       so any world size that divides it runs the same recipe. The work dir gets
-      config.yaml (resolved), metrics.jsonl, checkpoints/ and eval.json.
+      config.yaml (resolved), metrics.jsonl, checkpoints/ and eval.json, and
+      a file named `finished` once the schedule has run to its end.
 
         ecenet-dist train --config configs/debug/synthetic.yaml
         ecenet-dist train --config configs/debug/synthetic.yaml --iterations 50 optimizer.lr=1e-3

@@ -2,8 +2,8 @@
 // (scripts/cluster/start-slurm.sh) running `ecenet-dist selftest mpi` through
 // srun/PMIx, the batch script's signal-forwarding and requeue path, and MPI
 // across two "hosts" made of network namespaces joined by a veth pair.
-// Not covered yet: training-level faults (kill -9 of a rank, SIGTERM
-// checkpoint, resume) wait for `ecenet-dist train` (issue 7).
+// The trainer's own faults (kill -9 of a rank, SIGTERM checkpoint, resume) are
+// tested without Slurm in Tests/TrainTests/FaultTests.swift.
 import Foundation
 import TestSupport
 import XCTest
@@ -134,9 +134,10 @@ final class SlurmClusterTests: XCTestCase {
   }
 
   /// The requeue path of cluster/slurm/train.sbatch, end to end in Slurm, with
-  /// a shell script standing in for `ecenet-dist train` (which does not exist
-  /// yet): it behaves as the trainer must, exiting 3 after a "checkpoint" when
-  /// it gets SIGUSR1 and resuming when the checkpoint exists. Checks that
+  /// a shell script standing in for `ecenet-dist train` (so that the test does
+  /// not wait on training iterations): it behaves as the trainer does, exiting
+  /// 3 after a "checkpoint" when it gets SIGUSR1 and resuming when the
+  /// checkpoint exists. Checks that
   /// SIGUSR1 sent to the batch shell alone (what `--signal=B:USR1@120` does
   /// before the time limit) reaches every rank, that exit 3 requeues the job,
   /// and that the requeued job starts again with --resume auto and completes.
@@ -165,7 +166,7 @@ final class SlurmClusterTests: XCTestCase {
     # Test double for `ecenet-dist train`: args are train --config C --work-dir W --resume auto ...
     work=$5
     mkdir -p "$work"
-    if [[ -f $work/ckpt ]]; then echo "resumed rank=$SLURM_PROCID args=$*" >>\(marks.path); exit 0; fi
+    if [[ -f $work/ckpt ]]; then echo "resumed rank=$SLURM_PROCID args=$*" >>\(marks.path); touch "$work/finished"; exit 0; fi
     trap 'echo "usr1 rank=$SLURM_PROCID" >>\(marks.path); touch "$work/ckpt"; exit 3' USR1
     echo "started rank=$SLURM_PROCID" >>\(marks.path)
     while true; do sleep 0.05; done
@@ -200,14 +201,136 @@ final class SlurmClusterTests: XCTestCase {
     }) else { return problems }
     let (_, restarts) = try slurm(["scontrol", "show", "job", jobID])
     check(restarts.contains("Restarts=1"), restarts)
-    // The restart itself (release with StartTime=now, step launch, `--resume auto`)
-    // is not asserted: on this 2-core VM the restarted step intermittently fails to
-    // launch or finishes without running the stand-in (a Slurm step-launch race,
-    // docs/cluster.md); the real trainer's resume is covered by FaultTests.
+    // The restart itself is not asserted here: released at once, it meets the
+    // old step's PMIx socket or a revoked credential (docs/cluster.md, Requeue);
+    // testTrainBatchScriptRequeuesTheTrainerWhichResumesAndFinishes covers it
+    // with the real trainer.
     let log = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
     check(log.contains("requeueing job \(jobID)"), log)
     _ = try? slurm(["scancel", jobID])
     return problems
+  }
+
+  /// cluster/slurm/train.sbatch with the real trainer, through a requeue:
+  /// SIGUSR1 to the batch shell at iteration ≥ 3 → checkpoint, exit 3,
+  /// requeue; the test releases the held job (Slurm holds a requeued job
+  /// 120 s) and the next start resumes from that checkpoint and runs the
+  /// schedule to its end: every iteration 1…16 in metrics.jsonl, `finished`,
+  /// job COMPLETED. Released 1 s after the requeue, the restart often meets
+  /// the old step's PMIx socket still in place; srun then exits 0 without
+  /// starting any rank, which the script must catch (no `finished`) and
+  /// requeue rather than report as done. Both paths end the same way; the
+  /// test says which it took.
+  func testTrainBatchScriptRequeuesTheTrainerWhichResumesAndFinishes() throws {
+    let work = dir.appendingPathComponent("requeue-work"), output = dir.appendingPathComponent("requeue.out")
+    let sbatch = repositoryRoot().appendingPathComponent("cluster/slurm/train.sbatch").path
+    let (code, jobOut) = try slurm(["sbatch", "--parsable", "--output=\(output.path)", sbatch, tinyConfig]
+                                     + tinyTrainArgs(iterations: 16),
+                                   in: dir, extraEnv: ["ECENET_BIN": executablePath(), "WORK_DIR": work.path])
+    XCTAssertEqual(code, 0, jobOut)
+    let jobID = String(jobOut.split(separator: "\n").last?.split(separator: ";").first ?? "")
+    guard Int(jobID) != nil else { return XCTFail("sbatch printed no job id: \(jobOut)") }
+    let log = { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+    func waitFor(_ what: String, seconds: Double, _ ok: () throws -> Bool) throws {
+      let deadline = Date().addingTimeInterval(seconds)
+      while Date() < deadline {
+        if try ok() { return }
+        usleep(200_000)
+      }
+      throw ClusterTestError(message: "timed out waiting for \(what); job output:\n\(log())")
+    }
+    func state() throws -> String { try slurm(["squeue", "-h", "-j", jobID, "-o", "%T %r"]).1 }
+    try waitFor("iteration 3", seconds: 120) { trainRecords(work.path).count >= 3 }
+    XCTAssertEqual(try slurm(["scancel", "--batch", "--signal=USR1", jobID]).0, 0)
+    // Each requeue leaves the job pending (BeginTime); release it, up to twice
+    // (the stop, and one start whose ranks did not launch).
+    var releases = 0
+    try waitFor("the job to end", seconds: 240) {
+      let st = try state()
+      if st.isEmpty { return true }
+      if st.hasPrefix("PENDING") && releases < 2 {
+        sleep(1)  // an immediate release meets "job credential revoked" (the batch step is not yet gone)
+        XCTAssertEqual(try slurm(["scontrol", "update", "JobId=\(jobID)", "StartTime=now"]).0, 0)
+        releases += 1
+        try waitFor("the released job to leave PENDING", seconds: 30) { !(try state()).hasPrefix("PENDING") }
+      }
+      return false
+    }
+    let (_, job) = try slurm(["scontrol", "show", "job", jobID])
+    let out = log()
+    XCTAssertTrue(job.contains("JobState=COMPLETED"), "\(job)\n\(out)")
+    XCTAssertTrue(out.contains("stop requested (SIGUSR1)") && out.contains("requeueing job \(jobID)"), out)
+    XCTAssertNotNil(out.range(of: #"resume: \S+/checkpoints/iter_000000(0[3-9]|1[0-5])"#, options: .regularExpression), out)
+    XCTAssertEqual(trainRecords(work.path).compactMap { $0["iteration"] as? Int }, Array(1...16), out)
+    let finished = try? String(contentsOf: work.appendingPathComponent("finished"), encoding: .utf8)
+    XCTAssertEqual(finished, "finished 16 of 16 iterations\n")
+    let launchFailed = out.contains("the ranks did not start; requeueing")
+    XCTAssertEqual(releases, launchFailed ? 2 : 1, out)
+    print("SlurmClusterTests: requeued, resumed and finished; \(launchFailed ? "one restart's ranks did not launch, caught and requeued" : "the restart launched at once")")
+  }
+}
+
+/// cluster/slurm/train.sbatch's decisions, without Slurm: `srun` and `scontrol`
+/// are stand-ins on PATH. srun's outcome is set per run: the trainer finished
+/// (writes WORK_DIR/finished, exits 0), stopped on a signal (exit 3), or no
+/// rank started (exit 0 and nothing written, as Slurm's srun does when its
+/// PMIx step cannot launch).
+final class TrainBatchScriptTests: XCTestCase {
+  func testExitZeroCountsAsDoneOnlyWithTheFinishedMarker() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ecenet-sbatch-\(getpid())-\(UUID().uuidString.prefix(8))")
+    let bin = dir.appendingPathComponent("bin"), work = dir.appendingPathComponent("work")
+    try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let calls = dir.appendingPathComponent("scontrol-calls")
+    try """
+    #!/bin/bash
+    # srun stand-in: finds --work-dir among the trainer's arguments.
+    while [[ $# -gt 0 && $1 != --work-dir ]]; do shift; done
+    case $FAKE_SRUN in
+      finish) echo "finished 5 of 5 iterations" > "$2/finished"; exit 0 ;;
+      stop) exit 3 ;;
+      nolaunch) echo "srun: error: task 0 launch failed: Unspecified error" >&2; exit 0 ;;
+    esac
+    exit 99
+    """.write(to: bin.appendingPathComponent("srun"), atomically: true, encoding: .utf8)
+    try "#!/bin/bash\necho \"$*\" >> \(calls.path)\n".write(to: bin.appendingPathComponent("scontrol"), atomically: true, encoding: .utf8)
+    for tool in ["srun", "scontrol"] { chmod(bin.appendingPathComponent(tool).path, 0o755) }
+    let sbatch = repositoryRoot().appendingPathComponent("cluster/slurm/train.sbatch").path
+    func run(_ srun: String) throws -> (Int32, String, [String]) {
+      try? FileManager.default.removeItem(at: calls)
+      let (code, out, _) = try runBounded(["bash", sbatch, "cfg.yaml"], timeout: 30, environment: [
+        "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+        "FAKE_SRUN": srun, "SLURM_JOB_ID": "42", "WORK_DIR": work.path, "ECENET_BIN": "/bin/true"])
+      let requeues = ((try? String(contentsOf: calls, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+      return (code, out, requeues)
+    }
+    let marker = work.appendingPathComponent(".launch-failed").path, finished = work.appendingPathComponent("finished").path
+
+    var (code, out, requeues) = try run("finish")
+    XCTAssertEqual(code, 0, out); XCTAssertEqual(requeues, [], out)
+
+    // A finished marker from an earlier run must not count for this one.
+    XCTAssertTrue(FileManager.default.fileExists(atPath: finished))
+    (code, out, requeues) = try run("nolaunch")
+    XCTAssertEqual(code, 0, out)
+    XCTAssertEqual(requeues, ["requeue 42"], out)
+    XCTAssertTrue(out.contains("the ranks did not start; requeueing job 42"), out)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: marker))
+
+    // The same again: give up, with a failing status and no further requeue.
+    (code, out, requeues) = try run("nolaunch")
+    XCTAssertEqual(code, 1, out); XCTAssertEqual(requeues, [], out)
+    XCTAssertTrue(out.contains("twice in a row"), out)
+
+    // A start that runs clears the count of failed launches.
+    (code, out, requeues) = try run("nolaunch")
+    XCTAssertEqual(requeues, ["requeue 42"], out)
+    (code, out, requeues) = try run("stop")
+    XCTAssertEqual(code, 0, out); XCTAssertEqual(requeues, ["requeue 42"], out)
+    XCTAssertTrue(out.contains("stopped on a signal after a checkpoint"), out)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: marker))
+    (code, out, requeues) = try run("finish")
+    XCTAssertEqual(code, 0, out); XCTAssertEqual(requeues, [], out)
   }
 }
 

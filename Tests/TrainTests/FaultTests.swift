@@ -15,11 +15,17 @@ final class FaultTests: XCTestCase {
 
   func losses(_ dir: String) -> [Double] { trainRecords(dir).compactMap { $0["loss"] as? Double } }
 
+  /// The `finished` marker (cluster/slurm/train.sbatch reads it), nil when absent.
+  func finished(_ dir: String) -> String? { try? String(contentsOfFile: dir + "/finished", encoding: .utf8) }
+
   func testSIGTERMCheckpointsAtTheNextIterationAndResumeContinuesTheCurve() throws {
     for ranks in [1, 2] {
       let straight = makeTempDir("sig-straight"), dir = makeTempDir("sig")
       let iters = 24
       XCTAssertEqual(try runRanks(ranks, args(straight, iterations: iters)).0, 0)
+      XCTAssertEqual(finished(straight), "finished 24 of 24 iterations\n")
+      // A marker left by an earlier run is removed when a run starts.
+      try "finished 24 of 24 iterations\n".write(toFile: dir + "/finished", atomically: true, encoding: .utf8)
       let job = ranks == 1
         ? try Background(executablePath(), args(dir, iterations: iters))
         : try Background("/usr/bin/env", mpirunArgs(ranks: ranks) + [executablePath()] + args(dir, iterations: iters))
@@ -31,9 +37,11 @@ final class FaultTests: XCTestCase {
       if ranks == 1 { XCTAssertEqual(code, 3, out) } else { XCTAssertNotEqual(code, 0, out) }
       let stoppedAt = trainRecords(dir).count
       XCTAssertLessThan(stoppedAt, iters, "the signal must stop the run early")
+      XCTAssertNil(finished(dir), "a run stopped by a signal is not finished")
       XCTAssertTrue(FileManager.default.fileExists(atPath: dir + String(format: "/checkpoints/iter_%08d.safetensors", stoppedAt)), out)
       let (rc, rout) = try runRanks(ranks, args(dir, iterations: iters) + ["--resume", "auto"])
       XCTAssertEqual(rc, 0, rout)
+      XCTAssertEqual(finished(dir), "finished 24 of 24 iterations\n")
       XCTAssertEqual(losses(dir), losses(straight), "\(ranks) rank(s): the resumed curve must equal the uninterrupted one")
     }
   }
