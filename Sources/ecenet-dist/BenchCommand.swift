@@ -360,30 +360,23 @@ func opCases(quick: Bool) -> [(String, () -> OpCase)] {
     return makeCase(name: "softmax", shape: "\(nW * heads * L)×\(L)", bound: .memory, bytesF: 2 * 4 * n,
                     bytesB: 5 * 4 * n, inputs: [x], seedShape: [nW * heads * L, L]) { softmax(x, axis: -1) }
   }))
-  cases.append(("batchnorm", {
-    let c = 256  // the BN after the fuse conv, training mode (batch statistics)
-    let x = Var(benchTensor([1, h1, h1, c], seed: 23), requiresGrad: true)
-    let w = param([c], seed: 24), b = param([c], seed: 25)
-    let rm = Tensor.zeros([c]), rv = Tensor.ones([c])
-    let n = Double(rows * c)
-    return makeCase(name: "batchnorm", shape: "\(h1)²×\(c)", bound: .memory, bytesF: 2 * 4 * n, bytesB: 5 * 4 * n,
-                    inputs: [x, w, b], seedShape: [1, h1, h1, c]) {
-      batchNorm(x, weight: w, bias: b, runningMean: rm, runningVar: rv, training: true)
-    }
-  }))
-  cases.append(("batchnorm+relu", {
-    // The head's ConvModule: BN with its ReLU fused (the same passes; counted
-    // as BN alone, since ReLU adds no tensor that must be streamed).
-    let c = 256
-    let x = Var(benchTensor([1, h1, h1, c], seed: 23), requiresGrad: true)
-    let w = param([c], seed: 24), b = param([c], seed: 25)
-    let rm = Tensor.zeros([c]), rv = Tensor.ones([c])
-    let n = Double(rows * c)
-    return makeCase(name: "batchnorm+relu", shape: "\(h1)²×\(c)", bound: .memory, bytesF: 2 * 4 * n, bytesB: 5 * 4 * n,
-                    inputs: [x, w, b], seedShape: [1, h1, h1, c]) {
-      batchNorm(x, weight: w, bias: b, runningMean: rm, runningVar: rv, training: true, relu: true)
-    }
-  }))
+  // The BN after the fuse conv, training mode (batch statistics); and the head's
+  // ConvModule, BN with its ReLU fused (the same passes; counted as BN alone,
+  // since ReLU adds no tensor that must be streamed).
+  for relu in [false, true] {
+    let name = relu ? "batchnorm+relu" : "batchnorm"
+    cases.append((name, {
+      let c = 256
+      let x = Var(benchTensor([1, h1, h1, c], seed: 23), requiresGrad: true)
+      let w = param([c], seed: 24), b = param([c], seed: 25)
+      let rm = Tensor.zeros([c]), rv = Tensor.ones([c])
+      let n = Double(rows * c)
+      return makeCase(name: name, shape: "\(h1)²×\(c)", bound: .memory, bytesF: 2 * 4 * n, bytesB: 5 * 4 * n,
+                      inputs: [x, w, b], seedShape: [1, h1, h1, c]) {
+        batchNorm(x, weight: w, bias: b, runningMean: rm, runningVar: rv, training: true, relu: relu)
+      }
+    }))
+  }
   return cases
 }
 
