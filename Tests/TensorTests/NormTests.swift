@@ -1,6 +1,6 @@
 // LayerNorm, BatchNorm (train, eval, SyncBN) and GroupNorm: forward against
 // naive Double loops, backward against finite differences for every input.
-import Tensor
+@testable import Tensor
 import XCTest
 
 /// Naive normalisation reference: rows grouped by `key(row, channel)` share
@@ -379,6 +379,34 @@ final class NormTests: XCTestCase {
     checkGradients([xe, Tensor(shape: [C], values: [1, 0.6, 0.8, 1.2]), Tensor.zeros([C])], expectShape: shape) {
       batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: .zeros([C]), runningVar: .ones([C]),
                 training: false, relu: true)
+    }
+  }
+
+  /// The fused ReLU at its edges: −0, +0, NaN and ±inf before the clamp, on
+  /// the SIMD rows (C = 16) and the scalar tail (C = 5). The clamp must give
+  /// `relu`'s bits (max(v, 0): −0 → +0, NaN stays NaN) and the gate ReLU
+  /// backward's (v > 0 ? g : 0). Scale 1 and shift −0 keep each value as it is.
+  func testFusedReLUMatchesReLUAtZerosNaNAndInfinities() {
+    let edge: [Float] = [-0.0, 0, .nan, -.infinity, .infinity, -1, 1, .leastNonzeroMagnitude]
+    for C in [16, 5] {
+      let rows = 4, n = rows * C
+      let x = (0..<n).map { edge[$0 % edge.count] }, g = (0..<n).map { Float($0 + 1) }
+      let scale = [Float](repeating: 1, count: C), shift = [Float](repeating: -0.0, count: C)
+      var plain = [Float](repeating: 7, count: n), clamped = plain, gated = plain
+      x.withUnsafeBufferPointer { xp in
+        channelAffine(out: &plain, accumulate: false, x: xp.baseAddress!, rows: rows, C: C, rowsPerSet: rows,
+                      scale: scale, shift: shift)
+        channelAffine(out: &clamped, accumulate: false, x: xp.baseAddress!, rows: rows, C: C, rowsPerSet: rows,
+                      scale: scale, shift: shift, relu: .clamp)
+        g.withUnsafeBufferPointer { gp in
+          channelAffine(out: &gated, accumulate: false, x: gp.baseAddress!, rows: rows, C: C, rowsPerSet: rows,
+                        scale: scale, shift: [Float](repeating: 0, count: C), relu: .gate(pre: xp.baseAddress!, preShift: shift))
+        }
+      }
+      let viaReLU = relu(Var(Tensor(shape: [n], values: plain))).value.toArray()
+      XCTAssertEqual(clamped.map(\.bitPattern), viaReLU.map(\.bitPattern), "clamp, C \(C)")
+      let mask = (0..<n).map { plain[$0] > 0 ? g[$0] : 0 }
+      XCTAssertEqual(gated.map(\.bitPattern), mask.map(\.bitPattern), "gate, C \(C)")
     }
   }
 }
