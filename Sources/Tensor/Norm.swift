@@ -359,13 +359,16 @@ func channelMoments(_ x: UnsafePointer<Float>, rows: Int, C: Int) -> [Double] {
 /// forward's operations).
 func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, C: Int,
                         mean: [Float], rstd: [Float], reluGate: (scale: [Float], shift: [Float])? = nil) -> [Double] {
-  if let gate = reluGate {
-    return mean.withUnsafeBufferPointer { mb in
-      rstd.withUnsafeBufferPointer { rb in
-        gate.scale.withUnsafeBufferPointer { gs in
-          gate.shift.withUnsafeBufferPointer { gb in
-            blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
-              let m = mb.baseAddress!, s = rb.baseAddress!, a = gs.baseAddress!, b = gb.baseAddress!
+  let gateScale = reluGate?.scale ?? [], gateShift = reluGate?.shift ?? []
+  return mean.withUnsafeBufferPointer { mb in
+    rstd.withUnsafeBufferPointer { rb in
+      gateScale.withUnsafeBufferPointer { gs in
+        gateShift.withUnsafeBufferPointer { gb in
+          blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
+            let m = mb.baseAddress!, s = rb.baseAddress!
+            // Two loops, not a test per element: the ungated one stays as tight as before.
+            if reluGate != nil {
+              let a = gs.baseAddress!, b = gb.baseAddress!
               for row in r {
                 let xi = x + row * C, gi = dy + row * C
                 for c in 0..<C {
@@ -373,21 +376,15 @@ func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows:
                   acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
                 }
               }
+            } else {
+              for row in r {
+                let xi = x + row * C, gi = dy + row * C
+                for c in 0..<C {
+                  let d = Double(gi[c])
+                  acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+                }
+              }
             }
-          }
-        }
-      }
-    }
-  }
-  return mean.withUnsafeBufferPointer { mb in
-    rstd.withUnsafeBufferPointer { rb in
-      blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
-        let m = mb.baseAddress!, s = rb.baseAddress!
-        for row in r {
-          let xi = x + row * C, gi = dy + row * C
-          for c in 0..<C {
-            let d = Double(gi[c])
-            acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
           }
         }
       }
