@@ -182,11 +182,7 @@ final class SlurmClusterTests: XCTestCase {
     let jobID = String(job.split(separator: ";")[0])
     let readMarks = { (try? String(contentsOf: marks, encoding: .utf8)) ?? "" }
     func waitFor(_ what: String, seconds: Double = 30, _ ok: () throws -> Bool) rethrows -> Bool {
-      let deadline = Date().addingTimeInterval(seconds)
-      while Date() < deadline {
-        if try ok() { return true }
-        usleep(100_000)
-      }
+      if try Background.waitUntil(timeout: seconds, every: 0.1, ok) { return true }
       problems.append("timed out waiting for \(what); marks:\n\(readMarks())\njob output:\n\((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
       return false
     }
@@ -233,11 +229,7 @@ final class SlurmClusterTests: XCTestCase {
     let log = { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
     func state() throws -> String { try slurm(["squeue", "-h", "-j", jobID, "-o", "%T %r"]).1 }
     func waitFor(_ what: String, seconds: Double, _ ok: () throws -> Bool) throws {
-      let deadline = Date().addingTimeInterval(seconds)
-      while Date() < deadline {
-        if try ok() { return }
-        usleep(200_000)
-      }
+      if try Background.waitUntil(timeout: seconds, every: 0.2, ok) { return }
       let node = try slurm(["sinfo", "-h", "-o", "%t %E"]).1
       throw ClusterTestError(message: "timed out waiting for \(what); job \(try state()), node \(node); job output:\n\(log())")
     }

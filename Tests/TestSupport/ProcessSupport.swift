@@ -102,12 +102,14 @@ public final class Background: @unchecked Sendable {
 
   public var output: String { lock.lock(); defer { lock.unlock() }; return String(decoding: buffer, as: UTF8.self) }
 
-  /// Waits until `condition` holds or `timeout` passes; returns whether it held.
+  /// Waits until `condition` holds or `timeout` passes, checking every `interval`
+  /// seconds; returns whether it held.
   @discardableResult
-  public static func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
+  public static func waitUntil(timeout: TimeInterval, every interval: TimeInterval = 0.05,
+                               _ condition: () throws -> Bool) rethrows -> Bool {
     let end = Date().addingTimeInterval(timeout)
-    while Date() < end { if condition() { return true }; usleep(50_000) }
-    return condition()
+    while Date() < end { if try condition() { return true }; usleep(useconds_t(interval * 1e6)) }
+    return try condition()
   }
 
   /// Waits for exit (killing the process after `timeout`); returns the status.
