@@ -30,10 +30,9 @@ func blockedColumnSums(rows: Int, width: Int, rowCost: Int? = nil,
   // and BatchNorm 160²×256 forward+backward took a median 5.16 against 4.56 ms
   // (6 alternated processes, BENCHMARKS.md session 14).
   let stride = (width + 7) / 8 * 8, count = max(1, blocks * stride)
-  let partial = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Double>.size, alignment: 64)
-    .bindMemory(to: Double.self, capacity: count)
-  partial.initialize(repeating: 0, count: count)
-  defer { partial.deallocate() }
+  let raw = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Double>.size, alignment: 64)
+  defer { raw.deallocate() }
+  let partial = raw.initializeMemory(as: Double.self, repeating: 0, count: count)
   let grain = max(1, (1 << 14) / max(1, (rows / blocks) * max(1, rowCost ?? width)))
   // Each thread visits its blocks last to first. The sums' input was usually
   // just written first to last (by the op before, or the one after in
