@@ -431,9 +431,12 @@ mode_quick() {
   # bucketed allreduce has a backward to hide behind; then the tiny model, whose
   # 20 ms steps are bound by collective latency (for comparison; not the summary).
   local tiny
+  # 10 iterations, logged every 2: four windows after the warm-up one. The
+  # comm_wait share of a single 2-iteration window on 2 vCPUs ranges 0.005–0.11
+  # (BENCHMARKS.md session 14), so two windows made a noisy summary.
   export SCALE_TAG=swint_
-  swint_scale_run 1
-  swint_scale_run 2
+  SWINT_ITERATIONS=10 swint_scale_run 1
+  SWINT_ITERATIONS=10 swint_scale_run 2
   tab=$(scale_table 1 1 2)
   echo "$tab" | grep -v '^C '
   comm=$(echo "$tab" | sed -n 's/^C //p')
@@ -554,9 +557,10 @@ cluster_profile() {
   done
 }
 
-# swint_scale_run <ranks>: one Swin-T 256² weak-scaling point (1 image per rank, 6 iterations) via scale_run.
+# swint_scale_run <ranks>: one Swin-T 256² weak-scaling point (1 image per rank, SWINT_ITERATIONS
+# iterations, default 6) via scale_run.
 swint_scale_run() {
-  scale_run "$1" 6 1 model.backbone=swin-t model.channels=256 model.num_classes=150 data.synthetic.size=256 \
+  scale_run "$1" "${SWINT_ITERATIONS:-6}" 1 model.backbone=swin-t model.channels=256 model.num_classes=150 data.synthetic.size=256 \
     'data.scale=[256,256]' 'data.crop_size=[256,256]' 'data.test_scale=[256,256]' train.log_every=2 \
     evaluation.samples=0 data.synthetic.val_count=1
 }
