@@ -30,23 +30,30 @@ func blockedColumnSums(rows: Int, width: Int, rowCost: Int? = nil,
   // and BatchNorm 160²×256 forward+backward took a median 5.16 against 4.56 ms
   // (6 alternated processes, BENCHMARKS.md session 14).
   let stride = (width + 7) / 8 * 8, count = max(1, blocks * stride)
-  let raw = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Double>.size, alignment: 64)
-  defer { raw.deallocate() }
-  let partial = raw.initializeMemory(as: Double.self, repeating: 0, count: count)
-  let grain = max(1, (1 << 14) / max(1, (rows / blocks) * max(1, rowCost ?? width)))
-  // Each thread visits its blocks last to first. The sums' input was usually
-  // just written first to last (by the op before, or the one after in
-  // backward), so its tail is what the caches still hold; and the pass that
-  // follows (BN's and GN's affine map) then goes first to last over what this
-  // one touched last. BatchNorm 160²×256: forward 1.34 → 1.17 ms, with
-  // backward 3.75 → 3.46 ms (medians of 6 alternated runs, BENCHMARKS.md).
-  // Each block has its own partial, so the order changes no result.
-  Parallel.forRange(blocks, grain: grain) { r in
-    for b in r.reversed() { body(rows * b / blocks ..< rows * (b + 1) / blocks, partial + b * stride) }
+  // The partials come from the buffer pool (64-byte aligned, reused): a
+  // malloc'd buffer of this size (1 MiB for a 1024-channel BatchNorm) was
+  // mmapped and freed on every call, so each call faulted in fresh zeroed
+  // pages: 2000 of a Swin-T 256² step's 4576 page faults (session 14).
+  let scratch = Storage(count: 2 * count)
+  return withExtendedLifetime(scratch) {
+    UnsafeMutableRawPointer(scratch.base).withMemoryRebound(to: Double.self, capacity: count) { partial in
+      partial.initialize(repeating: 0, count: count)
+      let grain = max(1, (1 << 14) / max(1, (rows / blocks) * max(1, rowCost ?? width)))
+      // Each thread visits its blocks last to first. The sums' input was usually
+      // just written first to last (by the op before, or the one after in
+      // backward), so its tail is what the caches still hold; and the pass that
+      // follows (BN's and GN's affine map) then goes first to last over what this
+      // one touched last. BatchNorm 160²×256: forward 1.34 → 1.17 ms, with
+      // backward 3.75 → 3.46 ms (medians of 6 alternated runs, BENCHMARKS.md).
+      // Each block has its own partial, so the order changes no result.
+      Parallel.forRange(blocks, grain: grain) { r in
+        for b in r.reversed() { body(rows * b / blocks ..< rows * (b + 1) / blocks, partial + b * stride) }
+      }
+      var out = [Double](repeating: 0, count: width)
+      for b in 0..<blocks { for j in 0..<width { out[j] += partial[b * stride + j] } }
+      return out
+    }
   }
-  var out = [Double](repeating: 0, count: width)
-  for b in 0..<blocks { for j in 0..<width { out[j] += partial[b * stride + j] } }
-  return out
 }
 
 /// out[r, c] (=|+=) x[r, c]·scale[s, c] + shift[s, c] with s = r / rowsPerSet:

@@ -382,6 +382,39 @@ final class NormTests: XCTestCase {
     }
   }
 
+  // MARK: Per-channel sums
+
+  /// `blockedColumnSums` gives each block's sums in the fixed block order, for
+  /// widths that are not a multiple of the 8-Double stride (the padding between
+  /// blocks must not leak into the result), and takes its partial sums from the
+  /// buffer pool: one take per call and, once the pool holds a buffer of that
+  /// size, no new allocation. A malloc'd buffer of 1 MiB and more was mapped
+  /// and faulted in afresh on every call inside a training step (session 14).
+  func testBlockedColumnSumsMatchBlockOrderAndReuseThePool() {
+    for (rows, width) in [(200, 13), (7, 3), (1000, 2048)] {
+      let values = (0..<rows * width).map { _ in Double(rng.uniform()) }
+      let blocks = min(rows, 64)
+      var expected = [Double](repeating: 0, count: width)
+      for b in 0..<blocks {
+        var partial = [Double](repeating: 0, count: width)
+        for r in rows * b / blocks ..< rows * (b + 1) / blocks { for j in 0..<width { partial[j] += values[r * width + j] } }
+        for j in 0..<width { expected[j] += partial[j] }
+      }
+      func sums() -> [Double] {
+        values.withUnsafeBufferPointer { v in
+          blockedColumnSums(rows: rows, width: width) { r, acc in
+            for row in r { for j in 0..<width { acc[j] += v[row * width + j] } }
+          }
+        }
+      }
+      XCTAssertEqual(sums(), expected, "rows \(rows), width \(width)")
+      let takes = BufferPool.shared.takeCount, mallocs = BufferPool.shared.mallocCount
+      for _ in 0..<5 { _ = sums() }
+      XCTAssertEqual(BufferPool.shared.takeCount - takes, 5, "one pool buffer per call, rows \(rows), width \(width)")
+      XCTAssertEqual(BufferPool.shared.mallocCount, mallocs, "the pool's buffer reused, rows \(rows), width \(width)")
+    }
+  }
+
   /// The fused ReLU at its edges: −0, +0, NaN and ±inf before the clamp, on
   /// the SIMD rows (C = 16) and the scalar tail (C = 5). The clamp must give
   /// `relu`'s bits (max(v, 0): −0 → +0, NaN stays NaN) and the gate ReLU
