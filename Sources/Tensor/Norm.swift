@@ -16,41 +16,65 @@ import Foundation
 // MARK: Shared helpers
 
 /// Per-column sums over `rows` rows: `body(rowRange, acc)` adds its rows into
-/// acc[0..<width] (zero-filled). Blocks are fixed by `rows`, so the result does
-/// not depend on the thread count. `rowCost`: elements of work per row (default
-/// `width`), which sets how many blocks a thread takes at once; a loss whose
-/// "row" is a whole line of logits must say so, or every block lands on one
-/// thread (the upsampled cross-entropy ran serially: 160 ms on 16 cores).
+/// acc[0..<width] (zero-filled). Blocks are fixed by the shape (`rows`,
+/// `width`, `rowCost`), never by the thread count, so the result does not
+/// depend on it. `rowCost`: elements of work per row (default `width`), which
+/// sets how many blocks a thread takes at once; a loss whose "row" is a whole
+/// line of logits must say so, or every block lands on one thread (the
+/// upsampled cross-entropy ran serially: 160 ms on 16 cores).
 func blockedColumnSums(rows: Int, width: Int, rowCost: Int? = nil,
                        _ body: (Range<Int>, UnsafeMutablePointer<Double>) -> Void) -> [Double] {
-  let blocks = max(1, min(rows, 64))
+  let cost = max(1, rowCost ?? width)
   // Each block's sums start on a 64-byte boundary (the stride is rounded up to
   // 8 Doubles), so the loops' 512-bit loads and stores of them do not straddle
   // cache lines: with malloc's 16-byte alignment each was two line accesses,
   // and BatchNorm 160²×256 forward+backward took a median 5.16 against 4.56 ms
   // (6 alternated processes, BENCHMARKS.md session 14).
-  let stride = (width + 7) / 8 * 8, count = max(1, blocks * stride)
+  let stride = (width + 7) / 8 * 8
+  // Up to 64 blocks, but few enough that their Double partials stay within
+  // about an eighth of the input's bytes: a wide, short BatchNorm (the head's
+  // 16384-channel upsampler over 512 rows) had 16 MiB of partials for 32 MiB
+  // of input, and forward+backward ran 2.3× slower per element than 160²×256.
+  let blocks = max(1, min(rows, 64, rows * cost / (16 * max(1, stride))))
+  let count = max(1, blocks * stride)
   // The partials come from the buffer pool (64-byte aligned, reused): a
-  // malloc'd buffer of this size (1 MiB for a 1024-channel BatchNorm) was
-  // mmapped and freed on every call, so each call faulted in fresh zeroed
-  // pages: 2000 of a Swin-T 256² step's 4576 page faults (session 14).
+  // malloc'd buffer of this size was mapped and freed on every call, so each
+  // call faulted in fresh zeroed pages: 2000 of a Swin-T 256² step's 4576 page
+  // faults (session 14).
   let scratch = Storage(count: 2 * count)
   return withExtendedLifetime(scratch) {
     UnsafeMutableRawPointer(scratch.base).withMemoryRebound(to: Double.self, capacity: count) { partial in
-      partial.initialize(repeating: 0, count: count)
-      let grain = max(1, (1 << 14) / max(1, (rows / blocks) * max(1, rowCost ?? width)))
+      let grain = max(1, (1 << 14) / max(1, (rows / blocks) * cost))
       // Each thread visits its blocks last to first. The sums' input was usually
       // just written first to last (by the op before, or the one after in
       // backward), so its tail is what the caches still hold; and the pass that
       // follows (BN's and GN's affine map) then goes first to last over what this
       // one touched last. BatchNorm 160²×256: forward 1.34 → 1.17 ms, with
       // backward 3.75 → 3.46 ms (medians of 6 alternated runs, BENCHMARKS.md).
-      // Each block has its own partial, so the order changes no result.
+      // Each block has its own partial (zeroed by the thread that fills it), so
+      // the order changes no result.
       Parallel.forRange(blocks, grain: grain) { r in
-        for b in r.reversed() { body(rows * b / blocks ..< rows * (b + 1) / blocks, partial + b * stride) }
+        for b in r.reversed() {
+          let p = partial + b * stride
+          p.initialize(repeating: 0, count: stride)
+          body(rows * b / blocks ..< rows * (b + 1) / blocks, p)
+        }
       }
+      // Blocks added in order for every column; columns in parallel, 512 at a
+      // time so that each block's slice is read contiguously.
       var out = [Double](repeating: 0, count: width)
-      for b in 0..<blocks { for j in 0..<width { out[j] += partial[b * stride + j] } }
+      out.withUnsafeMutableBufferPointer { o in
+        let chunk = 512
+        Parallel.forRange((width + chunk - 1) / chunk, grain: max(1, (1 << 15) / max(1, blocks * chunk))) { cs in
+          for ci in cs {
+            let j0 = ci * chunk, j1 = min(width, j0 + chunk)
+            for b in 0..<blocks {
+              let p = partial + b * stride
+              for j in j0..<j1 { o[j] += p[j] }
+            }
+          }
+        }
+      }
       return out
     }
   }
@@ -359,11 +383,24 @@ public typealias StatsReducer = (UnsafeMutableBufferPointer<Double>) -> Void
 /// Per-channel [Σx (C), Σx² (C)] over the rows of a [R, C] block.
 func channelMoments(_ x: UnsafePointer<Float>, rows: Int, C: Int) -> [Double] {
   blockedColumnSums(rows: rows, width: 2 * C) { r, acc in
-    for row in r {
-      let xi = x + row * C
-      for c in 0..<C { let v = Double(xi[c]); acc[c] += v; acc[C + c] += v * v }
+    columnTiles(C) { c0, c1 in
+      for row in r {
+        let xi = x + row * C
+        for c in c0..<c1 { let v = Double(xi[c]); acc[c] += v; acc[C + c] += v * v }
+      }
     }
   }
+}
+
+/// Calls `body(c0, c1)` for column tiles of at most 1024 channels, in order.
+/// The per-channel sums walk a block's rows one tile at a time, so the tile's
+/// Double sums (16 KiB) stay in L1 while the rows stream past; a row of a
+/// 16384-channel BatchNorm otherwise read and wrote 256 KiB of sums from L2.
+/// Each channel still adds its rows in order: the same bits.
+@inline(__always)
+func columnTiles(_ C: Int, _ body: (Int, Int) -> Void) {
+  var c0 = 0
+  repeat { let c1 = min(C, c0 + 1024); body(c0, c1); c0 = c1 } while c0 < C
 }
 
 /// Per-channel [Σdy (C), Σdy·x̂ (C)] with x̂ = (x − mean[s, c])·rstd[s, c], s = row / rowsPerSet.
@@ -382,19 +419,23 @@ func channelGradMoments(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows:
             // Two loops, not a test per element: the ungated one stays as tight as before.
             if reluGate != nil {
               let a = gs.baseAddress!, b = gb.baseAddress!
-              for row in r {
-                let xi = x + row * C, gi = dy + row * C
-                for c in 0..<C {
-                  let d = Double(xi[c] * a[c] + b[c] > 0 ? gi[c] : 0)
-                  acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+              columnTiles(C) { c0, c1 in
+                for row in r {
+                  let xi = x + row * C, gi = dy + row * C
+                  for c in c0..<c1 {
+                    let d = Double(xi[c] * a[c] + b[c] > 0 ? gi[c] : 0)
+                    acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+                  }
                 }
               }
             } else {
-              for row in r {
-                let xi = x + row * C, gi = dy + row * C
-                for c in 0..<C {
-                  let d = Double(gi[c])
-                  acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+              columnTiles(C) { c0, c1 in
+                for row in r {
+                  let xi = x + row * C, gi = dy + row * C
+                  for c in c0..<c1 {
+                    let d = Double(gi[c])
+                    acc[c] += d; acc[C + c] += d * Double((xi[c] - m[c]) * s[c])
+                  }
                 }
               }
             }
