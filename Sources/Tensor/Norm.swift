@@ -34,7 +34,7 @@ func blockedColumnSums(rows: Int, width: Int, rowCost: Int? = nil,
   // Up to 64 blocks, but few enough that their Double partials stay within
   // about an eighth of the input's bytes: a wide, short BatchNorm (the head's
   // 16384-channel upsampler over 512 rows) had 16 MiB of partials for 32 MiB
-  // of input, and forward+backward ran 2.3× slower per element than 160²×256.
+  // of input, and forward+backward ran 2–3× slower per element than 160²×256.
   let blocks = max(1, min(rows, 64, rows * cost / (16 * max(1, stride))))
   let count = max(1, blocks * stride)
   // The partials come from the buffer pool (64-byte aligned, reused): a
@@ -403,7 +403,7 @@ func columnTiles(_ C: Int, _ body: (Int, Int) -> Void) {
   repeat { let c1 = min(C, c0 + 1024); body(c0, c1); c0 = c1 } while c0 < C
 }
 
-/// Per-channel [Σdy (C), Σdy·x̂ (C)] with x̂ = (x − mean[s, c])·rstd[s, c], s = row / rowsPerSet.
+/// Per-channel [Σdy (C), Σdy·x̂ (C)] with x̂ = (x − mean[c])·rstd[c].
 /// With `reluGate` (BatchNorm fused with ReLU), dy counts only where the
 /// forward's pre-activation x·scale + shift was positive (ReLU's mask, with the
 /// forward's operations).
