@@ -458,7 +458,7 @@ mode_quick() {
 # (--parts "…" picks some, in the order given; each goes on when an earlier one fails):
 #   gemm      every GEMM kernel on all cores (`bench gemm`: OpenBLAS, ours fp32, AVX512_BF16,
 #             and AMX where the CPU has it, checked against its C emulation); then, where the
-#             CPU has AMX and every check passed, the bf16 Swin-T step with ECENET_AMX=1
+#             CPU has AMX and every check passed, the bf16 Swin-T step with ECENET_AMX=0
 #   scaling   weak scaling over --ranks (default "1 2 4 8 16"), one core and one compute thread
 #             per rank, of the tiny model (2 images/rank) and of Swin-T 256², 150 classes (1/rank)
 #   ceiling   N independent single-core steps (no MPI), and OpenMPI spinning against yielding
@@ -500,14 +500,15 @@ mode_cluster() {
   done
 }
 
-# The AMX kernel (opt-in with ECENET_AMX=1, written on a machine without AMX): its check
-# against the C emulation and the GEMM rates of every kernel; then, where the CPU has AMX and
-# every check passed, the bf16 step on the tiles.
+# The AMX kernel (written on a machine without AMX; the default bf16 kernel on AMX CPUs since
+# session 15): its check against the C emulation and the GEMM rates of every kernel; then,
+# where the CPU has AMX and every check passed, the bf16 step without the tiles
+# (ECENET_AMX=0, the AVX512_BF16 kernel), against which `step`'s bf16 row (on the tiles) reads.
 cluster_gemm() {
   echo "== GEMM kernels on $THREADS threads (bench gemm): OpenBLAS, ours fp32, AVX512_BF16, AMX"
   if "$BIN" bench gemm --threads "$THREADS" --reps 5 && grep -qw amx_bf16 /proc/cpuinfo; then
-    echo "== bf16 step on AMX tiles (ECENET_AMX=1), $THREADS threads"
-    swint_bf16_step ECENET_AMX=1
+    echo "== bf16 step without AMX tiles (ECENET_AMX=0: the AVX512_BF16 kernel), $THREADS threads"
+    swint_bf16_step ECENET_AMX=0
   fi
 }
 

@@ -8,8 +8,8 @@
 // that). Not a bf16-storage GEMM (inputs and output are Float) and not a
 // reduced-precision accumulator.
 //
-// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`), or
-// on request its AMX variant (CShims/amx_gemm.c, `AMXGEMM`), driven by
+// Fast path: the AVX512_BF16 kernel in CShims/bf16_gemm.c (`vdpbf16ps`), or,
+// on CPUs with AMX-BF16, its AMX variant (CShims/amx_gemm.c, `AMXGEMM`), driven by
 // PackedGEMM.swift (Swift owns the threads and the memory, shared with the
 // fp32 kernel). `gemmBF16OnThisThread` does it all on the calling
 // thread, for GEMMs issued from inside a parallel loop (as `gemmOnThisThread`).
@@ -27,17 +27,17 @@ public let bf16GEMMAvailable: Bool = ecenet_cpu_has_avx512_bf16() != 0
 /// True when the CPU has AMX tiles with bf16 (Intel Sapphire Rapids and later).
 /// There our AVX512_BF16 dot products were no faster than fp32 FMA, and the bf16
 /// step slower than the fp32 one (BENCHMARKS.md, session 7); the AMX kernel
-/// (`amxGEMMInUse`) is the way past that, opt-in until it is measured there.
+/// (`amxGEMMInUse`) is the way past that: 1.5× the AVX512_BF16 step there (session 15).
 public let cpuHasAMXBF16: Bool = ecenet_cpu_has_amx_bf16() != 0
 
-/// True when bf16 GEMMs run on AMX tiles (CShims/amx_gemm.c): asked for with
-/// `ECENET_AMX=1`, on a CPU and kernel that allow it, with the bf16 kernel in use.
+/// True when bf16 GEMMs run on AMX tiles (CShims/amx_gemm.c): by default on a CPU
+/// and kernel that allow it, with the bf16 kernel in use, unless `ECENET_AMX=0`.
 public var amxGEMMInUse: Bool { AMXGEMM.inUse }
 
-/// True when `ECENET_AMX=1` asked for AMX tiles but they cannot run here (no
-/// AMX-BF16, Linux refused the tile permission, or the tiles failed their
-/// self-check against the emulation): for the log.
-public var amxRequestedButUnavailable: Bool { AMXGEMM.requested && !AMXGEMM.enabled }
+/// True when AMX tiles were wanted (`ECENET_AMX=1`, or the default on a CPU with
+/// AMX-BF16) but cannot run here (no AMX-BF16, Linux refused the tile permission,
+/// or the tiles failed their self-check against the emulation): for the log.
+public var amxRequestedButUnavailable: Bool { AMXGEMM.wanted && !AMXGEMM.enabled }
 
 /// True when bf16 GEMMs run on the AVX512_BF16 kernel now: available and not
 /// turned off (`ECENET_BF16_KERNEL=0`).
@@ -65,14 +65,24 @@ enum BF16GEMM {
 /// own `compute` over 32 × 32 tile blocks. The shifted-taps GEMMs of the convs
 /// stay on the AVX512_BF16 kernel. Written from the Intel SDM on a machine
 /// without AMX: its tests run `emulatedKernel`, the same code with the tile
-/// instructions emulated in C, so it is opt-in (`ECENET_AMX=1`) until
-/// `ecenet-dist bench gemm` has checked and timed it on AMX hardware.
+/// instructions emulated in C. It was opt-in (`ECENET_AMX=1`) until session 15
+/// ran `ecenet-dist bench gemm` on an AMX Xeon (tiles within 1.1e-7 of the
+/// emulation, 1.4–3.6 TFLOP/s on 16 cores) and its bf16 step at 0.47–0.57×
+/// PyTorch's AMX autocast; now it is the default there, `ECENET_AMX=0` opts out.
 enum AMXGEMM {
-  static let requested = amxRequested(environment: ProcessInfo.processInfo.environment)
-  static func amxRequested(environment: [String: String]) -> Bool { environment["ECENET_AMX"] == "1" }
-  /// Asks Linux for the tile permission on first use, and only when requested;
+  /// `ECENET_AMX`: "0" keeps the tiles off, "1" asks for them (and says so in the
+  /// log where they cannot run), anything else or unset: use them where they run.
+  enum Setting: Equatable { case off, on, auto }
+  static func setting(environment: [String: String]) -> Setting {
+    switch environment["ECENET_AMX"] { case "0": return .off; case "1": return .on; default: return .auto }
+  }
+  static let chosen = setting(environment: ProcessInfo.processInfo.environment)
+  /// Whether the tiles were wanted here: asked for, or left to the default on a CPU with AMX-BF16.
+  static func wanted(_ setting: Setting, cpuHasAMX: Bool) -> Bool { setting == .on || (setting == .auto && cpuHasAMX) }
+  static let wanted = wanted(chosen, cpuHasAMX: cpuHasAMXBF16)
+  /// Asks Linux for the tile permission on first use, and only when wanted;
   /// then the real tiles must agree with their emulation (`selfCheck`).
-  static let enabled: Bool = requested && ecenet_amx_enable() != 0 && selfCheck()
+  static let enabled: Bool = wanted && ecenet_amx_enable() != 0 && selfCheck()
 
   /// Largest difference `worstDifference` accepts: the tests' bound for a bf16
   /// GEMM against the Double reference (summation order alone stays far below).
@@ -124,9 +134,9 @@ enum AMXGEMM {
   static func selfCheck() -> Bool {
     let worst = worstDifference(kernel, from: emulatedKernel)
     if worst <= tolerance { return true }
-    FileHandle.standardError.write(Data(("ecenet-dist: ECENET_AMX=1: the AMX kernel differs from its C emulation by "
+    FileHandle.standardError.write(Data(("ecenet-dist: the AMX kernel differs from its C emulation by "
       + "\(worst) of Σ|a·b| (bound \(tolerance)), so bf16 GEMMs stay on the AVX512_BF16 kernel; please report "
-      + "this with the output of `ecenet-dist bench gemm`\n").utf8))
+      + "this with the output of `ecenet-dist bench gemm` (ECENET_AMX=0 skips this check)\n").utf8))
     return false
   }
   static var inUse: Bool { enabled && BF16GEMM.useKernel }

@@ -195,13 +195,17 @@ extension TrainConfig {
     guard train.precision == "bf16" else { return nil }
     if bf16GEMMKernelInUse {
       if amx {
-        return "precision: GEMMs in bf16 with fp32 accumulation on AMX tiles (ECENET_AMX=1; experimental: not yet measured on AMX hardware, `ecenet-dist bench gemm` checks it; the convs' shifted-taps GEMMs stay on the AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
+        return "precision: GEMMs in bf16 with fp32 accumulation on AMX tiles (the convs' shifted-taps GEMMs stay on the AVX512_BF16 kernel; ECENET_AMX=0 turns the tiles off); weights, optimizer and the rest in fp32"
       }
       var note = "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
-      if amxUnavailable { note += ". ECENET_AMX=1 was set, but this CPU or its OS cannot run AMX tiles, or they failed their self-check" }
-      // Where the CPU does bf16 in AMX tiles, its AVX512_BF16 path gained nothing over fp32 FMA.
-      if cpuHasAMX && !amxUnavailable {
-        note += ". This CPU has AMX, which this kernel does not use: on the AMX Xeon measured, the bf16 step was slower than fp32 (BENCHMARKS.md, session 7); train.precision=fp32 is likely faster here, or try the experimental AMX kernel (ECENET_AMX=1, after `ecenet-dist bench gemm` has checked it)"
+      // Where the CPU does bf16 in AMX tiles, its AVX512_BF16 path gained nothing over fp32 FMA
+      // (BENCHMARKS.md, session 7), so without the tiles fp32 is the faster choice there.
+      let slower = "on the AMX Xeon measured, this kernel's bf16 step was slower than fp32 (BENCHMARKS.md, session 7), so train.precision=fp32 is likely faster here"
+      if amxUnavailable {
+        note += ". AMX tiles were wanted (ECENET_AMX=1, or this CPU's AMX-BF16), but this CPU or its OS cannot run them, or they failed their self-check (see stderr)"
+        if cpuHasAMX { note += "; " + slower }
+      } else if cpuHasAMX {
+        note += ". ECENET_AMX=0 keeps this CPU's AMX tiles off; " + slower
       }
       return note
     }

@@ -5,8 +5,8 @@
 // bf16 kernels against bf16-rounded inputs), and on AMX hardware the tiles
 // are also checked against their C emulation, the reference of the tests
 // (GemmAMXTests) on machines without AMX. This is how the AMX kernel, written
-// on such a machine, is first run for real: it stays opt-in (`ECENET_AMX=1`)
-// until this check and its timing have been seen on AMX hardware.
+// on such a machine, was first run for real (session 15, an AMX Xeon: every
+// check passed), after which it became the default bf16 kernel on AMX CPUs.
 import CShims
 import Foundation
 import Tensor

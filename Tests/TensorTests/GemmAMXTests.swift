@@ -135,7 +135,7 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
     }
   }
 
-  /// The self-check that guards ECENET_AMX=1 on AMX hardware (and `bench gemm`'s
+  /// The self-check that guards the AMX kernel on AMX hardware (and `bench gemm`'s
   /// check): a kernel with bf16 numerics agrees with the emulation within the
   /// bound, and one without (the fp32 kernel, which does not round its inputs)
   /// is caught.
@@ -146,17 +146,25 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
     if !cpuHasAMXBF16 { XCTAssertNil(BF16Kernel.amxWorstDifferenceFromEmulation()) }
   }
 
-  /// The opt-in and the CPU check: ECENET_AMX=1 only asks; on a CPU whose
-  /// /proc/cpuinfo lacks amx_tile or amx_bf16 the kernel reports itself unavailable.
-  func testOptInAndAvailability() throws {
-    XCTAssertTrue(AMXGEMM.amxRequested(environment: ["ECENET_AMX": "1"]))
-    XCTAssertFalse(AMXGEMM.amxRequested(environment: ["ECENET_AMX": "0"]))
-    XCTAssertFalse(AMXGEMM.amxRequested(environment: [:]))
+  /// The default and the CPU check: ECENET_AMX=0 opts out, =1 asks (and the log
+  /// says when the tiles cannot run), unset or anything else uses them where the
+  /// CPU has AMX-BF16; on a CPU whose /proc/cpuinfo lacks amx_tile or amx_bf16 the
+  /// kernel reports itself unavailable, and only an explicit request is reported.
+  func testDefaultOnWhereTheCPUHasAMXAndAvailability() throws {
+    XCTAssertEqual(AMXGEMM.setting(environment: ["ECENET_AMX": "1"]), .on)
+    XCTAssertEqual(AMXGEMM.setting(environment: ["ECENET_AMX": "0"]), .off)
+    XCTAssertEqual(AMXGEMM.setting(environment: [:]), .auto)
+    XCTAssertEqual(AMXGEMM.setting(environment: ["ECENET_AMX": "yes"]), .auto)
+    XCTAssertTrue(AMXGEMM.wanted(.auto, cpuHasAMX: true))
+    XCTAssertFalse(AMXGEMM.wanted(.auto, cpuHasAMX: false), "no AMX: nothing to report by default")
+    XCTAssertTrue(AMXGEMM.wanted(.on, cpuHasAMX: false), "an explicit request is reported where it cannot run")
+    XCTAssertFalse(AMXGEMM.wanted(.off, cpuHasAMX: true))
     let flags = try cpuInfoFlags()
     XCTAssertEqual(cpuHasAMXBF16, flags.contains("amx_tile") && flags.contains("amx_bf16"))
     if !cpuHasAMXBF16 {
       XCTAssertEqual(ecenet_amx_enable(), 0)
       XCTAssertFalse(amxGEMMInUse)
+      XCTAssertEqual(amxRequestedButUnavailable, AMXGEMM.chosen == .on)
     }
   }
 }

@@ -36,23 +36,26 @@ final class PrecisionTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(bf16, fp32 - 0.02, "bf16 mIoU \(bf16) vs fp32 \(fp32)")
   }
 
-  /// The log's precision line: none for fp32; the kernel for bf16; on a CPU
-  /// with AMX, which the default kernel does not use, the advice to train in
-  /// fp32 or try ECENET_AMX=1; the AMX kernel when in use, or refused.
-  func testPrecisionNoteAdvisesFP32WhereTheCPUHasAMX() throws {
+  /// The log's precision line: none for fp32; the kernel for bf16; the AMX
+  /// kernel when in use (and how to turn it off); on a CPU with AMX whose tiles
+  /// are off (ECENET_AMX=0) or refused, the advice to train in fp32.
+  func testPrecisionNoteNamesTheKernelAndAdvisesFP32WhereAMXIsOff() throws {
     let config = repoRoot() + "/configs/debug/synthetic.yaml"
     XCTAssertNil(try TrainConfig.load(file: config, overrides: []).precisionNote(cpuHasAMX: true))
     try XCTSkipUnless(bf16GEMMKernelInUse, "no AVX512_BF16 kernel on this CPU")
     let bf16 = try TrainConfig.load(file: config, overrides: ["train.precision=bf16"])
     let plain = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: false))
     XCTAssertTrue(plain.contains("AVX512_BF16 kernel") && !plain.contains("AMX"), plain)
-    let amx = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true))
-    XCTAssertTrue(amx.hasPrefix(plain) && amx.contains("AMX") && amx.contains("train.precision=fp32")
-                  && amx.contains("ECENET_AMX=1"), amx)
+    let optedOut = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true))
+    XCTAssertTrue(optedOut.hasPrefix(plain) && optedOut.contains("ECENET_AMX=0")
+                  && optedOut.contains("train.precision=fp32"), optedOut)
     let tiles = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true, amx: true))
-    XCTAssertTrue(tiles.contains("on AMX tiles") && tiles.contains("experimental"), tiles)
+    XCTAssertTrue(tiles.contains("on AMX tiles") && tiles.contains("ECENET_AMX=0"), tiles)
     let refused = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: false, amxUnavailable: true))
-    XCTAssertTrue(refused.hasPrefix(plain) && refused.contains("cannot run AMX tiles"), refused)
+    XCTAssertTrue(refused.hasPrefix(plain) && refused.contains("cannot run them")
+                  && !refused.contains("train.precision=fp32"), refused)
+    let refusedOnAMX = try XCTUnwrap(bf16.precisionNote(cpuHasAMX: true, amxUnavailable: true))
+    XCTAssertTrue(refusedOnAMX.hasPrefix(refused) && refusedOnAMX.contains("train.precision=fp32"), refusedOnAMX)
   }
 
   /// `bench gemm` (the AMX kernel's first check on AMX hardware) runs every
