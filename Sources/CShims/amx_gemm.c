@@ -40,6 +40,7 @@
 
 long ecenet_amx_gemm_mr(void) { return MR; }
 size_t ecenet_amx_gemm_a_scratch_bytes(void) { return gemm_a_scratch_bytes(); }
+size_t ecenet_amx_gemm_taps_scratch_bytes(long span) { return gemm_taps_scratch_bytes(span); }
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -220,6 +221,31 @@ TARGET void ecenet_amx_gemm_compute_emulated(int transA, long m, long n, long k,
   emulate_tiles = 0;
 }
 
+// The shifted-taps GEMM: gemm_driver.h's `gemm_taps_compute` over the tile
+// microkernel. Its A block is [row][KC] pairs, as here, and a tap's row shift
+// is a pointer shift, so a tile load reads the shifted rows at the same
+// stride. A tap may read up to 31 rows past the block's packed rows (into the
+// scratch's 2·MR spare rows): they feed only tile rows ≥ mr, never stored.
+TARGET void ecenet_amx_gemm_taps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                         const float *a, long lda, const void *packed_b, float beta,
+                                         float *c, long ldc, long m0, long m1, long n0, long n1, void *scratch) {
+  emulate_tiles = 0;
+  tiles_begin();
+  gemm_taps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, m0, m1, n0, n1,
+                    (uint32_t *)scratch);
+  tiles_end();
+}
+
+TARGET void ecenet_amx_gemm_taps_compute_emulated(long m, long n, long k, long taps, const long *offsets,
+                                                  float alpha, const float *a, long lda, const void *packed_b,
+                                                  float beta, float *c, long ldc, long m0, long m1, long n0,
+                                                  long n1, void *scratch) {
+  emulate_tiles = 1;
+  gemm_taps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, m0, m1, n0, n1,
+                    (uint32_t *)scratch);
+  emulate_tiles = 0;
+}
+
 #else  // not x86-64: no kernel; ecenet_amx_enable() == 0.
 
 int ecenet_amx_enable(void) { return 0; }
@@ -233,5 +259,17 @@ void ecenet_amx_gemm_compute_emulated(int transA, long m, long n, long k, float 
                                       const void *packed_b, float beta, float *c, long ldc, const float *bias,
                                       long m0, long m1, long n0, long n1, void *scratch) {
   ecenet_amx_gemm_compute(transA, m, n, k, alpha, a, lda, packed_b, beta, c, ldc, bias, m0, m1, n0, n1, scratch);
+}
+void ecenet_amx_gemm_taps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                  const float *a, long lda, const void *packed_b, float beta, float *c, long ldc,
+                                  long m0, long m1, long n0, long n1, void *scratch) {
+  gemm_taps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, m0, m1, n0, n1,
+                    (uint32_t *)scratch);
+}
+void ecenet_amx_gemm_taps_compute_emulated(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                           const float *a, long lda, const void *packed_b, float beta, float *c,
+                                           long ldc, long m0, long m1, long n0, long n1, void *scratch) {
+  ecenet_amx_gemm_taps_compute(m, n, k, taps, offsets, alpha, a, lda, packed_b, beta, c, ldc, m0, m1, n0, n1,
+                               scratch);
 }
 #endif

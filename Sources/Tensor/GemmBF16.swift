@@ -90,11 +90,26 @@ enum AMXGEMM {
 
   /// The GEMMs of the self-check: every transpose at tile, pair and K-block edges.
   static let checkShapes = [(m: 70, n: 45, k: 600), (m: 33, n: 40, k: 67), (m: 100, n: 64, k: 1100), (m: 1, n: 1, k: 1)]
+  /// Its shifted-taps GEMMs (the 3×3 conv's nine shifts on a 7-pixel-wide padded
+  /// map; two K blocks with a short last strip; odd K).
+  static let checkTapShapes: [TapShape] = [(m: 70, n: 45, k: 40, offsets: [0, 1, 2, 7, 8, 9, 14, 15, 16]),
+                                           (m: 40, n: 20, k: 530, offsets: [5, 0]), (m: 3, n: 33, k: 7, offsets: [2, 0, 1])]
 
   /// The worst |C − C_reference| / Σ|a·b| (bf16-rounded a, b) of `kernel`
-  /// against `reference` over `checkShapes` and the four transposes, on one
-  /// thread; a NaN difference counts as infinite.
+  /// against `reference` over `checkShapes` (the four transposes) and
+  /// `checkTapShapes` (the shifted-taps GEMM), on one thread; a NaN difference
+  /// counts as infinite.
   static func worstDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel) -> Double {
+    max(worstGEMMDifference(kernel, from: reference), worstTapsDifference(kernel, from: reference))
+  }
+
+  /// |got − want| / max(magnitude, tiny), infinite for NaN.
+  private static func relativeDifference(_ got: Float, _ want: Float, magnitude: Double) -> Double {
+    let d = abs(Double(got) - Double(want))
+    return d.isNaN ? .infinity : d / max(magnitude, 1e-30)
+  }
+
+  static func worstGEMMDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel) -> Double {
     var rng = RandomGenerator(seed: 0xA3C5)
     var worst = 0.0
     for s in checkShapes {
@@ -118,10 +133,44 @@ enum AMXGEMM {
                 let av = a[transA ? p * lda + i : i * lda + p], bv = b[transB ? j * ldb + p : p * ldb + j]
                 mag += abs(Double(roundedToBF16(av)) * Double(roundedToBF16(bv)))
               }
-              let d = abs(Double(got[i * s.n + j]) - Double(want[i * s.n + j]))
-              worst = max(worst, d.isNaN ? .infinity : d / max(mag, 1e-30))
+              worst = max(worst, relativeDifference(got[i * s.n + j], want[i * s.n + j], magnitude: mag))
             }
           }
+        }
+      }
+    }
+    return worst
+  }
+
+  typealias TapShape = (m: Int, n: Int, k: Int, offsets: [Int])
+
+  /// `worstGEMMDifference` for the shifted-taps GEMM (`runTaps`, B_t transposed
+  /// as the conv's tap matrices are); `checkTapShapes` are small enough for one task.
+  static func worstTapsDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel,
+                                  shapes: [TapShape] = checkTapShapes) -> Double {
+    var rng = RandomGenerator(seed: 0x7A95)
+    var worst = 0.0
+    for s in shapes {
+      let rows = s.m + s.offsets.max()!, taps = s.offsets.count
+      let a = (0..<rows * s.k).map { _ in rng.uniform(-1, 1) }, b = (0..<taps * s.n * s.k).map { _ in rng.uniform(-1, 1) }
+      func product(_ kern: PackedGEMMKernel) -> [Float] {
+        var c = [Float](repeating: .nan, count: s.m * s.n)
+        c.withUnsafeMutableBufferPointer { pc in
+          kern.runTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.k, transB: true, b: b, ldb: s.k,
+                       tapStride: s.n * s.k, beta: 0, c: pc.baseAddress!, ldc: s.n)
+        }
+        return c
+      }
+      let got = product(kernel), want = product(reference)
+      for i in 0..<s.m {
+        for j in 0..<s.n {
+          var mag = 0.0
+          for (t, off) in s.offsets.enumerated() {
+            for p in 0..<s.k {
+              mag += abs(Double(roundedToBF16(a[(i + off) * s.k + p])) * Double(roundedToBF16(b[(t * s.n + j) * s.k + p])))
+            }
+          }
+          worst = max(worst, relativeDifference(got[i * s.n + j], want[i * s.n + j], magnitude: mag))
         }
       }
     }
@@ -140,14 +189,17 @@ enum AMXGEMM {
     return false
   }
   static var inUse: Bool { enabled && BF16GEMM.useKernel }
-  static let kernel = make(compute: ecenet_amx_gemm_compute)
-  static let emulatedKernel = make(compute: ecenet_amx_gemm_compute_emulated)
-  static func make(compute: PackedGEMMKernel.Compute) -> PackedGEMMKernel {
+  static let kernel = make(compute: ecenet_amx_gemm_compute, taps: ecenet_amx_gemm_taps_compute)
+  static let emulatedKernel = make(compute: ecenet_amx_gemm_compute_emulated, taps: ecenet_amx_gemm_taps_compute_emulated)
+  /// The tiles also run the convs' shifted-taps GEMM (forward and dx); its
+  /// K-shifted weight gradient stays on the AVX512_BF16 kernel, whose strip
+  /// layout the tiles do not read (any split of rows gives it the same bits).
+  static func make(compute: PackedGEMMKernel.Compute, taps: PackedGEMMKernel.TapsCompute) -> PackedGEMMKernel {
     PackedGEMMKernel(
       mr: Int(ecenet_amx_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),
       scratchFloats: (Int(ecenet_amx_gemm_a_scratch_bytes()) + 63) / 64 * 16,
       packedBBytes: ecenet_bf16_gemm_packed_b_bytes, packB: ecenet_bf16_gemm_pack_b, compute: compute,
-      tapsScratchBytes: ecenet_bf16_gemm_taps_scratch_bytes, tapsCompute: ecenet_bf16_gemm_taps_compute,
+      tapsScratchBytes: ecenet_amx_gemm_taps_scratch_bytes, tapsCompute: taps,
       kTapsScratchBytes: ecenet_bf16_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_bf16_gemm_ktaps_compute)
   }
 }

@@ -60,12 +60,13 @@ public func gemmAddingBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
 }
 
 /// Our packed AVX-512 kernel for `GEMMPrecision.current` where it may run (fp32:
-/// `F32GEMM.routeSgemm` under our threading; bf16: the AVX512_BF16 kernel), else nil:
+/// `F32GEMM.routeSgemm` under our threading; bf16: the AVX512_BF16 kernel, or the AMX one
+/// where it is in use), else nil:
 /// for callers with a kernel-only path of their own (the shifted conv's taps GEMM).
 func packedKernelForGEMMPrecision() -> PackedGEMMKernel? {
   switch GEMMPrecision.current {
   case .fp32: return F32GEMM.routeSgemm && Parallel.gemmThreading == .ours ? F32GEMM.kernel : nil
-  case .bf16: return BF16GEMM.useKernel ? BF16GEMM.kernel : nil
+  case .bf16: return BF16GEMM.useKernel ? (AMXGEMM.inUse ? AMXGEMM.kernel : BF16GEMM.kernel) : nil
   }
 }
 

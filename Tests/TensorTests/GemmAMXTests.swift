@@ -146,6 +146,50 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
     if !cpuHasAMXBF16 { XCTAssertNil(BF16Kernel.amxWorstDifferenceFromEmulation()) }
   }
 
+  /// The self-check's taps part catches a kernel whose plain GEMMs are right but
+  /// whose shifted-taps GEMM is not (here: alpha off by 1%).
+  func testSelfCheckCatchesAWrongTapsKernel() throws {
+    try XCTSkipUnless(bf16GEMMAvailable, "no AVX512_BF16: the AMX packing cannot run")
+    let wrong = AMXGEMM.make(compute: ecenet_amx_gemm_compute_emulated) {
+      m, n, k, taps, off, alpha, a, lda, pb, beta, c, ldc, m0, m1, n0, n1, scratch in
+      ecenet_amx_gemm_taps_compute_emulated(m, n, k, taps, off, alpha * 1.01, a, lda, pb, beta, c, ldc, m0, m1, n0, n1,
+                                            scratch)
+    }
+    XCTAssertLessThanOrEqual(AMXGEMM.worstGEMMDifference(wrong, from: AMXGEMM.emulatedKernel), AMXGEMM.tolerance)
+    XCTAssertGreaterThan(AMXGEMM.worstDifference(wrong, from: AMXGEMM.emulatedKernel), 10 * AMXGEMM.tolerance)
+  }
+
+  /// The shifted-taps GEMM on (emulated) tiles against the AVX512_BF16 kernel's
+  /// (the same bf16 numerics, another fp32 summation order), on shapes that
+  /// cross its blocks: two row blocks (more than 2·MC = 384 rows) with a short
+  /// last strip and a ragged panel, two K blocks with odd K, a single k; then
+  /// bit-identical over thread counts.
+  func testTapsOnTilesMatchTheBF16Kernel() throws {
+    try XCTSkipUnless(bf16GEMMAvailable, "no AVX512_BF16: the AMX packing cannot run")
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    let shapes: [AMXGEMM.TapShape] = [(m: 420, n: 37, k: 20, offsets: [0, 1, 2, 19, 20, 21, 38, 39, 40]),
+                                      (m: 50, n: 64, k: 531, offsets: [0, 7]), (m: 5, n: 3, k: 1, offsets: [2, 0])]
+    Parallel.threads = 1
+    XCTAssertLessThanOrEqual(AMXGEMM.worstTapsDifference(AMXGEMM.emulatedKernel, from: BF16GEMM.kernel, shapes: shapes),
+                             AMXGEMM.tolerance)
+    var rng = RandomGenerator(seed: 5)
+    let s = shapes[0], rows = s.m + s.offsets.max()!
+    let a = (0..<rows * s.k).map { _ in rng.uniform(-1, 1) }
+    let b = (0..<s.offsets.count * s.n * s.k).map { _ in rng.uniform(-1, 1) }
+    func run(threads: Int) -> [UInt32] {
+      Parallel.threads = threads
+      var c = [Float](repeating: .nan, count: s.m * s.n)
+      c.withUnsafeMutableBufferPointer { pc in
+        AMXGEMM.emulatedKernel.runTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.k, transB: true, b: b,
+                                       ldb: s.k, tapStride: s.n * s.k, beta: 0, c: pc.baseAddress!, ldc: s.n)
+      }
+      return c.map(\.bitPattern)
+    }
+    let one = run(threads: 1)
+    for threads in [2, 3] { XCTAssertEqual(run(threads: threads), one, "threads \(threads)") }
+  }
+
   /// The default and the CPU check: ECENET_AMX=0 opts out, =1 asks (and the log
   /// says when the tiles cannot run), unset or anything else uses them where the
   /// CPU has AMX-BF16; on a CPU whose /proc/cpuinfo lacks amx_tile or amx_bf16 the

@@ -3,12 +3,13 @@
 // `ecenet_bf16_gemm_pack_b`), so it is a drop-in `compute` for the bf16 path
 // on CPUs with AMX-BF16 (Sapphire Rapids and later).
 //
-// Not yet measured on AMX hardware (the development machine is AMD, without
-// AMX): Tensor turns it on only when asked (ECENET_AMX=1) and after the real
-// tiles agreed with their emulation on small GEMMs (AMXGEMM.selfCheck). Its
+// Written on a machine without AMX (the development machine is AMD): its
 // tests run the same driver, packing and stores with the tile instructions
 // emulated in C (`ecenet_amx_gemm_compute_emulated`). `ecenet-dist bench gemm`
-// checks the real kernel against the emulation and times it where AMX exists.
+// checks the real kernel against the emulation and times it where AMX exists
+// (first on an AMX Xeon in session 15: every check passed). Tensor uses it by
+// default on AMX CPUs (ECENET_AMX=0 opts out), after the real tiles agreed
+// with their emulation on small GEMMs (AMXGEMM.selfCheck).
 #ifndef ECENET_AMX_GEMM_H
 #define ECENET_AMX_GEMM_H
 
@@ -44,6 +45,17 @@ void ecenet_amx_gemm_compute_emulated(int transA, long m, long n, long k, float 
                                       const float *a, long lda, const void *packed_b,
                                       float beta, float *c, long ldc, const float *bias,
                                       long m0, long m1, long n0, long n1, void *scratch);
+
+// `ecenet_bf16_gemm_taps_compute`'s contract (the shifted-taps conv GEMM, same
+// packed op(B_t)) on AMX tiles, its scratch bytes, and the emulated variant.
+size_t ecenet_amx_gemm_taps_scratch_bytes(long span);
+void ecenet_amx_gemm_taps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                  const float *a, long lda, const void *packed_b, float beta,
+                                  float *c, long ldc, long m0, long m1, long n0, long n1, void *scratch);
+void ecenet_amx_gemm_taps_compute_emulated(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                           const float *a, long lda, const void *packed_b, float beta,
+                                           float *c, long ldc, long m0, long m1, long n0, long n1,
+                                           void *scratch);
 
 #ifdef __cplusplus
 }
