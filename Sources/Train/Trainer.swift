@@ -261,7 +261,7 @@ public final class Trainer {
     let progress = ProgressLine(total: total, startIteration: iteration)
     var best: (Double, Int)? = nil, last: Double? = nil
     var skipped = 0, stopped = false
-    var window = (data: 0.0, comm: 0.0, time: 0.0)
+    var window = (data: 0.0, comm: 0.0, straggler: 0.0, time: 0.0)
     let logEvery = max(1, config.train.logEvery)
     // Say which GEMM kernels run: an OPENBLAS_CORETYPE pin (set on some clusters
     // for old OpenBLAS bugs) can halve the speed of every GEMM on a newer CPU.
@@ -276,25 +276,34 @@ public final class Trainer {
       let r = try step()
       if !r.applied { skipped += 1 }
       let dt = Date().timeIntervalSince(t0)
-      window.data += r.dataWait; window.comm += r.commWait; window.time += dt
+      // One max-reduction per step carries two things: every rank must agree to
+      // stop, and the slowest rank's busy time (its step less its collective
+      // waits). A rank that was busy for less waited the difference for that
+      // rank in some collective: load imbalance, not communication. The rest
+      // of its wait is the communication that overlap did not hide (the
+      // slowest rank's own wait, about).
+      let busy = dt - r.commWait
+      var shared = [StopSignal.requested ? 1.0 : 0.0, busy]
+      try shared.withUnsafeMutableBufferPointer { try world.allreduceMax($0) }
+      let straggler = min(r.commWait, max(0, shared[1] - busy))
+      window.data += r.dataWait; window.comm += r.commWait; window.straggler += straggler; window.time += dt
       if isRoot && (iteration % logEvery == 0 || iteration == total) {
         let lr = schedule.lr(at: iteration - 1)
         let (rate, _) = progress.eta(at: iteration)
+        let share = { (x: Double) in x / max(1e-9, window.time) }
         var rec: [String: Any] = ["type": "train", "iteration": iteration, "lr": lr, "it_per_s": rate,
-                                  "data_wait": window.data / max(1e-9, window.time),
-                                  "comm_wait": window.comm / max(1e-9, window.time), "time": Date().timeIntervalSince1970]
+                                  "data_wait": share(window.data), "comm_wait": share(window.comm),
+                                  "straggler_wait": share(window.straggler),
+                                  "comm_exposed": share(window.comm - window.straggler), "time": Date().timeIntervalSince1970]
         for (k, v) in r.terms { rec[k] = v }
         metrics.write(rec)
         progress.show(iteration, String(format: "loss %.4f (seg %.3f cls %.3f focal %.3f dice %.3f div %.3f)  lr %.2e  data %.0f%% comm %.0f%%",
                                         r.terms["loss"]!, r.terms["loss_seg"]!, r.terms["loss_cls"]!, r.terms["loss_focal"]!,
                                         r.terms["loss_dice"]!, r.terms["loss_div"]!, lr,
-                                        100 * window.data / max(1e-9, window.time), 100 * window.comm / max(1e-9, window.time)))
-        window = (0, 0, 0)
+                                        100 * share(window.data), 100 * share(window.comm)))
+        window = (0, 0, 0, 0)
       }
-      // Every rank must agree to stop: the flag is reduced (max) over ranks.
-      var flag = [StopSignal.requested ? 1.0 : 0.0]
-      try flag.withUnsafeMutableBufferPointer { try world.allreduceMax($0) }
-      if flag[0] > 0 {
+      if shared[0] > 0 {
         progress.finish()
         log("train: stop requested (\(StopSignal.requested ? StopSignal.signalName : "on another rank")) at iteration \(iteration); writing a checkpoint")
         try saveCheckpoint()

@@ -56,6 +56,27 @@ final class DistributedTrainingTests: XCTestCase {
       assertCurvesClose(a, b, rtol: 2e-3, "1 vs \(n) ranks, grad_norm")
     }
     XCTAssertEqual(losses(d1).count, 5)
+    assertWaitSplit(d1, ranks: 1)
+    assertWaitSplit(d2, ranks: 2)
+    assertWaitSplit(d4, ranks: 4)
+  }
+
+  /// comm_wait splits into straggler_wait (waiting for a slower rank) and
+  /// comm_exposed (the rest): both shares in [0, comm_wait], adding up to it;
+  /// a single process has no rank to wait for.
+  func assertWaitSplit(_ dir: String, ranks: Int, file: StaticString = #filePath, line: UInt = #line) {
+    let records = trainRecords(dir)
+    XCTAssertFalse(records.isEmpty, file: file, line: line)
+    for r in records {
+      guard let comm = r["comm_wait"] as? Double, let straggler = r["straggler_wait"] as? Double,
+            let exposed = r["comm_exposed"] as? Double else {
+        return XCTFail("\(ranks) rank(s): a train record without comm_wait, straggler_wait or comm_exposed: \(r)",
+                       file: file, line: line)
+      }
+      XCTAssert(straggler >= 0 && straggler <= comm + 1e-12 && exposed >= -1e-12, "\(ranks) rank(s): \(r)", file: file, line: line)
+      XCTAssertEqual(straggler + exposed, comm, accuracy: 1e-9, "\(ranks) rank(s): \(r)", file: file, line: line)
+      if ranks == 1 { XCTAssertEqual(straggler, 0, "one process has no slower rank to wait for", file: file, line: line) }
+    }
   }
 
   /// After the allreduce, every parameter's gradient on 2 and 4 ranks equals the
