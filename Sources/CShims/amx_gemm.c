@@ -35,12 +35,15 @@
 #define GEMM_C_IN_L2 0
 #define GEMM_PREFETCH_C 0
 #define GEMM_CUSTOM_KERNEL 1
+#define GEMM_KTAPS_ROWS 1
+#define GEMM_KTAPS_SS_ALIGN 16
 #define BF16_A_KPAD 16
 #include "gemm_driver.h"
 
 long ecenet_amx_gemm_mr(void) { return MR; }
 size_t ecenet_amx_gemm_a_scratch_bytes(void) { return gemm_a_scratch_bytes(); }
 size_t ecenet_amx_gemm_taps_scratch_bytes(long span) { return gemm_taps_scratch_bytes(span); }
+size_t ecenet_amx_gemm_ktaps_scratch_bytes(long span) { return gemm_ktaps_scratch_bytes(span); }
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -73,15 +76,18 @@ int ecenet_amx_enable(void) {
 // exported entry points for the length of one call).
 static __thread int emulate_tiles;
 
-// ---- packing op(A) transposed: [row][KC] pairs ----
+// ---- packing op(A) transposed: [row][ss] pairs ----
 
-// A is K×M: op(A)'s row i, pair q is column i of A's rows 2q, 2q+1. For 16
-// rows × 16 pairs at a time, one vector per pair holds the 16 rows' words
-// (two contiguous loads, converted and interleaved as bf16_gemm.c's pack_a_t
-// does), and transpose16 turns them into one vector of 16 pairs per row.
+// A is K×M: op(A)'s row i, pair q is column i of A's rows 2q + e, 2q + e + 1
+// (e = 1: the K-shifted taps' odd offsets). For 16 rows × 16 pairs at a time,
+// one vector per pair holds the 16 rows' words (two contiguous loads,
+// converted and interleaved as bf16_gemm.c's pack_a_t does), and transpose16
+// turns them into one vector of 16 pairs per row. Rows are `ss` pairs apart
+// (KC for gemm_compute; the K-shifted taps' block plus its span otherwise);
+// pairs ≥ kcp up to ss are zero, so a tile that reads past its K block (the
+// last group of a shifted tap) multiplies zeros there, as the B tail does.
 INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp, long ss, long e,
                      uint32_t *blk) {
-  (void)ss; (void)e;  // gemm_compute passes KC and 0; the K-shifted taps GEMM does not use this kernel
   const __m512i pairIdx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const long kpad = (kcp + 15) / 16 * 16, mpad = (mc + MR - 1) / MR * MR;
@@ -90,10 +96,8 @@ INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0
     for (long qb = 0; qb < kpad; qb += 16) {
       __m512 v[16];
       for (int qq = 0; qq < 16; qq++) {
-        const long k0 = 2 * (q0 + qb + qq);
-        // The pad pairs (qb + qq ≥ kcp) occur only in the last K block (KC is
-        // a multiple of 16), where they lie past K, so this also zeroes them.
-        const int past = k0 >= k;
+        const long k0 = 2 * (q0 + qb + qq) + e;
+        const int past = k0 >= k || qb + qq >= kcp;  // past A, or a pad pair of the block
         const int odd = k0 + 1 >= k;                  // K odd, last pair: the second value is the zero pad
         const float *row0 = a + k0 * lda + i0 + r0;
         const __m512 x0 = past ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk, row0);
@@ -101,7 +105,10 @@ INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0
         v[qq] = (__m512)_mm512_permutexvar_epi16(pairIdx, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
       }
       transpose16(v);
-      for (int r = 0; r < 16; r++) _mm512_storeu_si512(blk + (r0 + r) * KC + qb, (__m512i)v[r]);
+      for (int r = 0; r < 16; r++) _mm512_storeu_si512(blk + (r0 + r) * ss + qb, (__m512i)v[r]);
+    }
+    if (ss > kpad) {
+      for (int r = 0; r < 16; r++) memset(blk + (r0 + r) * ss + kpad, 0, (size_t)(ss - kpad) * sizeof(uint32_t));
     }
   }
 }
@@ -130,8 +137,8 @@ static AMX_TARGET __attribute__((noinline)) void tiles_end(void) { _tile_release
 
 // acc (a 32 × 32 row-major float block) = Σ over `groups` groups of 16 pairs,
 // then one more group from `tail` (NULL: none) with A at the next 16 pairs.
-// a: rows 0..31 of the A block ([row][KC] words); b: one panel at pair 0.
-static AMX_TARGET __attribute__((noinline)) void tiles_hw(long groups, const uint32_t *a, const uint16_t *b,
+// a: rows 0..31 of the A block (rows `rs` words apart); b: one panel at pair 0.
+static AMX_TARGET __attribute__((noinline)) void tiles_hw(long groups, const uint32_t *a, long rs, const uint16_t *b,
                                                          const uint16_t *tail, float *acc) {
   _tile_zero(0);
   _tile_zero(1);
@@ -140,8 +147,8 @@ static AMX_TARGET __attribute__((noinline)) void tiles_hw(long groups, const uin
   for (long g = 0; g <= groups; g++) {
     const uint16_t *bg = g < groups ? b + g * 16 * GEMM_B_STEP : tail;
     if (!bg) break;
-    _tile_loadd(4, a + 16 * g, KC * 4);
-    _tile_loadd(5, a + 16 * KC + 16 * g, KC * 4);
+    _tile_loadd(4, a + 16 * g, rs * 4);
+    _tile_loadd(5, a + 16 * rs + 16 * g, rs * 4);
     _tile_loadd(6, bg, GEMM_B_STEP * 2);
     _tile_loadd(7, bg + 32, GEMM_B_STEP * 2);
     _tile_dpbf16ps(0, 4, 6);
@@ -163,13 +170,14 @@ static inline float bf16_value(uint32_t h) {
 // tiles_hw in C: `tdpbf16ps` as the SDM's pseudocode has it, for each k pair
 // in order the even product, then the odd one, each added with one fp32
 // rounding (the products of two bf16 are exact in fp32).
-static void tiles_emulated(long groups, const uint32_t *a, const uint16_t *b, const uint16_t *tail, float *acc) {
+static void tiles_emulated(long groups, const uint32_t *a, long rs, const uint16_t *b, const uint16_t *tail,
+                           float *acc) {
   memset(acc, 0, 32 * 32 * sizeof(float));
   for (long g = 0; g <= groups; g++) {
     const uint16_t *bg = g < groups ? b + g * 16 * GEMM_B_STEP : tail;
     if (!bg) break;
     for (int r = 0; r < 32; r++) {
-      const uint32_t *ar = a + r * KC + 16 * g;
+      const uint32_t *ar = a + r * rs + 16 * g;
       for (int j = 0; j < 32; j++) {
         float t = acc[r * 32 + j];
         for (int p = 0; p < 16; p++) {
@@ -182,9 +190,9 @@ static void tiles_emulated(long groups, const uint32_t *a, const uint16_t *b, co
   }
 }
 
-// gemm_driver.h's microkernel contract over kp pairs (both A layouts are [row][KC] here).
-static TARGET void kernel_rows(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr,
-                               float alpha, float beta, const float *bias, int stream) {
+// gemm_driver.h's microkernel contract over kp pairs, A rows `rs` pairs apart.
+static TARGET void tile_block(long kp, const uint32_t *a, long rs, const uint16_t *b, float *c, long ldc, int mr,
+                              int nr, float alpha, float beta, const float *bias, int stream) {
   __m512 acc[MR][2];  // row r's 32 columns: the tiles' stores land in it as a 32 × 32 float block
   uint16_t tailB[16 * GEMM_B_STEP] __attribute__((aligned(64)));
   const long groups = kp / 16, rem = kp % 16;
@@ -192,9 +200,21 @@ static TARGET void kernel_rows(long kp, const uint32_t *a, const uint16_t *b, fl
     memcpy(tailB, b + groups * 16 * GEMM_B_STEP, (size_t)rem * GEMM_B_STEP * sizeof(uint16_t));
     memset(tailB + rem * GEMM_B_STEP, 0, (size_t)(16 - rem) * GEMM_B_STEP * sizeof(uint16_t));
   }
-  if (emulate_tiles) tiles_emulated(groups, a, b, rem ? tailB : NULL, (float *)acc);
-  else tiles_hw(groups, a, b, rem ? tailB : NULL, (float *)acc);
+  if (emulate_tiles) tiles_emulated(groups, a, rs, b, rem ? tailB : NULL, (float *)acc);
+  else tiles_hw(groups, a, rs, b, rem ? tailB : NULL, (float *)acc);
   store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, streams_tile(stream, beta, nr, c, ldc));
+}
+
+// Both of gemm_compute's A layouts are [row][KC] here.
+static TARGET void kernel_rows(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr,
+                               float alpha, float beta, const float *bias, int stream) {
+  tile_block(kp, a, KC, b, c, ldc, mr, nr, alpha, beta, bias, stream);
+}
+
+// The K-shifted taps GEMM's [row][ss] block (GEMM_KTAPS_ROWS).
+static TARGET void kernel_rows_strided(long kp, const uint32_t *a, long rs, const uint16_t *b, float *c, long ldc,
+                                       int mr, int nr, float alpha, float beta) {
+  tile_block(kp, a, rs, b, c, ldc, mr, nr, alpha, beta, NULL, 0);
 }
 
 static TARGET void kernel_cols(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr,
@@ -218,6 +238,33 @@ TARGET void ecenet_amx_gemm_compute_emulated(int transA, long m, long n, long k,
   emulate_tiles = 1;
   gemm_compute(transA, m, n, k, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, bias, m0, m1, n0, n1,
                (uint32_t *)scratch, 0);
+  emulate_tiles = 0;
+}
+
+// The K-shifted taps GEMM (the conv's weight gradient): gemm_driver.h's
+// `gemm_ktaps_compute` with its A block in rows (GEMM_KTAPS_ROWS), a tap's
+// shift of off/2 pairs a pointer shift along the row, odd offsets from a
+// second block packed one A row later. A tile reads up to 15 pairs past the
+// tap's K block: zero pad, or the next taps' pairs of the block, multiplied
+// by the zero tail of B (an inf there, unlike the AVX512_BF16 kernel, would
+// make NaN: activations with inf have already made the loss non-finite).
+TARGET void ecenet_amx_gemm_ktaps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                          const float *a, long lda, const void *packed_b, float beta, float *c,
+                                          long ldc, long ctap, long m0, long m1, long n0, long n1, void *scratch) {
+  emulate_tiles = 0;
+  tiles_begin();
+  gemm_ktaps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, ctap,
+                     m0, m1, n0, n1, (uint32_t *)scratch);
+  tiles_end();
+}
+
+TARGET void ecenet_amx_gemm_ktaps_compute_emulated(long m, long n, long k, long taps, const long *offsets,
+                                                   float alpha, const float *a, long lda, const void *packed_b,
+                                                   float beta, float *c, long ldc, long ctap, long m0, long m1,
+                                                   long n0, long n1, void *scratch) {
+  emulate_tiles = 1;
+  gemm_ktaps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, ctap,
+                     m0, m1, n0, n1, (uint32_t *)scratch);
   emulate_tiles = 0;
 }
 
@@ -271,5 +318,18 @@ void ecenet_amx_gemm_taps_compute_emulated(long m, long n, long k, long taps, co
                                            long ldc, long m0, long m1, long n0, long n1, void *scratch) {
   ecenet_amx_gemm_taps_compute(m, n, k, taps, offsets, alpha, a, lda, packed_b, beta, c, ldc, m0, m1, n0, n1,
                                scratch);
+}
+void ecenet_amx_gemm_ktaps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                   const float *a, long lda, const void *packed_b, float beta, float *c, long ldc,
+                                   long ctap, long m0, long m1, long n0, long n1, void *scratch) {
+  gemm_ktaps_compute(m, n, k, taps, offsets, alpha, a, lda, (const uint16_t *)packed_b, beta, c, ldc, ctap,
+                     m0, m1, n0, n1, (uint32_t *)scratch);
+}
+void ecenet_amx_gemm_ktaps_compute_emulated(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                            const float *a, long lda, const void *packed_b, float beta, float *c,
+                                            long ldc, long ctap, long m0, long m1, long n0, long n1,
+                                            void *scratch) {
+  ecenet_amx_gemm_ktaps_compute(m, n, k, taps, offsets, alpha, a, lda, packed_b, beta, c, ldc, ctap, m0, m1, n0, n1,
+                                scratch);
 }
 #endif

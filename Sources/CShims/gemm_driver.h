@@ -35,6 +35,12 @@
 //   GEMM_CUSTOM_KERNEL    1: the file brings its own `kernel_rows` and
 //                         `kernel_cols` (and no `kernel_step`); 0 or unset: the
 //                         zmm microkernel below over its `kernel_step`
+//   GEMM_KTAPS_ROWS       1: `gemm_ktaps_compute` packs its A block [row][ss]
+//                         (amx_gemm.c: tiles load rows) and calls the file's
+//                         `kernel_rows_strided`; 0 or unset: [strip][ss][MR]
+//                         through `kernel_cols`
+//   GEMM_KTAPS_SS_ALIGN   `gemm_ktaps_strip_steps` rounds up to a multiple of
+//                         it (default 1; AMX: 16, a tile's pairs)
 // and, after including it (x86-64 only), the hooks declared below. The file
 // then writes its exported entry points over `gemm_packed_b_bytes`,
 // `gemm_a_scratch_bytes`, `gemm_pack_b` and `gemm_compute`; on non-x86 builds
@@ -62,9 +68,19 @@ static inline size_t gemm_taps_scratch_bytes(long span) {
   return (size_t)(GEMM_TAPS_MC + (span > 0 ? span : 0) + 2 * MR) * KC * sizeof(GEMM_A_T);
 }
 
-// Steps per strip of `gemm_ktaps_compute`'s A block: a K block plus the taps'
-// span, so each tap reads the block at its offset.
-static inline long gemm_ktaps_strip_steps(long span) { return KC + (span > 0 ? span : 0) / GEMM_KSTEP; }
+// Steps per strip (per row, GEMM_KTAPS_ROWS) of `gemm_ktaps_compute`'s A
+// block: a K block plus the taps' span, so each tap reads the block at its
+// offset.
+#ifndef GEMM_KTAPS_SS_ALIGN
+#define GEMM_KTAPS_SS_ALIGN 1
+#endif
+#ifndef GEMM_KTAPS_ROWS
+#define GEMM_KTAPS_ROWS 0
+#endif
+static inline long gemm_ktaps_strip_steps(long span) {
+  const long steps = KC + (span > 0 ? span : 0) / GEMM_KSTEP;
+  return (steps + GEMM_KTAPS_SS_ALIGN - 1) / GEMM_KTAPS_SS_ALIGN * GEMM_KTAPS_SS_ALIGN;
+}
 // Its A scratch: one block of MC rows per phase (bf16: even and odd offsets).
 static inline size_t gemm_ktaps_scratch_bytes(long span) {
   return (size_t)GEMM_KSTEP * ((MC + MR - 1) / MR * MR) * gemm_ktaps_strip_steps(span) * sizeof(GEMM_A_T);
@@ -93,9 +109,10 @@ INLINE void pack_b_panel_t(const float *b, long ldb, long k, long n, long j0, GE
 INLINE void pack_a_n(const float *a, long lda, long k, long i0, long mc, long q0, long kcp,
                      GEMM_A_T *blk);
 // … or blk[strip][step][MR] (A transposed, K×M) with `ss` steps per strip
-// (KC: the same strip bases as [row][KC], since MR·KC elements = MR rows of KC).
-// Step q holds A rows q·GEMM_KSTEP + e onward (e < GEMM_KSTEP: the K-shifted
-// taps' odd offsets in bf16); rows ≥ k read as zero.
+// (KC: the same strip bases as [row][KC], since MR·KC elements = MR rows of KC;
+// GEMM_KTAPS_ROWS: blk[row][ss] instead). Step q holds A rows q·GEMM_KSTEP + e
+// onward (e < GEMM_KSTEP: the K-shifted taps' odd offsets in bf16); rows ≥ k,
+// and with GEMM_KTAPS_ROWS steps ≥ kcp up to ss, read as zero.
 INLINE void pack_a_t(const float *a, long lda, long k, long i0, long mc, long q0, long kcp, long ss, long e,
                      GEMM_A_T *blk);
 #if !GEMM_CUSTOM_KERNEL
@@ -189,7 +206,13 @@ static TARGET void kernel_rows(long kp, const GEMM_A_T *a, const GEMM_B_T *b, fl
                                float alpha, float beta, const float *bias, int stream);
 static TARGET void kernel_cols(long kp, const GEMM_A_T *a, const GEMM_B_T *b, float *c, long ldc, int mr, int nr,
                                float alpha, float beta, const float *bias, int stream);
-#else
+#endif
+#if GEMM_KTAPS_ROWS
+// `kernel_rows` over an A block whose rows are `rs` steps apart (not KC).
+static TARGET void kernel_rows_strided(long kp, const GEMM_A_T *a, long rs, const GEMM_B_T *b, float *c, long ldc,
+                                       int mr, int nr, float alpha, float beta);
+#endif
+#if !GEMM_CUSTOM_KERNEL
 // C[mr × nr] = alpha · Σ_q A[r, q] · B[q, :] + beta · C (+ bias) over kp
 // steps, stored by `store_tile`. Step q of row r sits at a[r·RS + q·QS]; B is
 // one panel at step 0.
@@ -377,10 +400,16 @@ INLINE void gemm_ktaps_compute(long m, long n, long k, long taps, const long *of
         const GEMM_B_T *bp = pb + (j0 / NR * ks + q0) * GEMM_B_STEP;
         const int nr = n1 - j0 < NR ? (int)(n1 - j0) : NR;
         for (long t = 0; t < taps; t++) {
-          const GEMM_A_T *at = blk + off[t] % GEMM_KSTEP * phaseStride + off[t] / GEMM_KSTEP * MR;
+          // A tap's shift is off/GEMM_KSTEP steps: MR elements apart in a strip, 1 in a row.
+          const GEMM_A_T *at = blk + off[t] % GEMM_KSTEP * phaseStride + off[t] / GEMM_KSTEP * (GEMM_KTAPS_ROWS ? 1 : MR);
           for (long s = 0; s < mc; s += MR) {
             const int mr = mc - s < MR ? (int)(mc - s) : MR;
-            kernel_cols(kcp, at + s * ss, bp, c + t * ctap + (i0 + s) * ldc + j0, ldc, mr, nr, alpha, be, NULL, 0);
+            float *ct = c + t * ctap + (i0 + s) * ldc + j0;
+#if GEMM_KTAPS_ROWS
+            kernel_rows_strided(kcp, at + s * ss, ss, bp, ct, ldc, mr, nr, alpha, be);
+#else
+            kernel_cols(kcp, at + s * ss, bp, ct, ldc, mr, nr, alpha, be, NULL, 0);
+#endif
           }
         }
       }

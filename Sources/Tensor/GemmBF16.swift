@@ -94,13 +94,18 @@ enum AMXGEMM {
   /// map; two K blocks with a short last strip; odd K).
   static let checkTapShapes: [TapShape] = [(m: 70, n: 45, k: 40, offsets: [0, 1, 2, 7, 8, 9, 14, 15, 16]),
                                            (m: 40, n: 20, k: 530, offsets: [5, 0]), (m: 3, n: 33, k: 7, offsets: [2, 0, 1])]
+  /// Its K-shifted taps GEMMs (the conv's weight gradient): odd and even
+  /// offsets, two K blocks with odd K, two row strips.
+  static let checkKTapShapes: [TapShape] = [(m: 20, n: 37, k: 606, offsets: [0, 1, 2, 19, 20, 21, 38, 39, 40]),
+                                            (m: 40, n: 70, k: 33, offsets: [3, 0, 1]), (m: 5, n: 3, k: 1, offsets: [2, 0])]
 
   /// The worst |C − C_reference| / Σ|a·b| (bf16-rounded a, b) of `kernel`
   /// against `reference` over `checkShapes` (the four transposes) and
   /// `checkTapShapes` (the shifted-taps GEMM), on one thread; a NaN difference
   /// counts as infinite.
   static func worstDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel) -> Double {
-    max(worstGEMMDifference(kernel, from: reference), worstTapsDifference(kernel, from: reference))
+    max(worstGEMMDifference(kernel, from: reference), worstTapsDifference(kernel, from: reference),
+        worstKTapsDifference(kernel, from: reference))
   }
 
   /// |got − want| / max(magnitude, tiny), infinite for NaN.
@@ -177,6 +182,40 @@ enum AMXGEMM {
     return worst
   }
 
+  /// `worstGEMMDifference` for the K-shifted taps GEMM (`runKTaps`: C_t =
+  /// Σ_q A[q + off_t, i]·B[q, j], A read transposed); `checkKTapShapes` are small.
+  static func worstKTapsDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel,
+                                   shapes: [TapShape] = checkKTapShapes) -> Double {
+    var rng = RandomGenerator(seed: 0x51C3)
+    var worst = 0.0
+    for s in shapes {
+      let rows = s.k + s.offsets.max()!, taps = s.offsets.count
+      let a = (0..<rows * s.m).map { _ in rng.uniform(-1, 1) }, b = (0..<s.k * s.n).map { _ in rng.uniform(-1, 1) }
+      func product(_ kern: PackedGEMMKernel) -> [Float] {
+        var c = [Float](repeating: .nan, count: taps * s.m * s.n)
+        c.withUnsafeMutableBufferPointer { pc in
+          kern.runKTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.m, b: b, ldb: s.n, beta: 0,
+                        c: pc.baseAddress!, ldc: s.n, tapStride: s.m * s.n)
+        }
+        return c
+      }
+      let got = product(kernel), want = product(reference)
+      for (t, off) in s.offsets.enumerated() {
+        for i in 0..<s.m {
+          for j in 0..<s.n {
+            var mag = 0.0
+            for q in 0..<s.k {
+              mag += abs(Double(roundedToBF16(a[(q + off) * s.m + i])) * Double(roundedToBF16(b[q * s.n + j])))
+            }
+            let at = (t * s.m + i) * s.n + j
+            worst = max(worst, relativeDifference(got[at], want[at], magnitude: mag))
+          }
+        }
+      }
+    }
+    return worst
+  }
+
   /// The real tiles against their emulation, once, before the first AMX GEMM:
   /// the kernel was written on a machine without AMX, so a CPU where it
   /// disagrees keeps the AVX512_BF16 kernel, with a message saying so.
@@ -189,18 +228,20 @@ enum AMXGEMM {
     return false
   }
   static var inUse: Bool { enabled && BF16GEMM.useKernel }
-  static let kernel = make(compute: ecenet_amx_gemm_compute, taps: ecenet_amx_gemm_taps_compute)
-  static let emulatedKernel = make(compute: ecenet_amx_gemm_compute_emulated, taps: ecenet_amx_gemm_taps_compute_emulated)
-  /// The tiles also run the convs' shifted-taps GEMM (forward and dx); its
-  /// K-shifted weight gradient stays on the AVX512_BF16 kernel, whose strip
-  /// layout the tiles do not read (any split of rows gives it the same bits).
-  static func make(compute: PackedGEMMKernel.Compute, taps: PackedGEMMKernel.TapsCompute) -> PackedGEMMKernel {
+  static let kernel = make(compute: ecenet_amx_gemm_compute, taps: ecenet_amx_gemm_taps_compute,
+                           kTaps: ecenet_amx_gemm_ktaps_compute)
+  static let emulatedKernel = make(compute: ecenet_amx_gemm_compute_emulated, taps: ecenet_amx_gemm_taps_compute_emulated,
+                                   kTaps: ecenet_amx_gemm_ktaps_compute_emulated)
+  /// The tiles also run the convs' shifted-taps GEMMs: forward and dx
+  /// (`taps`) and the weight gradient (`kTaps`).
+  static func make(compute: PackedGEMMKernel.Compute, taps: PackedGEMMKernel.TapsCompute,
+                   kTaps: PackedGEMMKernel.KTapsCompute) -> PackedGEMMKernel {
     PackedGEMMKernel(
       mr: Int(ecenet_amx_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),
       scratchFloats: (Int(ecenet_amx_gemm_a_scratch_bytes()) + 63) / 64 * 16,
       packedBBytes: ecenet_bf16_gemm_packed_b_bytes, packB: ecenet_bf16_gemm_pack_b, compute: compute,
       tapsScratchBytes: ecenet_amx_gemm_taps_scratch_bytes, tapsCompute: taps,
-      kTapsScratchBytes: ecenet_bf16_gemm_ktaps_scratch_bytes, kTapsCompute: ecenet_bf16_gemm_ktaps_compute)
+      kTapsScratchBytes: ecenet_amx_gemm_ktaps_scratch_bytes, kTapsCompute: kTaps)
   }
 }
 

@@ -195,7 +195,7 @@ extension TrainConfig {
     guard train.precision == "bf16" else { return nil }
     if bf16GEMMKernelInUse {
       if amx {
-        return "precision: GEMMs in bf16 with fp32 accumulation on AMX tiles (the convs' weight gradients stay on the AVX512_BF16 kernel; ECENET_AMX=0 turns the tiles off); weights, optimizer and the rest in fp32"
+        return "precision: GEMMs in bf16 with fp32 accumulation on AMX tiles (ECENET_AMX=0 turns them off); weights, optimizer and the rest in fp32"
       }
       var note = "precision: GEMMs in bf16 with fp32 accumulation (AVX512_BF16 kernel); weights, optimizer and the rest in fp32"
       // Where the CPU does bf16 in AMX tiles, its AVX512_BF16 path gained nothing over fp32 FMA

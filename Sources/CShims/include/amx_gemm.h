@@ -57,6 +57,18 @@ void ecenet_amx_gemm_taps_compute_emulated(long m, long n, long k, long taps, co
                                            float *c, long ldc, long m0, long m1, long n0, long n1,
                                            void *scratch);
 
+// `ecenet_bf16_gemm_ktaps_compute`'s contract (the conv's weight gradient) on
+// AMX tiles, its scratch bytes, and the emulated variant.
+size_t ecenet_amx_gemm_ktaps_scratch_bytes(long span);
+void ecenet_amx_gemm_ktaps_compute(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                   const float *a, long lda, const void *packed_b, float beta,
+                                   float *c, long ldc, long ctap, long m0, long m1, long n0, long n1,
+                                   void *scratch);
+void ecenet_amx_gemm_ktaps_compute_emulated(long m, long n, long k, long taps, const long *offsets, float alpha,
+                                            const float *a, long lda, const void *packed_b, float beta,
+                                            float *c, long ldc, long ctap, long m0, long m1, long n0, long n1,
+                                            void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
