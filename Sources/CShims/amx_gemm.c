@@ -10,7 +10,9 @@
 //   A block:      [row][KC] pairs for both transposes (a tile loads 16 rows of
 //                 16 pairs at a stride of KC·4 bytes), rows zero-padded to 32
 //                 and pairs to 16; the transposed packing goes through
-//                 transpose16.h
+//                 transpose16.h. The K-shifted taps GEMM (conv dW) packs
+//                 [row][ss] instead, ss = its K block plus the taps' span
+//                 (GEMM_KTAPS_ROWS), and its tile loads take that stride
 // The last group of a K block, when K2 is not a multiple of 16, reads its B
 // rows from a zero-padded copy: past the block, packed B holds the next
 // panel, whose values (0 × inf) could poison the sums.
