@@ -38,7 +38,8 @@ final class ReportTests: XCTestCase {
     let seg = 2.5 * exp(-Double(it) / 300) + 0.3, cls = 0.4 * exp(-Double(it) / 200) + 0.05
     return json(["type": "train", "iteration": it, "lr": lr, "loss": seg + cls + 0.2, "loss_seg": seg, "loss_cls": cls,
                  "loss_focal": 0.05, "loss_dice": 0.1, "loss_div": 0.05, "grad_norm": 3 * exp(-Double(it) / 500) + 0.5, "it_per_s": 1.5 + Double(it % 7) * 0.01,
-                 "data_wait": 0.04, "comm_wait": 0.12, "time": 1_700_000_000 + Double(it) * 0.7])
+                 "data_wait": 0.04, "comm_wait": 0.12, "straggler_wait": 0.05, "comm_exposed": 0.07,
+                 "time": 1_700_000_000 + Double(it) * 0.7])
   }
 
   func evalLine(_ it: Int, _ miou: Double) -> String {
@@ -135,7 +136,8 @@ final class ReportTests: XCTestCase {
     let path = try RunReport.write(workDir: d)
     XCTAssertEqual(path, (d as NSString).appendingPathComponent("report.html"))
     let html = try String(contentsOfFile: path, encoding: .utf8)
-    for s in ["loss", "loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "lr", "grad_norm", "it/s", "data", "communication"] {
+    for s in ["loss", "loss_seg", "loss_cls", "loss_focal", "loss_dice", "loss_div", "lr", "grad_norm", "it/s", "data", "communication",
+              "slower ranks"] {
       let p = try XCTUnwrap(polyline(html, series: s), "series \(s)")
       XCTAssertEqual(p.declared, 37, s)
       XCTAssertEqual(p.pairs, 37, s)

@@ -32,6 +32,9 @@ public struct TrainRecord: Equatable {
   public var itPerS: Double?
   public var dataWait: Double?
   public var commWait: Double?
+  /// `comm_wait` split (since session 15): waiting for a slower rank, and the rest.
+  public var stragglerWait: Double?
+  public var commExposed: Double?
   /// Global gradient norm before clipping.
   public var gradNorm: Double?
   public var time: Double?
@@ -86,7 +89,8 @@ public struct MetricsHistory {
           h.train.append(TrainRecord(
             iteration: try r.int("iteration"), lr: try r.double("lr"), loss: try r.double("loss"), terms: terms,
             itPerS: try r.optionalDouble("it_per_s"), dataWait: try r.optionalDouble("data_wait"),
-            commWait: try r.optionalDouble("comm_wait"), gradNorm: try r.optionalDouble("grad_norm"),
+            commWait: try r.optionalDouble("comm_wait"), stragglerWait: try r.optionalDouble("straggler_wait"),
+            commExposed: try r.optionalDouble("comm_exposed"), gradNorm: try r.optionalDouble("grad_norm"),
             time: try r.optionalDouble("time")))
         case "eval":
           let m = try r.double("mIoU")

@@ -170,11 +170,15 @@ private struct Page {
       cards.append(chartCard(chart, caption: "Training iterations per second over all ranks." + thinned))
     }
     if t.contains(where: { $0.dataWait != nil || $0.commWait != nil }) {
-      var chart = LineChart(title: "Time spent waiting", xLabel: "iteration", yLabel: "% of step",
-                            series: [series("data", { $0.dataWait.map { $0 * 100 } }),
-                                     series("communication", { $0.commWait.map { $0 * 100 } })])
+      // Records since session 15 split comm_wait into waiting for a slower rank and the rest.
+      let split = t.contains { $0.stragglerWait != nil }
+      var waits = [series("data", { $0.dataWait.map { $0 * 100 } }),
+                   series("communication", { ($0.commExposed ?? $0.commWait).map { $0 * 100 } })]
+      if split { waits.append(series("slower ranks", { $0.stragglerWait.map { $0 * 100 } })) }
+      var chart = LineChart(title: "Time spent waiting", xLabel: "iteration", yLabel: "% of step", series: waits)
       chart.includeZero = true
-      cards.append(chartCard(chart, caption: "Share of each step spent waiting for the data loader and for the gradient allreduce."))
+      cards.append(chartCard(chart, caption: "Share of each step spent waiting for the data loader and in collectives (loss normalisers, SyncBN, gradient allreduce, loss sums)"
+        + (split ? ", split into communication that overlap did not hide and waiting for a slower rank to arrive." : ".")))
     }
     var out = "<section id=\"curves\"><h2>Curves<span class=\"meta\">\(t.count) training record(s), \(history.evals.count) evaluation(s)</span></h2>"
     if history.evals.isEmpty {
