@@ -297,10 +297,12 @@ public final class Trainer {
                                   "comm_exposed": share(window.comm - window.straggler), "time": Date().timeIntervalSince1970]
         for (k, v) in r.terms { rec[k] = v }
         metrics.write(rec)
+        // On several ranks, how much of the waiting in collectives was for a slower rank.
+        let slower = world.worldSize > 1 ? String(format: " (slower ranks %.0f%%)", 100 * share(window.straggler)) : ""
         progress.show(iteration, String(format: "loss %.4f (seg %.3f cls %.3f focal %.3f dice %.3f div %.3f)  lr %.2e  data %.0f%% comm %.0f%%",
                                         r.terms["loss"]!, r.terms["loss_seg"]!, r.terms["loss_cls"]!, r.terms["loss_focal"]!,
                                         r.terms["loss_dice"]!, r.terms["loss_div"]!, lr,
-                                        100 * share(window.data), 100 * share(window.comm)))
+                                        100 * share(window.data), 100 * share(window.comm)) + slower)
         window = (0, 0, 0, 0)
       }
       if shared[0] > 0 {
