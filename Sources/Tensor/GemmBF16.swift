@@ -108,10 +108,31 @@ enum AMXGEMM {
         worstKTapsDifference(kernel, from: reference))
   }
 
-  /// |got − want| / max(magnitude, tiny), infinite for NaN.
-  private static func relativeDifference(_ got: Float, _ want: Float, magnitude: Double) -> Double {
-    let d = abs(Double(got) - Double(want))
-    return d.isNaN ? .infinity : d / max(magnitude, 1e-30)
+  /// The worst |got − want| / Σ|a·b| between `kernel` and `reference` running
+  /// the same `product` into a NaN-filled C of `count` floats; `magnitude(e)`
+  /// is element e's Σ|a·b|. A NaN difference counts as infinite.
+  private static func worstOf(count: Int, _ kernel: PackedGEMMKernel, _ reference: PackedGEMMKernel,
+                              product: (PackedGEMMKernel, UnsafeMutablePointer<Float>) -> Void,
+                              magnitude: (Int) -> Double) -> Double {
+    func run(_ kern: PackedGEMMKernel) -> [Float] {
+      var c = [Float](repeating: .nan, count: count)
+      c.withUnsafeMutableBufferPointer { product(kern, $0.baseAddress!) }
+      return c
+    }
+    let got = run(kernel), want = run(reference)
+    return (0..<count).reduce(0.0) { worst, e in
+      let d = abs(Double(got[e]) - Double(want[e]))
+      return max(worst, d.isNaN ? .infinity : d / max(magnitude(e), 1e-30))
+    }
+  }
+
+  /// |a·b| of the bf16-rounded values: one term of an element's magnitude.
+  private static func bf16Term(_ a: Float, _ b: Float) -> Double {
+    abs(Double(roundedToBF16(a)) * Double(roundedToBF16(b)))
+  }
+
+  private static func randoms(_ count: Int, _ rng: inout RandomGenerator) -> [Float] {
+    (0..<count).map { _ in rng.uniform(-1, 1) }
   }
 
   static func worstGEMMDifference(_ kernel: PackedGEMMKernel, from reference: PackedGEMMKernel) -> Double {
@@ -120,27 +141,17 @@ enum AMXGEMM {
     for s in checkShapes {
       for transA in [false, true] {
         for transB in [false, true] {
-          let a = (0..<s.m * s.k).map { _ in rng.uniform(-1, 1) }, b = (0..<s.k * s.n).map { _ in rng.uniform(-1, 1) }
+          let a = randoms(s.m * s.k, &rng), b = randoms(s.k * s.n, &rng)
           let lda = transA ? s.m : s.k, ldb = transB ? s.k : s.n
-          func product(_ kern: PackedGEMMKernel) -> [Float] {
-            var c = [Float](repeating: .nan, count: s.m * s.n)
-            c.withUnsafeMutableBufferPointer { pc in
-              kern.run(transA: transA, transB: transB, m: s.m, n: s.n, k: s.k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
-                       beta: 0, c: pc.baseAddress!, ldc: s.n, parallel: false)
-            }
-            return c
-          }
-          let got = product(kernel), want = product(reference)
-          for i in 0..<s.m {
-            for j in 0..<s.n {
-              var mag = 0.0
-              for p in 0..<s.k {
-                let av = a[transA ? p * lda + i : i * lda + p], bv = b[transB ? j * ldb + p : p * ldb + j]
-                mag += abs(Double(roundedToBF16(av)) * Double(roundedToBF16(bv)))
-              }
-              worst = max(worst, relativeDifference(got[i * s.n + j], want[i * s.n + j], magnitude: mag))
-            }
-          }
+          worst = max(worst, worstOf(count: s.m * s.n, kernel, reference, product: { kern, c in
+            kern.run(transA: transA, transB: transB, m: s.m, n: s.n, k: s.k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
+                     beta: 0, c: c, ldc: s.n, parallel: false)
+          }) { e in
+            let (i, j) = (e / s.n, e % s.n)
+            var sum = 0.0
+            for p in 0..<s.k { sum += bf16Term(a[transA ? p * lda + i : i * lda + p], b[transB ? j * ldb + p : p * ldb + j]) }
+            return sum
+          })
         }
       }
     }
@@ -156,28 +167,18 @@ enum AMXGEMM {
     var rng = RandomGenerator(seed: 0x7A95)
     var worst = 0.0
     for s in shapes {
-      let rows = s.m + s.offsets.max()!, taps = s.offsets.count
-      let a = (0..<rows * s.k).map { _ in rng.uniform(-1, 1) }, b = (0..<taps * s.n * s.k).map { _ in rng.uniform(-1, 1) }
-      func product(_ kern: PackedGEMMKernel) -> [Float] {
-        var c = [Float](repeating: .nan, count: s.m * s.n)
-        c.withUnsafeMutableBufferPointer { pc in
-          kern.runTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.k, transB: true, b: b, ldb: s.k,
-                       tapStride: s.n * s.k, beta: 0, c: pc.baseAddress!, ldc: s.n)
+      let a = randoms((s.m + s.offsets.max()!) * s.k, &rng), b = randoms(s.offsets.count * s.n * s.k, &rng)
+      worst = max(worst, worstOf(count: s.m * s.n, kernel, reference, product: { kern, c in
+        kern.runTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.k, transB: true, b: b, ldb: s.k,
+                     tapStride: s.n * s.k, beta: 0, c: c, ldc: s.n)
+      }) { e in
+        let (i, j) = (e / s.n, e % s.n)
+        var sum = 0.0
+        for (t, off) in s.offsets.enumerated() {
+          for p in 0..<s.k { sum += bf16Term(a[(i + off) * s.k + p], b[(t * s.n + j) * s.k + p]) }
         }
-        return c
-      }
-      let got = product(kernel), want = product(reference)
-      for i in 0..<s.m {
-        for j in 0..<s.n {
-          var mag = 0.0
-          for (t, off) in s.offsets.enumerated() {
-            for p in 0..<s.k {
-              mag += abs(Double(roundedToBF16(a[(i + off) * s.k + p])) * Double(roundedToBF16(b[(t * s.n + j) * s.k + p])))
-            }
-          }
-          worst = max(worst, relativeDifference(got[i * s.n + j], want[i * s.n + j], magnitude: mag))
-        }
-      }
+        return sum
+      })
     }
     return worst
   }
@@ -189,29 +190,16 @@ enum AMXGEMM {
     var rng = RandomGenerator(seed: 0x51C3)
     var worst = 0.0
     for s in shapes {
-      let rows = s.k + s.offsets.max()!, taps = s.offsets.count
-      let a = (0..<rows * s.m).map { _ in rng.uniform(-1, 1) }, b = (0..<s.k * s.n).map { _ in rng.uniform(-1, 1) }
-      func product(_ kern: PackedGEMMKernel) -> [Float] {
-        var c = [Float](repeating: .nan, count: taps * s.m * s.n)
-        c.withUnsafeMutableBufferPointer { pc in
-          kern.runKTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.m, b: b, ldb: s.n, beta: 0,
-                        c: pc.baseAddress!, ldc: s.n, tapStride: s.m * s.n)
-        }
-        return c
-      }
-      let got = product(kernel), want = product(reference)
-      for (t, off) in s.offsets.enumerated() {
-        for i in 0..<s.m {
-          for j in 0..<s.n {
-            var mag = 0.0
-            for q in 0..<s.k {
-              mag += abs(Double(roundedToBF16(a[(q + off) * s.m + i])) * Double(roundedToBF16(b[q * s.n + j])))
-            }
-            let at = (t * s.m + i) * s.n + j
-            worst = max(worst, relativeDifference(got[at], want[at], magnitude: mag))
-          }
-        }
-      }
+      let a = randoms((s.k + s.offsets.max()!) * s.m, &rng), b = randoms(s.k * s.n, &rng)
+      worst = max(worst, worstOf(count: s.offsets.count * s.m * s.n, kernel, reference, product: { kern, c in
+        kern.runKTaps(m: s.m, n: s.n, k: s.k, offsets: s.offsets, a: a, lda: s.m, b: b, ldb: s.n, beta: 0,
+                      c: c, ldc: s.n, tapStride: s.m * s.n)
+      }) { e in
+        let (t, i, j) = (e / (s.m * s.n), e / s.n % s.m, e % s.n)
+        var sum = 0.0
+        for q in 0..<s.k { sum += bf16Term(a[(q + s.offsets[t]) * s.m + i], b[q * s.n + j]) }
+        return sum
+      })
     }
     return worst
   }

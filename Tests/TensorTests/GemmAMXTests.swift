@@ -195,12 +195,7 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
       }
       return c.map(\.bitPattern)
     }
-    let one = run(threads: 1)
-    for threads in [2, 3] {
-      let many = run(threads: threads)
-      let first = many.indices.first { many[$0] != one[$0] }
-      XCTAssertNil(first, "threads \(threads): first difference at C[\(first ?? -1)]")
-    }
+    assertThreadCountsAgree(run)
   }
 
   /// The shifted-taps GEMM on (emulated) tiles against the AVX512_BF16 kernel's
@@ -230,12 +225,7 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
       }
       return c.map(\.bitPattern)
     }
-    let one = run(threads: 1)
-    for threads in [2, 3] {
-      let many = run(threads: threads)
-      let first = many.indices.first { many[$0] != one[$0] }
-      XCTAssertNil(first, "threads \(threads): first difference at C[\(first ?? -1)]")
-    }
+    assertThreadCountsAgree(run)
   }
 
   /// The default and the CPU check: ECENET_AMX=0 opts out, =1 asks (and the log
@@ -257,6 +247,19 @@ final class GemmAMXTests: XCTestCase, PackedGEMMTesting {
       XCTAssertEqual(ecenet_amx_enable(), 0)
       XCTAssertFalse(amxGEMMInUse)
       XCTAssertEqual(amxRequestedButUnavailable, AMXGEMM.chosen == .on)
+    }
+  }
+}
+
+extension GemmAMXTests {
+  /// `run(threads)` gives the same bits on 2 and 3 threads as on 1; a failure
+  /// names the first element that differs.
+  func assertThreadCountsAgree(_ run: (Int) -> [UInt32], file: StaticString = #filePath, line: UInt = #line) {
+    let one = run(1)
+    for threads in [2, 3] {
+      let many = run(threads)
+      let first = many.indices.first { many[$0] != one[$0] }
+      XCTAssertNil(first, "threads \(threads): first difference at C[\(first ?? -1)]", file: file, line: line)
     }
   }
 }
