@@ -531,11 +531,28 @@ cluster_scaling() {
   for n in $RANKS; do scale_run "$n" "${SCALE_ITERATIONS:-30}" 2 || true; done
   # shellcheck disable=SC2086
   scale_table 2 $RANKS | grep -v '^C '
-  echo "== weak scaling: Swin-T 256², 150 classes, 1 image per rank, 6 iterations"
+  echo "== weak scaling: Swin-T 256², 150 classes, 1 image per rank, ${SWINT_ITERATIONS:-6} iterations"
   export SCALE_TAG=swint_
   for n in $RANKS; do swint_scale_run "$n" || true; done
   # shellcheck disable=SC2086
   scale_table 1 $RANKS | grep -v '^C '
+  # One rank again after the others: on a shared VM the machine's own speed
+  # drifts between runs minutes apart (session 15: 0.90 then 0.69 at 8 ranks),
+  # and an efficiency is only as good as the 1-rank run it divides by.
+  export SCALE_TAG=swint_again_
+  if swint_scale_run 1; then
+    python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+def rate(tag):
+    recs = [json.loads(l) for l in open(f"{out}/scale_{tag}1/metrics.jsonl") if '"train"' in l]
+    recs = [r for r in recs if r.get("type") == "train"][1:] or recs
+    return sum(r["it_per_s"] for r in recs) / len(recs)
+before, after = rate("swint_"), rate("swint_again_")
+print(f"1 rank again after the others: {after:.3f} it/s against {before:.3f} before ({after / before:.2f}×): "
+      "the efficiencies above carry about that much drift of the machine itself")
+PY
+  fi
   unset SCALE_TAG
 }
 
