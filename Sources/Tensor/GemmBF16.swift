@@ -52,6 +52,9 @@ enum BF16GEMM {
   nonisolated(unsafe) static var forceFallback = bf16KernelDisabled(environment: ProcessInfo.processInfo.environment)
   static func bf16KernelDisabled(environment: [String: String]) -> Bool { environment["ECENET_BF16_KERNEL"] == "0" }
   static var useKernel: Bool { bf16GEMMAvailable && !forceFallback }
+  /// The packed kernel the bf16 GEMMs run on when `useKernel`: AMX tiles where
+  /// they are in use, else the AVX512_BF16 kernel. The one place that chooses.
+  static var activeKernel: PackedGEMMKernel { AMXGEMM.inUse ? AMXGEMM.kernel : kernel }
   static let kernel = PackedGEMMKernel(
     mr: Int(ecenet_bf16_gemm_mr()), nr: Int(ecenet_bf16_gemm_nr()),
     scratchFloats: (Int(ecenet_bf16_gemm_a_scratch_bytes()) + 63) / 64 * 16,
@@ -289,9 +292,8 @@ func gemmBF16Kernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: F
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
                     parallel: Bool) {
-  let kernel = AMXGEMM.inUse ? AMXGEMM.kernel : BF16GEMM.kernel
-  kernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-             b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, parallel: parallel)
+  BF16GEMM.activeKernel.run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                            b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, parallel: parallel)
 }
 
 /// The portable path: bf16-rounded compact copies of op(A)'s and op(B)'s storage through OpenBLAS.

@@ -66,7 +66,7 @@ public func gemmAddingBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
 func packedKernelForGEMMPrecision() -> PackedGEMMKernel? {
   switch GEMMPrecision.current {
   case .fp32: return F32GEMM.routeSgemm && Parallel.gemmThreading == .ours ? F32GEMM.kernel : nil
-  case .bf16: return BF16GEMM.useKernel ? (AMXGEMM.inUse ? AMXGEMM.kernel : BF16GEMM.kernel) : nil
+  case .bf16: return BF16GEMM.useKernel ? BF16GEMM.activeKernel : nil
   }
 }
 
