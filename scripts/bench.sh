@@ -371,20 +371,28 @@ scale_run() {
 # comm_wait (rank 0 blocked in collectives) = straggler_wait (waiting for a slower rank's busy
 # time) + comm_exposed (the rest: communication that overlap did not hide); records written
 # before that split have comm_wait alone, which then stands for all three.
+# With SCALE_AGAIN=<tag>, a last line compares the 1-rank run $OUT/scale_<tag>1 (made after
+# the others) with this table's first row: the machine's own drift over the runs.
 scale_table() {
-  python3 - "$OUT" "${SCALE_TAG:-}" "$@" <<'PY'
+  python3 - "$OUT" "${SCALE_TAG:-}" "${SCALE_AGAIN:-}" "$@" <<'PY'
 import json, os, sys
-out, tag, b, ranks = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4:]]
+out, tag, again, b = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ranks = [int(x) for x in sys.argv[5:]]
+def records(run):
+    """A run's train records after the first window (warm-up); None when it has none."""
+    path = f"{out}/scale_{run}/metrics.jsonl"
+    if not os.path.exists(path): return None
+    recs = [json.loads(l) for l in open(path) if '"train"' in l]
+    return [r for r in recs if r.get("type") == "train"][1:] or recs or None
+def rate(recs): return sum(r["it_per_s"] for r in recs) / len(recs)
 base = None; last = None
 print(f"{'ranks':>5} {'it/s':>7} {'images/s':>9} {'efficiency':>10} {'comm_wait':>9} {'= straggler':>11} {'+ exposed':>9} {'data_wait':>9}  (shares of the step)")
 for n in ranks:
-    path = f"{out}/scale_{tag}{n}/metrics.jsonl"
-    if not os.path.exists(path):
+    recs = records(f"{tag}{n}")
+    if recs is None:
         print(f"{n:>5} failed: see {out}/scale_{tag}{n}.log"); continue
-    recs = [json.loads(l) for l in open(path) if '"train"' in l]
-    recs = [r for r in recs if r.get("type") == "train"][1:] or recs  # skip the first window (warm-up)
     mean = lambda key, default=None: sum(r.get(key, r[default] if default else 0) for r in recs) / len(recs)
-    it = mean("it_per_s")
+    it = rate(recs)
     comm, data = mean("comm_wait"), mean("data_wait")
     straggler, exposed = mean("straggler_wait"), mean("comm_exposed", "comm_wait")
     if base is None: base = it
@@ -394,6 +402,14 @@ cores = len(os.sched_getaffinity(0))
 print("weak scaling: fixed images per rank; efficiency = it/s(n) / it/s(1); " +
       (f"ranks oversubscribe this machine's {cores} cores" if max(ranks) * int(os.environ.get("SCALE_THREADS", "1")) > cores
        else f"{cores} cores, one per rank or more"))
+if again:
+    first, second = records(f"{tag}1"), records(f"{again}1")
+    if first is None or second is None:
+        print(f"1 rank again after the others: no rate to compare (see {out}/scale_{tag}1.log, scale_{again}1.log)")
+    else:
+        before, after = rate(first), rate(second)
+        print(f"1 rank again after the others: {after:.3f} it/s against {before:.3f} before ({after / before:.2f}×): "
+              "the efficiencies above carry about that much drift of the machine itself")
 print(f"C {last:.3f}")
 PY
 }
@@ -534,25 +550,12 @@ cluster_scaling() {
   echo "== weak scaling: Swin-T 256², 150 classes, 1 image per rank, ${SWINT_ITERATIONS:-6} iterations"
   export SCALE_TAG=swint_
   for n in $RANKS; do swint_scale_run "$n" || true; done
-  # shellcheck disable=SC2086
-  scale_table 1 $RANKS | grep -v '^C '
   # One rank again after the others: on a shared VM the machine's own speed
   # drifts between runs minutes apart (session 15: 0.90 then 0.69 at 8 ranks),
   # and an efficiency is only as good as the 1-rank run it divides by.
-  export SCALE_TAG=swint_again_
-  if swint_scale_run 1; then
-    python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-def rate(tag):
-    recs = [json.loads(l) for l in open(f"{out}/scale_{tag}1/metrics.jsonl") if '"train"' in l]
-    recs = [r for r in recs if r.get("type") == "train"][1:] or recs
-    return sum(r["it_per_s"] for r in recs) / len(recs)
-before, after = rate("swint_"), rate("swint_again_")
-print(f"1 rank again after the others: {after:.3f} it/s against {before:.3f} before ({after / before:.2f}×): "
-      "the efficiencies above carry about that much drift of the machine itself")
-PY
-  fi
+  SCALE_TAG=swint_again_ swint_scale_run 1 || true
+  # shellcheck disable=SC2086
+  SCALE_AGAIN=swint_again_ scale_table 1 $RANKS | grep -v '^C '
   unset SCALE_TAG
 }
 
