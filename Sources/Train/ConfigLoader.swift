@@ -42,8 +42,15 @@ public enum ConfigLoader {
     for o in overrides {
       guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw ConfigError.badOverride(o) }
       let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
-      let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
-      var nested: Any = value
+      var parsed: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
+      if value(at: key.split(separator: ".").map(String.init), in: schema) is String,
+         !(parsed is [String: Any] || parsed is [Any]) {
+        // A string key takes a scalar as written: data.root=2024 is a folder,
+        // not the number 2024, and model.pretrained=no not false. (A mapping
+        // stays one: model.backbone={embed_dim: 96, ...} is a custom Swin.)
+        parsed = unquoted(raw)
+      }
+      var nested: Any = parsed
       for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }
       guard let m = nested as? [String: Any] else { throw ConfigError.badOverride(o) }
       try check(m, against: schema, path: "", file: "command line")
@@ -52,9 +59,38 @@ public enum ConfigLoader {
     return try fromTree(tree, file: file ?? "defaults")
   }
 
-  /// The YAML form of a config (keys sorted), as saved in the work dir.
+  /// The YAML form of a config (keys sorted), as saved in the work dir: a
+  /// config file again (`train --config WORK_DIR/config.yaml` runs the same
+  /// config). Written from JSONEncoder's text, not from `toTree`'s values:
+  /// those are NSNumbers, which Yams writes as floats (`num_classes: 6e+0`,
+  /// `photometric: 1e+0`), and a Bool or Int key then rejects its own file.
+  /// The JSON text keeps each number as written (6, 0.1, 1e-06) and true as
+  /// true; composed as YAML, each scalar keeps that text and its type.
   public static func toYAML<T: Encodable>(_ value: T) throws -> String {
-    try Yams.dump(object: toTree(value), sortKeys: true)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    let json = String(decoding: try encoder.encode(value), as: UTF8.self)
+    guard let node = try Yams.compose(yaml: json) else { return "" }
+    return try Yams.serialize(node: blockStyled(node))
+  }
+
+  /// `node` in YAML's block style: mappings one key a line, lists of scalars
+  /// in brackets ([64, 64]), scalars plain unless the plain text would read
+  /// back as another type (the string "yes", "001" or "").
+  static func blockStyled(_ node: Node) -> Node {
+    switch node {
+    case .scalar(var s):
+      let meant = Resolver.default.resolveTag(of: node), plain = Resolver.default.resolveTag(of: Node(s.string))
+      s.style = meant == plain && !s.string.isEmpty ? .plain : .singleQuoted
+      return .scalar(s)
+    case .mapping(let m):
+      return .mapping(Node.Mapping(m.map { (blockStyled($0.key), blockStyled($0.value)) }, m.tag, .block))
+    case .sequence(let q):
+      let flat = q.allSatisfy { $0.scalar != nil }
+      return .sequence(Node.Sequence(q.map(blockStyled), q.tag, flat ? .flow : .block))
+    case .alias:
+      return node
+    }
   }
 
   static func readYAML(_ file: String, depth: Int) throws -> [String: Any] {
@@ -93,6 +129,12 @@ public enum ConfigLoader {
     }
   }
 
+  /// `text` without one pair of enclosing quotes ('…' or "…"), if it has them.
+  static func unquoted(_ text: String) -> String {
+    guard text.count >= 2, let q = text.first, q == "'" || q == "\"", text.last == q else { return text }
+    return String(text.dropFirst().dropLast())
+  }
+
   static func value(at path: [String], in tree: [String: Any]) -> Any? {
     var cur: Any? = tree
     for p in path { cur = (cur as? [String: Any])?[p] }
@@ -109,16 +151,53 @@ public enum ConfigLoader {
     }
   }
 
-  /// Every key of `tree` must exist in `schema` (recursively where both are mappings).
-  static func check(_ tree: [String: Any], against schema: [String: Any], path: String, file: String) throws {
+  /// Every key of `tree` must exist in `schema` (recursively where both are
+  /// mappings; `root`: the whole schema, for suggestions from other sections).
+  static func check(_ tree: [String: Any], against schema: [String: Any], path: String, file: String,
+                    root: [String: Any]? = nil) throws {
+    let root = root ?? schema
     for (k, v) in tree {
       let full = path.isEmpty ? k : "\(path).\(k)"
       guard let s = schema[k] else {
-        throw ConfigError.unknownKey(key: full, file: file, suggestion: nearest(k, in: Array(schema.keys)).map { path.isEmpty ? $0 : "\(path).\($0)" })
+        throw ConfigError.unknownKey(key: full, file: file, suggestion: suggestion(for: k, at: path, in: schema, root: root))
       }
       if let sub = v as? [String: Any], let subSchema = s as? [String: Any] {
-        try check(sub, against: subSchema, path: full, file: file)
+        try check(sub, against: subSchema, path: full, file: file, root: root)
       }
+    }
+  }
+
+  /// The known key meant by unknown key `k` in section `path`: the nearest
+  /// name in the same section (`optimizer.weightdecay`); else the key that
+  /// mmsegmentation's name `k` stands for (`max_iters`); else the nearest
+  /// name anywhere (`train.iteratons` → `schedule.iterations`).
+  static func suggestion(for k: String, at path: String, in schema: [String: Any], root: [String: Any]) -> String? {
+    if let near = nearest(k, in: Array(schema.keys)) { return path.isEmpty ? near : "\(path).\(near)" }
+    let everyKey = dottedKeys(root, prefix: "")
+    if let known = mmsegNames[k], everyKey.contains(known) { return known }
+    // A name in several sections (seed) stands for its shallowest key (train.seed).
+    let byName = Dictionary(everyKey.map { ($0.split(separator: ".").last.map(String.init) ?? $0, $0) },
+                            uniquingKeysWith: { a, b in a.count <= b.count ? a : b })
+    return nearest(k, in: byName.keys.sorted()).flatMap { byName[$0] }
+  }
+
+  /// mmsegmentation's (and PyTorch's) names for our keys, for users who
+  /// bring their old config's words. Used only where the key exists.
+  static let mmsegNames: [String: String] = [
+    "max_iters": "schedule.iterations", "warmup_iters": "schedule.warmup_iterations",
+    "samples_per_gpu": "train.per_rank_batch", "batch_size": "train.global_batch",
+    "workers_per_gpu": "data.workers", "num_workers": "data.workers", "data_root": "data.root",
+    "log_interval": "train.log_every", "interval": "train.checkpoint_every", "max_keep_ckpts": "train.keep_checkpoints",
+    "grad_clip": "optimizer.clip_grad_norm", "max_norm": "optimizer.clip_grad_norm",
+    "fp16": "train.precision", "amp": "train.precision", "ignore_index": "model.loss.ignore_index",
+    "img_scale": "data.scale", "dataset_type": "data.dataset",
+  ]
+
+  /// Every key of `tree` as a dotted path, sections included, sorted.
+  static func dottedKeys(_ tree: [String: Any], prefix: String) -> [String] {
+    tree.keys.sorted().flatMap { k -> [String] in
+      let full = prefix.isEmpty ? k : "\(prefix).\(k)"
+      return [full] + ((tree[k] as? [String: Any]).map { dottedKeys($0, prefix: full) } ?? [])
     }
   }
 

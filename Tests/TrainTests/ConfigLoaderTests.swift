@@ -37,6 +37,34 @@ final class ConfigLoaderTests: XCTestCase {
     XCTAssertThrowsError(try ConfigLoader.load(Cfg(), file: nil, overrides: ["sed=1"])) {
       XCTAssertTrue("\($0)".contains("did you mean 'seed'"), "\($0)")
     }
+    // Nothing near in its own section: the nearest key of any section.
+    XCTAssertThrowsError(try ConfigLoader.load(Cfg(), file: nil, overrides: ["optimizer.seeed=1"])) {
+      XCTAssertTrue("\($0)".contains("did you mean 'seed'?"), "\($0)")
+    }
+    XCTAssertThrowsError(try ConfigLoader.load(Cfg(), file: nil, overrides: ["optimizer.momentum=0.9"])) {
+      XCTAssertFalse("\($0)".contains("did you mean"), "\($0)")
+    }
+  }
+
+  /// The trainer's config: a key in the wrong section, and mmsegmentation's
+  /// names, lead to ours.
+  func testUnknownTrainKeysSuggestTheirKeyInAnySectionOrMmsegsName() {
+    let cases = [("train.iteratons=5", "schedule.iterations"), ("data.max_iters=5", "schedule.iterations"),
+                 ("train.batch_size=4", "train.global_batch"), ("train.samples_per_gpu=2", "train.per_rank_batch"),
+                 ("data.data_root=/x", "data.root"), ("schedule.lr=1", "optimizer.lr"), ("optimizer.sed=1", "train.seed")]
+    for (override, meant) in cases {
+      XCTAssertThrowsError(try TrainConfig.load(file: nil, overrides: [override])) {
+        XCTAssertTrue("\($0)".hasSuffix("did you mean '\(meant)'?"), "\(override): \($0)")
+      }
+    }
+  }
+
+  /// A string key takes a command-line scalar as written; other keys parse it.
+  func testStringOverridesKeepTheirText() throws {
+    let c = try ConfigLoader.load(Cfg(), file: nil, overrides: ["name=2024", "seed=7"])
+    XCTAssertEqual(c, Cfg(seed: 7, name: "2024"))
+    XCTAssertEqual(try ConfigLoader.load(Cfg(), file: nil, overrides: ["name='no'"]).name, "no")
+    XCTAssertEqual(try ConfigLoader.load(Cfg(), file: nil, overrides: ["name=no"]).name, "no")
   }
 
   func testWrongTypeNamesKeyAndBadOverrideIsExplained() {
@@ -76,6 +104,33 @@ final class ShippedConfigTests: XCTestCase {
     }
     let debug = try TrainConfig.load(file: root.appendingPathComponent("configs/debug/synthetic.yaml").path, overrides: [])
     XCTAssertEqual(debug.data.dataset, "synthetic")
-    XCTAssertTrue(debug.yaml().contains("global_batch: 8"))
+    XCTAssertTrue(debug.yaml().contains("\n  global_batch: 8\n"), debug.yaml())
+  }
+
+  /// The config.yaml a run saves is a config file again, giving the same
+  /// config: integers stay integers and booleans booleans (they were written
+  /// as floats, `photometric: 1e+0`, which `train --config` then rejected),
+  /// and a string that would read back as another type is quoted.
+  func testTheSavedConfigLoadsBackAsTheSameConfig() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let runs: [(String, [String])] = [
+      ("configs/ade20k/ecenet_swin-b_640x640_160k.yaml", []),
+      ("configs/cityscapes/ecenet_swin-l_1024x1024_160k.yaml", []),
+      ("configs/debug/synthetic.yaml", ["data.photometric=false", "data.root=yes", "model.pretrained='001'",
+                                        "optimizer.lr=1.25e-7", "model.backbone=resnet-tiny"]),
+    ]
+    for (file, overrides) in runs {
+      let config = try TrainConfig.load(file: root.appendingPathComponent(file).path, overrides: overrides)
+      let saved = FileManager.default.temporaryDirectory.appendingPathComponent("saved-\(UUID().uuidString).yaml").path
+      defer { try? FileManager.default.removeItem(atPath: saved) }
+      try config.yaml().write(toFile: saved, atomically: true, encoding: .utf8)
+      XCTAssertEqual(try TrainConfig.load(file: saved, overrides: []), config, "\(file) \(overrides)\n\(config.yaml())")
+      XCTAssertFalse(config.yaml().contains("e+"), "numbers written as floats: \(config.yaml())")
+    }
+    let debug = try TrainConfig.load(file: root.appendingPathComponent("configs/debug/synthetic.yaml").path,
+                                     overrides: ["data.root=yes"]).yaml()
+    for line in ["  photometric: true\n", "  num_classes: 6\n", "  crop_size: [64, 64]\n", "  lr: 0.002\n", "  root: 'yes'\n"] {
+      XCTAssertTrue(debug.contains(line), "\(line) missing from\n\(debug)")
+    }
   }
 }
