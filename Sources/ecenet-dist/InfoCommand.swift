@@ -5,14 +5,15 @@
 import ArgumentParser
 import Foundation
 import Models
-import Yams
+import Train
 
 struct Info: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Parameters per module and forward GFLOPs of a config's model.",
     discussion: """
-        The model comes from the config's `model:` section (or --preset); the input
-        size from --crop, else the config's `data.crop_size`, else 512.
+        The model comes from the config's `model:` section (or --preset), read as
+        `train` reads it; the input size from --crop, else the config's
+        `data.crop_size` (default 640), else 512 for a preset.
 
         ecenet-dist info --config configs/ade20k/ecenet_swin-b_640x640_160k.yaml --json
         ecenet-dist info --preset swin-b --crop 640 --classes 150
@@ -41,17 +42,18 @@ struct Info: ParsableCommand {
     if let p = preset {
       config = try ModelConfig.preset(p)
     } else {
-      let path = common.config!
-      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw ValidationError("config \(path): cannot read the file")
+      // The trainer's loader: `base:` files, the same defaults and the same
+      // errors (file, key, expected type), so info describes what train builds.
+      // Only the model and the crop are checked: a model-only file needs no data.root.
+      let full: TrainConfig
+      do { full = try ConfigLoader.load(TrainConfig(), file: common.config!, overrides: []) } catch {
+        throw ValidationError("\(error)")
       }
-      guard let root = try Yams.compose(yaml: text), let model = root.mapping?["model"] else {
-        throw ValidationError("config \(path): no `model:` section")
+      guard full.data.cropSize.count == 2 else {
+        throw ValidationError("config \(common.config!): data.crop_size takes two numbers, got \(full.data.cropSize)")
       }
-      config = try YAMLDecoder().decode(ModelConfig.self, from: model)  // errors name the key
-      if let c = root.mapping?["data"]?.mapping?["crop_size"] {
-        if let n = c.int { size = (n, n) } else if let s = c.sequence, s.count == 2, let h = s[0].int, let w = s[1].int { size = (h, w) }
-      }
+      config = full.model
+      size = (full.data.cropSize[0], full.data.cropSize[1])
     }
     if let n = classes { config.numClasses = n }
     if let c = crop, let s = Info.parseSize(c) { size = s }
