@@ -48,7 +48,7 @@ public enum Checkpoint {
   @discardableResult
   public static func save(dir: String, state: TrainerState, store: ParameterStore, optimizer: AdamW,
                           config: String, keep: Int) throws -> String {
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try makeDirectory(dir, for: "checkpoint directory")
     let all = tensors(store: store, optimizer: optimizer)
     let meta: [String: String] = [
       "format": format, "version": version,

@@ -168,7 +168,7 @@ public enum Evaluator {
     var done = 0
     let start = Date()
     if let dir = samplesDir, world.rank == 0 {
-      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      try makeDirectory(dir, for: "samples directory")
       let pal = try JSONSerialization.data(withJSONObject: palette)
       try pal.write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("palette.json")))
     }

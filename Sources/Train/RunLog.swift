@@ -61,6 +61,30 @@ public func formatDuration(_ s: Double) -> String {
   return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%02d:%02d", t / 60, t % 60)
 }
 
+/// Creates directory `path` and its parents for `what` ("work dir"), or
+/// throws an error naming the part of the path that failed and why (a file in
+/// the way, no permission, a read-only file system); Foundation's own error
+/// says only "a file with the same name already exists".
+public func makeDirectory(_ path: String, for what: String) throws {
+  var isDirectory: ObjCBool = false
+  if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+    guard isDirectory.boolValue else {
+      throw TrainError.io(path: path, message: "\(what): a file of that name is in the way; pass a directory")
+    }
+    return
+  }
+  var prefix = path.hasPrefix("/") ? "/" : ""
+  for part in path.split(separator: "/") {
+    prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + part
+    guard mkdir(prefix, 0o777) == 0 || errno == EEXIST else {
+      throw TrainError.io(path: path, message: "cannot create the \(what): \(prefix): \(String(cString: strerror(errno)))")
+    }
+  }
+  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+    throw TrainError.io(path: path, message: "cannot create the \(what): a file in its path is in the way")
+  }
+}
+
 public enum TrainError: Error, CustomStringConvertible {
   case io(path: String, message: String)
   case config(String)
@@ -71,7 +95,7 @@ public enum TrainError: Error, CustomStringConvertible {
     switch self {
     case let .io(p, m): return "\(p): \(m)"
     case let .config(m): return "config: \(m)"
-    case let .nonFinite(i, t): return "iteration \(i): the loss is not finite (\(t)); lower the learning rate or set train.nonFinite=skip"
+    case let .nonFinite(i, t): return "iteration \(i): the loss is not finite (\(t)); lower the learning rate or set train.non_finite=skip"
     case let .checkpoint(p, m): return "checkpoint \(p): \(m)"
     }
   }

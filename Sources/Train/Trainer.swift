@@ -61,7 +61,7 @@ public final class Trainer {
     config.applyPrecision()
     let (perRank, accumulation) = try config.batchSplit(worldSize: world.worldSize)
     if world.rank == 0 {
-      try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
+      try makeDirectory(workDir, for: "work dir")
       try Checkpoint.writeAtomically(Data(config.yaml().utf8), to: (workDir as NSString).appendingPathComponent("config.yaml"))
     }
     datasets = try RunDatasets(config: config)

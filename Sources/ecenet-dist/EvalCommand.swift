@@ -49,7 +49,7 @@ struct Eval: ParsableCommand {
                                      iteration: Int(meta["iteration"] ?? "") ?? 0, classNames: datasets.classNames,
                                      palette: datasets.palette, samplesDir: nil, progress: !json)
       if world.rank == 0 {
-        try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
+        try makeDirectory(workDir, for: "work dir")
         try result.write(workDir: workDir)
         if json {
           let data = try JSONSerialization.data(withJSONObject: result.json, options: [.sortedKeys])

@@ -76,9 +76,7 @@ struct Predict: ParsableCommand {
                                 augment: EvalAugment(scaleLong: config.data.testScale[0], scaleShort: config.data.testScale[1]))
       let palette = Predictor.palette(config: config)
       let stems = Predictor.outputStems(files)
-      do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
-        throw TrainError.io(path: outDir, message: "cannot create the output directory: \(error.localizedDescription)")
-      }
+      try makeDirectory(outDir, for: "output directory")
       func write(_ bytes: [UInt8], _ name: String) throws {
         let path = (outDir as NSString).appendingPathComponent(name)
         do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {

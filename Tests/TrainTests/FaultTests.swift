@@ -86,6 +86,7 @@ final class FaultTests: XCTestCase {
     let (code, out) = try runRanks(1, args(dir, iterations: 20, ["optimizer.lr=1e30", "schedule.warmup_iterations=0"]))
     XCTAssertEqual(code, 1, out)
     XCTAssertTrue(out.contains("the loss is not finite (loss_seg="), out)
+    XCTAssertTrue(out.contains("or set train.non_finite=skip"), "the hint names the real key: \(out)")
     let skip = makeTempDir("nan-skip")
     let (c2, o2) = try runRanks(1, args(skip, iterations: 8, ["optimizer.lr=1e30", "schedule.warmup_iterations=0", "train.non_finite=skip"]))
     XCTAssertEqual(c2, 0, o2)

@@ -1,0 +1,36 @@
+// Output directories (work dir, checkpoints, samples, predict's --out): made
+// with their parents, and a failure says which part of the path failed and why.
+import Foundation
+import TestSupport
+@testable import Train
+import XCTest
+
+final class DirectoryTests: XCTestCase {
+  func testMakeDirectoryCreatesParentsAndNamesWhatIsInTheWay() throws {
+    let dir = makeTempDir("mkdir")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let nested = dir + "/a/b/c"
+    try makeDirectory(nested, for: "work dir")
+    try makeDirectory(nested, for: "work dir")  // already there: fine
+    var isDirectory: ObjCBool = false
+    XCTAssertTrue(FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue)
+
+    try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/file"))
+    XCTAssertThrowsError(try makeDirectory(dir + "/file", for: "work dir")) {
+      XCTAssertEqual("\($0)", "\(dir)/file: work dir: a file of that name is in the way; pass a directory")
+    }
+    XCTAssertThrowsError(try makeDirectory(dir + "/file/sub/x", for: "output directory")) {
+      XCTAssertEqual("\($0)", "\(dir)/file/sub/x: cannot create the output directory: \(dir)/file/sub: Not a directory")
+    }
+  }
+
+  func testTrainNamesAWorkDirThatIsAFile() throws {
+    let dir = makeTempDir("workdir-file")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/run"))
+    let config = repositoryRoot().appendingPathComponent("configs/debug/synthetic.yaml").path
+    let (code, out) = try runProcess(executablePath(), ["train", "--config", config, "--work-dir", dir + "/run", "--iterations", "1"])
+    XCTAssertNotEqual(code, 0)
+    XCTAssertTrue(out.contains("\(dir)/run: work dir: a file of that name is in the way; pass a directory"), out)
+  }
+}
