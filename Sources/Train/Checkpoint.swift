@@ -85,10 +85,7 @@ public enum Checkpoint {
   /// Loads a checkpoint into the store and optimizer after verifying format and checksum.
   /// Nothing is modified when it throws.
   public static func load(path: String, store: ParameterStore, optimizer: AdamW) throws -> TrainerState {
-    let file: SafeTensorsFile
-    do { file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path)) } catch {
-      throw TrainError.checkpoint(path: path, message: "unreadable: \(error)")
-    }
+    let file = try open(path, whatToPass: "a checkpoint file (checkpoints/iter_N.safetensors) or 'auto'")
     let meta = file.metadata
     guard meta["format"] == format else {
       throw TrainError.checkpoint(path: path, message: "not an ecenet-dist checkpoint (format '\(meta["format"] ?? "none")')")
@@ -144,12 +141,20 @@ public enum Checkpoint {
       }
       file = (path as NSString).appendingPathComponent(latest.trimmingCharacters(in: .whitespacesAndNewlines))
     }
-    let st: SafeTensorsFile
-    do { st = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: file)) } catch {
-      throw TrainError.checkpoint(path: file, message: "unreadable: \(error)")
-    }
+    let st = try open(file, whatToPass: "a checkpoint file or a run's checkpoints/ directory")
     try loadWeights(st, into: store)
     return st.metadata
+  }
+
+  /// The safetensors file at `path`; a missing one is named as such, with
+  /// `whatToPass` as the fix, before the reader's own "cannot read".
+  static func open(_ path: String, whatToPass: String) throws -> SafeTensorsFile {
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw TrainError.checkpoint(path: path, message: "no such file; pass \(whatToPass)")
+    }
+    do { return try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path)) } catch {
+      throw TrainError.checkpoint(path: path, message: "unreadable: \(error)")
+    }
   }
 
   /// The newest checkpoint in `dir` that loads, falling back past corrupted ones

@@ -1,6 +1,8 @@
 // Output directories (work dir, checkpoints, samples, predict's --out): made
 // with their parents, and a failure says which part of the path failed and why.
+// A checkpoint path that does not exist is named as such, with what to pass.
 import Foundation
+import NN
 import TestSupport
 @testable import Train
 import XCTest
@@ -32,5 +34,16 @@ final class DirectoryTests: XCTestCase {
     let (code, out) = try runProcess(executablePath(), ["train", "--config", config, "--work-dir", dir + "/run", "--iterations", "1"])
     XCTAssertNotEqual(code, 0)
     XCTAssertTrue(out.contains("\(dir)/run: work dir: a file of that name is in the way; pass a directory"), out)
+  }
+
+  func testAMissingCheckpointSaysWhatToPass() {
+    let store = ParameterStore()
+    store.finalize()
+    XCTAssertThrowsError(try Checkpoint.loadWeights(path: "/nonexistent/iter_1.safetensors", into: store)) {
+      XCTAssertEqual("\($0)", "checkpoint /nonexistent/iter_1.safetensors: no such file; pass a checkpoint file or a run's checkpoints/ directory")
+    }
+    XCTAssertThrowsError(try Checkpoint.load(path: "/nonexistent", store: store, optimizer: AdamW(store: store))) {
+      XCTAssertEqual("\($0)", "checkpoint /nonexistent: no such file; pass a checkpoint file (checkpoints/iter_N.safetensors) or 'auto'")
+    }
   }
 }
