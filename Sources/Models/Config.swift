@@ -192,8 +192,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var dropout: Float = 0.1
   /// Loss weights and constants.
   public var loss = LossConfig()
-  /// Official Swin ImageNet checkpoint to start the backbone from (safetensors
-  /// from scripts/convert_swin.py, loaded by SwinCheckpoint.load); "" = none.
+  /// ImageNet checkpoint to start the backbone from: an official Swin, or for
+  /// a ResNet backbone mmcv's ResNetV1c (safetensors from
+  /// scripts/convert_swin.py, loaded by BackboneCheckpoint.load); "" = none.
   /// A relative path is taken from the working directory.
   public var pretrained: String = ""
 

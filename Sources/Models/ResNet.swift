@@ -6,7 +6,7 @@
 // strides 4, 8, 8, 8. Norm: the model's norm (SyncBN/BN as mmseg, or GN).
 // Parameter names as mmseg/torchvision: backbone.stem.{0,1,3,4,6,7},
 // backbone.layer{i}.{b}.{conv1,bn1,conv2,bn2,conv3,bn3,downsample.0,downsample.1}.
-// Channels-last [B, H, W, C]. Not here: loading ImageNet ResNet weights.
+// Channels-last [B, H, W, C]. ImageNet weights: ResNetImport.swift (mmcv ResNetV1c).
 import NN
 import Tensor
 

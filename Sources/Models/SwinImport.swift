@@ -19,7 +19,9 @@ import Tensor
 
 /// What an import did, by name.
 public struct ImportReport: CustomStringConvertible {
-  /// Our parameter names filled from the file (tables included).
+  /// "Swin" or "ResNet": whose import this was.
+  public var backbone = "Swin"
+  /// Our parameter (and buffer) names filled from the file (tables included).
   public var loaded: [String] = []
   /// The subset of `loaded` whose relative_position_bias_table was resized ("name: [L1, h] → [L2, h]").
   public var interpolated: [String] = []
@@ -29,8 +31,10 @@ public struct ImportReport: CustomStringConvertible {
   public var keptInit: [String] = []
 
   public var description: String {
-    "Swin import: \(loaded.count) tensors loaded (\(interpolated.count) position tables resized), "
-      + "\(skipped.count) skipped (\(SwinCheckpoint.summarize(skipped))), kept at init: \(keptInit.joined(separator: ", "))"
+    "\(backbone) import: \(loaded.count) tensors loaded"
+      + (backbone == "Swin" ? " (\(interpolated.count) position tables resized)" : "")
+      + ", \(skipped.count) skipped (\(SwinCheckpoint.summarize(skipped)))"
+      + (keptInit.isEmpty ? "" : ", kept at init: \(keptInit.joined(separator: ", "))")
   }
 }
 
@@ -39,8 +43,8 @@ public enum SwinImportError: Error, CustomStringConvertible, Equatable {
   case notASwinCheckpoint(file: String, firstKeys: [String])
   /// The model's backbone is not a Swin.
   case notASwinModel(backbone: String)
-  /// Keys or shapes do not fit the model; nothing was written.
-  case mismatch(file: String, unexpected: [String], missing: [String], shapes: [String])
+  /// Keys or shapes do not fit the model's `backbone` ("Swin", "ResNet"); nothing was written.
+  case mismatch(file: String, backbone: String, unexpected: [String], missing: [String], shapes: [String], hint: String)
 
   public var description: String {
     switch self {
@@ -50,8 +54,8 @@ public enum SwinImportError: Error, CustomStringConvertible, Equatable {
         + "a whole-model ECENet checkpoint is loaded with ParameterStore.load(from:)"
     case let .notASwinModel(b):
       return "Swin import: the model's backbone is \(b), not a Swin"
-    case let .mismatch(f, unexpected, missing, shapes):
-      var lines = ["\(f): Swin checkpoint does not fit the model's backbone:"]
+    case let .mismatch(f, backbone, unexpected, missing, shapes, hint):
+      var lines = ["\(f): \(backbone) checkpoint does not fit the model's backbone:"]
       if !unexpected.isEmpty {
         lines.append("  keys the model does not have (\(unexpected.count)): \(unexpected.joined(separator: ", "))")
       }
@@ -59,7 +63,7 @@ public enum SwinImportError: Error, CustomStringConvertible, Equatable {
         lines.append("  backbone parameters the file lacks (\(missing.count)): \(missing.joined(separator: ", "))")
       }
       for s in shapes { lines.append("  \(s)") }
-      lines.append("  hint: does the checkpoint's variant (embed dim, depths, heads) match model.backbone?")
+      lines.append("  hint: \(hint)")
       return lines.joined(separator: "\n")
     }
   }
@@ -89,38 +93,56 @@ public enum SwinCheckpoint {
     guard file.tensors["patch_embed.proj.weight"] != nil || file.keys.contains(where: { $0.hasPrefix("layers.") }) else {
       throw SwinImportError.notASwinCheckpoint(file: file.path, firstKeys: Array(file.keys.prefix(5)))
     }
-    let ours = Dictionary(uniqueKeysWithValues: store.entries.filter { $0.name.hasPrefix(prefix) }
-                            .map { ($0.name, $0.variable) })
+    let targets = store.entries.filter { $0.name.hasPrefix(prefix) }.map { ($0.name, $0.variable.value) }
+    return try importStrictly(file: file, into: targets, backbone: "Swin",
+                              hint: "does the checkpoint's variant (embed dim, depths, heads) match model.backbone?",
+                              isSkipped: isSkipped, mayKeepInit: isOutputNorm) { key, table, shape in
+      guard key.hasSuffix("relative_position_bias_table") else { return nil }
+      return try resizeTable(table(), to: shape)
+    }
+  }
+
+  /// The import both backbones make: file key k fills our tensor `backbone.k`
+  /// among `targets` (names in store order), except the keys `isSkipped`
+  /// drops; a target the file lacks may stay at its init only where
+  /// `mayKeepInit`. A shape that differs goes through `resized` (key, the
+  /// file's tensor, our shape): nil where no resize applies, a TableError
+  /// where it cannot be done. Any unknown key, missing target or shape
+  /// mismatch throws `.mismatch` naming them all, and then nothing is written.
+  static func importStrictly(file: SafeTensorsFile, into targets: [(String, Tensor)], backbone: String, hint: String,
+                             isSkipped: (String) -> Bool, mayKeepInit: (String) -> Bool,
+                             resized: (String, () throws -> Tensor, [Int]) throws -> Tensor?) throws -> ImportReport {
+    let ours = Dictionary(uniqueKeysWithValues: targets)
     var report = ImportReport()
+    report.backbone = backbone
     var unexpected: [String] = [], shapes: [String] = []
     var plan: [(name: String, key: String, value: Tensor?)] = []  // value set when resized, else read later
     for key in file.keys {
       if isSkipped(key) { report.skipped.append(key); continue }
       let name = prefix + key
-      guard let v = ours[name] else { unexpected.append(key); continue }
+      guard let t = ours[name] else { unexpected.append(key); continue }
       let info = try file.info(key)
-      if info.shape == v.shape {
-        plan.append((name, key, nil))
-      } else if key.hasSuffix("relative_position_bias_table") {
-        do {
-          let resized = try resizeTable(file.tensor(key), to: v.shape)
-          plan.append((name, key, resized))
-          report.interpolated.append("\(name): \(info.shape) → \(v.shape)")
-        } catch let e as TableError {
-          shapes.append("\(key): file \(info.shape), model \(name) \(v.shape) (\(e.reason))")
+      if info.shape == t.shape { plan.append((name, key, nil)); continue }
+      do {
+        if let r = try resized(key, { try file.tensor(key) }, t.shape) {
+          plan.append((name, key, r))
+          report.interpolated.append("\(name): \(info.shape) → \(t.shape)")
+        } else {
+          shapes.append("\(key): file \(info.shape), model \(name) \(t.shape)")
         }
-      } else {
-        shapes.append("\(key): file \(info.shape), model \(name) \(v.shape)")
+      } catch let e as TableError {
+        shapes.append("\(key): file \(info.shape), model \(name) \(t.shape) (\(e.reason))")
       }
     }
     let filled = Set(plan.map(\.name))
-    let notFilled = store.entries.map(\.name).filter { ours[$0] != nil && !filled.contains($0) }
-    let missing = notFilled.filter { !isOutputNorm($0) }
+    let notFilled = targets.map(\.0).filter { !filled.contains($0) }
+    let missing = notFilled.filter { !mayKeepInit($0) }
     guard unexpected.isEmpty, missing.isEmpty, shapes.isEmpty else {
-      throw SwinImportError.mismatch(file: file.path, unexpected: unexpected, missing: missing, shapes: shapes)
+      throw SwinImportError.mismatch(file: file.path, backbone: backbone, unexpected: unexpected, missing: missing,
+                                     shapes: shapes, hint: hint)
     }
     for p in plan {
-      let dst = ours[p.name]!.value.data
+      let dst = ours[p.name]!.data
       if let t = p.value { dst.update(from: t.data, count: t.count) } else { try file.read(p.key, into: dst) }
       report.loaded.append(p.name)
     }
@@ -140,11 +162,12 @@ public enum SwinCheckpoint {
     return rest.count > 5 && rest.hasPrefix("norm") && rest.dropFirst(4).first.map(\.isNumber) == true
   }
 
-  /// "head.bias, head.weight, 12 × relative_position_index, …" for the report line.
+  /// "head.bias, head.weight, 12 × relative_position_index, …" for the report line
+  /// (classifier keys whole, the rest counted by their last part).
   static func summarize(_ keys: [String]) -> String {
     var groups: [String: Int] = [:], order: [String] = []
     for k in keys {
-      let g = k.hasPrefix("head.") || k.hasPrefix("norm.") ? k : String(k.split(separator: ".").last!)
+      let g = k.hasPrefix("head.") || k.hasPrefix("norm.") || k.hasPrefix("fc.") ? k : String(k.split(separator: ".").last!)
       if groups[g] == nil { order.append(g) }
       groups[g, default: 0] += 1
     }

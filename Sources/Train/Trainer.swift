@@ -74,10 +74,11 @@ public final class Trainer {
     syncBN = QueuedCollective(comm: world, worker: worker)
     model = ECENet(config: config.model, seed: config.train.seed, collective: syncBN)
     model.store.finalize()
-    // ImageNet-pretrained Swin (official checkpoint converted by scripts/convert_swin.py);
-    // a resumed run overwrites these weights from its checkpoint below.
+    // ImageNet-pretrained backbone (an official Swin or mmcv's ResNetV1c checkpoint,
+    // converted by scripts/convert_swin.py); a resumed run overwrites these weights
+    // from its checkpoint below.
     if !config.model.pretrained.isEmpty && world.rank == 0 {
-      let report = try SwinCheckpoint.load(path: config.model.pretrained, into: model)
+      let report = try BackboneCheckpoint.load(path: config.model.pretrained, into: model)
       FileHandle.standardError.write(Data("pretrained: \(report)\n".utf8))
     }
     let values = model.store.values!

@@ -385,6 +385,77 @@ def load_official_swin(backbone: SwinTransformer, sd: Dict[str, torch.Tensor]):
 
 
 # ----------------------------------------------------------------------------
+# ResNet-D8 backbone (spec section 1, the paper's CNN row): mmseg's ResNetV1c
+# ----------------------------------------------------------------------------
+@dataclass
+class ResNetConfig:
+    depths: Tuple[int, ...] = (3, 4, 23, 3)          # ResNet-101
+    stem_channels: int = 64
+    base_channels: int = 64
+    strides: Tuple[int, ...] = (1, 2, 1, 1)           # D8: output stride 8
+    dilations: Tuple[int, ...] = (1, 1, 2, 4)
+    contract_dilation: bool = True                    # a dilated stage's first block: d // 2
+    norm: str = "bn"
+
+
+class Bottleneck(nn.Module):
+    """torchvision/mmseg 'pytorch' style: 1x1 -> 3x3 (stride, dilation,
+    padding = dilation) -> 1x1 (x4), norm after each, ReLU after the first two
+    and after the residual add; downsample = 1x1 conv (stride) + norm."""
+    expansion = 4
+
+    def __init__(self, cin, planes, stride, dilation, norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = make_norm2d(norm, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = make_norm2d(norm, planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.bn3 = make_norm2d(norm, 4 * planes)
+        self.downsample = None
+        if stride != 1 or cin != 4 * planes:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, 4 * planes, 1, stride=stride, bias=False),
+                                            make_norm2d(norm, 4 * planes))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNetV1c(nn.Module):
+    """Deep stem (3x3 convs 3 -> C/2 stride 2 -> C/2 -> C, each + norm + ReLU;
+    keys stem.0/1, stem.3/4, stem.6/7), 3x3/2 max pool (padding 1), four
+    stages layer1..layer4; returns the four stage outputs (NCHW)."""
+
+    def __init__(self, cfg: ResNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        sc, n = cfg.stem_channels, cfg.norm
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, sc // 2, 3, stride=2, padding=1, bias=False), make_norm2d(n, sc // 2), nn.ReLU(),
+            nn.Conv2d(sc // 2, sc // 2, 3, padding=1, bias=False), make_norm2d(n, sc // 2), nn.ReLU(),
+            nn.Conv2d(sc // 2, sc, 3, padding=1, bias=False), make_norm2d(n, sc), nn.ReLU())
+        cin = sc
+        for s in range(4):
+            planes, d = cfg.base_channels << s, cfg.dilations[s]
+            first = d // 2 if d > 1 and cfg.contract_dilation else d
+            blocks = [Bottleneck(cin if i == 0 else 4 * planes, planes, cfg.strides[s] if i == 0 else 1,
+                                 first if i == 0 else d, n) for i in range(cfg.depths[s])]
+            self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
+            cin = 4 * planes
+
+    def forward(self, x):
+        x = F.max_pool2d(self.stem(x), 3, stride=2, padding=1)
+        outs = []
+        for s in range(4):
+            x = getattr(self, f"layer{s + 1}")(x)
+            outs.append(x)
+        return outs
+
+
+# ----------------------------------------------------------------------------
 # ECENet head
 # ----------------------------------------------------------------------------
 class ConvNorm(nn.Module):

@@ -4,6 +4,7 @@
   Tests/ModelsTests/Golden/tiny_swin_official.safetensors
   Tests/ModelsTests/Golden/tiny_swin_official_import.safetensors
   Tests/ModelsTests/Golden/tiny_swin_shift.safetensors (+ .json)
+  Tests/ModelsTests/Golden/tiny_resnet_official.safetensors (+ _run.safetensors, .json)
 
 Run from the repository root:  .venv/bin/python scripts/reference/export_goldens.py
 Deterministic (fixed seeds, single thread); takes a few seconds on one core.
@@ -372,6 +373,71 @@ def export_swin_official(args):
           f"{path2}: {len(T)} tensors; skipped {len(skipped)} keys")
 
 
+RESNET_MICRO = dict(depths=(1, 1, 2, 1), stem_channels=8, base_channels=4)
+
+
+def export_resnet_official(args):
+    """A micro ResNetV1c-D8 (depths 1,1,2,1, stem 8, base 4) as an ImageNet
+    classifier checkpoint in mmcv's layout (open-mmlab://resnet101_v1c: keys
+    without prefix, BatchNorm running stats and num_batches_tracked, the `fc`
+    classifier), and its backbone run in float64 on a 36x44 input (odd sizes
+    at every stride): in training mode (batch statistics; loss = sum_s
+    <feat_s, w_s> with stored random w_s; input and parameter gradients; the
+    running stats after that step) and in eval mode (the file's running stats)."""
+    import copy
+    g = torch.Generator().manual_seed(args.seed + 11)
+    torch.manual_seed(args.seed + 11)
+    cfg = R.ResNetConfig(**RESNET_MICRO)
+    bb = R.ResNetV1c(cfg)
+    perturb_(bb, g)
+    with torch.no_grad():
+        for m in bb.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+                m.num_batches_tracked.fill_(1000)
+    ck = {k: v.clone() for k, v in bb.state_dict().items()}
+    C = 4 * (cfg.base_channels << 3)
+    ck["fc.weight"] = 0.02 * torch.randn(10, C, generator=g)
+    ck["fc.bias"] = torch.zeros(10)
+    ck = dict(sorted(ck.items()))
+    path = os.path.join(GOLDEN, "tiny_resnet_official.safetensors")
+    save_deterministic({k: v.contiguous() for k, v in ck.items()}, path, metadata={"format": "pt"})
+    back = load_file(path)
+    assert set(back) == set(ck) and all(torch.equal(back[k], ck[k]) for k in ck)
+
+    raw = torch.round(torch.rand(2, 3, 36, 44, generator=g) * 255)
+    x = R.normalize_image(raw).double().requires_grad_(True)
+    train = copy.deepcopy(bb).double().train()
+    feats = train(x)
+    ws = [torch.randn(f.shape, generator=g).double() for f in feats]
+    loss = sum((f * w).sum() for f, w in zip(feats, ws))
+    loss.backward()
+    evaluated = copy.deepcopy(bb).double().eval()
+    with torch.no_grad():
+        feats_eval = evaluated(x.detach())
+    T = {"input.image_nhwc": nhwc(f32(x)), "grad.input.image_nhwc": nhwc(f32(x.grad)), "loss": f32(loss).reshape(1)}
+    for s in range(4):
+        T[f"feat.train.{s}"] = nhwc(f32(feats[s]))
+        T[f"upstream.{s}"] = nhwc(f32(ws[s]))
+        T[f"feat.eval.{s}"] = nhwc(f32(feats_eval[s]))
+    T.update({"grad." + k: f32(p.grad) for k, p in train.named_parameters()})
+    T.update({"running_after." + k: f32(v) for k, v in train.state_dict().items() if k.endswith(("running_mean", "running_var"))})
+    path2 = os.path.join(GOLDEN, "tiny_resnet_official_run.safetensors")
+    save_deterministic(T, path2, metadata={"format": "pt"})
+    back2 = load_file(path2)
+    assert all(torch.equal(back2[k], T[k]) for k in T)
+    skipped = [k for k in ck if k.startswith("fc.") or k.endswith("num_batches_tracked")]
+    with open(os.path.join(GOLDEN, "tiny_resnet_official.json"), "w") as f:
+        json.dump(dict(config=cfg.__dict__, input_nchw=list(x.shape), loss=loss.item(),
+                       loaded=sorted(k for k in ck if k not in skipped), skipped=sorted(skipped),
+                       feat_shapes_nhwc=[list(T[f"feat.train.{s}"].shape) for s in range(4)],
+                       note="BatchNorm momentum 0.1, eps 1e-5; running_after = the running stats after the "
+                            "training-mode forward (unbiased variance)"), f, indent=1)
+    print(f"{path}: {len(ck)} tensors, {os.path.getsize(path) / 1e6:.2f} MB; "
+          f"{path2}: {len(T)} tensors, {os.path.getsize(path2) / 1e6:.2f} MB, loss {loss.item():.6f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0, help="seed of the Swin goldens")
@@ -379,14 +445,19 @@ def main():
                     help="seed of the ECENet golden (with 0 the single SE unit of stage 0 is dead at embed 8)")
     add_small_model_args(ap, [2, 2, 1, 1], " of the ECENet golden", "; 2 = a shifted block")
     ap.add_argument("--name", default="tiny_ecenet", help="file stem of the ECENet golden")
-    ap.add_argument("--only-ecenet", action="store_true", help="skip the Swin goldens")
+    ap.add_argument("--only-ecenet", action="store_true", help="skip the backbone goldens")
+    ap.add_argument("--only-resnet", action="store_true", help="only the ResNet golden")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(GOLDEN, exist_ok=True)
+    if args.only_resnet:
+        export_resnet_official(args)
+        return
     export_tiny_ecenet(args)
     if not args.only_ecenet:
         export_swin_shift(args)
         export_swin_official(args)
+        export_resnet_official(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.numpy import load_file as load_np
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -255,6 +256,64 @@ def verify_models():
         feats = bb(G["input.image"].double())
     for s in range(4):
         check(f"import feat.backbone.{s}", feats[s].permute(0, 2, 3, 1), G[f"feat.backbone.{s}"], 1e-6)
+
+    print("Tests/ModelsTests/Golden/tiny_resnet_official*.safetensors")
+    verify_resnet()
+
+
+def resnet_d8_functional(sd, x, depths, training):
+    """ResNetV1c-D8 straight from a state dict with F.conv2d / F.batch_norm,
+    written apart from ecenet_ref.ResNetV1c: deep stem, 3x3/2 max pool,
+    bottlenecks with stride (1, 2, 1, 1) and dilation (1, 1, 2, 4) on the 3x3
+    conv, halved in a dilated stage's first block. `sd`'s running statistics
+    are updated in place in training mode."""
+    def bn(t, k):
+        return F.batch_norm(t, sd[k + ".running_mean"], sd[k + ".running_var"], sd[k + ".weight"], sd[k + ".bias"],
+                            training=training, momentum=0.1, eps=1e-5)
+    for i, stride in ((0, 2), (3, 1), (6, 1)):
+        x = F.relu(bn(F.conv2d(x, sd[f"stem.{i}.weight"], stride=stride, padding=1), f"stem.{i + 1}"))
+    x = F.max_pool2d(x, 3, 2, 1)
+    outs = []
+    for s, (n, stride, dil) in enumerate(zip(depths, (1, 2, 1, 1), (1, 1, 2, 4))):
+        for b in range(n):
+            p = f"layer{s + 1}.{b}"
+            d = (dil // 2 if dil > 1 else dil) if b == 0 else dil
+            st = stride if b == 0 else 1
+            y = F.relu(bn(F.conv2d(x, sd[p + ".conv1.weight"]), p + ".bn1"))
+            y = F.relu(bn(F.conv2d(y, sd[p + ".conv2.weight"], stride=st, padding=d, dilation=d), p + ".bn2"))
+            y = bn(F.conv2d(y, sd[p + ".conv3.weight"]), p + ".bn3")
+            short = x
+            if p + ".downsample.0.weight" in sd:
+                short = bn(F.conv2d(x, sd[p + ".downsample.0.weight"], stride=st), p + ".downsample.1")
+            x = F.relu(y + short)
+        outs.append(x)
+    return outs
+
+
+def verify_resnet():
+    import json
+    ck = load_file("Tests/ModelsTests/Golden/tiny_resnet_official.safetensors")
+    G = load_file("Tests/ModelsTests/Golden/tiny_resnet_official_run.safetensors")
+    meta = json.load(open("Tests/ModelsTests/Golden/tiny_resnet_official.json"))
+    depths = meta["config"]["depths"]
+    x = G["input.image_nhwc"].double().permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    sd = {k: v.double().clone() for k, v in ck.items() if v.is_floating_point() and not k.startswith("fc.")}
+    with torch.no_grad():
+        feats = resnet_d8_functional({k: v.clone() for k, v in sd.items()}, x, depths, training=False)
+    for s in range(4):
+        check(f"resnet feat.eval.{s}", feats[s].permute(0, 2, 3, 1), G[f"feat.eval.{s}"], 1e-6)
+    params = {k: v.requires_grad_(True) for k, v in sd.items() if not k.endswith(("running_mean", "running_var"))}
+    feats = resnet_d8_functional(sd, x, depths, training=True)
+    loss = sum((f * G[f"upstream.{s}"].double().permute(0, 3, 1, 2)).sum() for s, f in enumerate(feats))
+    loss.backward()
+    for s in range(4):
+        check(f"resnet feat.train.{s}", feats[s].detach().permute(0, 2, 3, 1), G[f"feat.train.{s}"], 1e-6)
+    check("resnet grad.input", x.grad.permute(0, 2, 3, 1), G["grad.input.image_nhwc"], 1e-6)
+    check("resnet grad.* (all)", torch.cat([params[k].grad.flatten() for k in sorted(params)]),
+          torch.cat([G["grad." + k].double().flatten() for k in sorted(params)]), 1e-6)
+    stats = sorted(k for k in sd if k.endswith(("running_mean", "running_var")))
+    check("resnet running_after.* (all)", torch.cat([sd[k].flatten() for k in stats]),
+          torch.cat([G["running_after." + k].double().flatten() for k in stats]), 1e-6)
 
 
 if __name__ == "__main__":
