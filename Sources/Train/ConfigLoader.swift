@@ -42,13 +42,15 @@ public enum ConfigLoader {
     for o in overrides {
       guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw ConfigError.badOverride(o) }
       let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
-      var parsed: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
-      if value(at: key.split(separator: ".").map(String.init), in: schema) is String,
-         !(parsed is [String: Any] || parsed is [Any]) {
-        // A string key takes a scalar as written: data.root=2024 is a folder,
-        // not the number 2024, and model.pretrained=no not false. (A mapping
-        // stays one: model.backbone={embed_dim: 96, ...} is a custom Swin.)
+      let parsed: Any
+      if value(at: key.split(separator: ".").map(String.init), in: schema) is String, raw.first != "{", raw.first != "[" {
+        // A string key takes the text as written: data.root=2024 is a folder,
+        // not the number 2024, model.pretrained=no not false, and
+        // data.root=a: b not a mapping. (A flow mapping stays one:
+        // model.backbone={embed_dim: 96, ...} is a custom Swin.)
         parsed = unquoted(raw)
+      } else {
+        parsed = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
       }
       var nested: Any = parsed
       for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }

@@ -61,6 +61,10 @@ final class ConfigLoaderTests: XCTestCase {
 
   /// A string key takes a command-line scalar as written; other keys parse it.
   func testStringOverridesKeepTheirText() throws {
+    let custom = try TrainConfig.load(file: nil, overrides: [
+      "data.root=my data: v1", "model.backbone={embed_dim: 16, depths: [1, 1, 1, 1], heads: [1, 1, 1, 1], window: 4}"])
+    XCTAssertEqual(custom.data.root, "my data: v1")
+    XCTAssertEqual(custom.model.backbone.embedDim, 16, "a flow mapping stays a mapping (a custom Swin)")
     let c = try ConfigLoader.load(Cfg(), file: nil, overrides: ["name=2024", "seed=7"])
     XCTAssertEqual(c, Cfg(seed: 7, name: "2024"))
     XCTAssertEqual(try ConfigLoader.load(Cfg(), file: nil, overrides: ["name='no'"]).name, "no")
@@ -115,7 +119,7 @@ final class ShippedConfigTests: XCTestCase {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let runs: [(String, [String])] = [
       ("configs/ade20k/ecenet_swin-b_640x640_160k.yaml", []),
-      ("configs/cityscapes/ecenet_swin-l_1024x1024_160k.yaml", []),
+      ("configs/cityscapes/ecenet_swin-l_1024x1024_160k.yaml", ["data.root=my data: v1 #2, [x]", "model.pretrained=''"]),
       ("configs/debug/synthetic.yaml", ["data.photometric=false", "data.root=yes", "model.pretrained='001'",
                                         "optimizer.lr=1.25e-7", "model.backbone=resnet-tiny"]),
     ]
