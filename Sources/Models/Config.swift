@@ -192,6 +192,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var dropout: Float = 0.1
   /// Loss weights and constants.
   public var loss = LossConfig()
+  /// The backbone's preset name (swin-b, resnet101-d8, tiny, …); nil for a custom Swin.
+  public var presetName: String? {
+    if let r = resnet { return ResNetConfig.presets.first { $0.value == r }?.key }
+    return SwinConfig.presets.first { $0.value == backbone }?.key
+  }
+
   /// ImageNet checkpoint to start the backbone from: an official Swin, or for
   /// a ResNet backbone mmcv's ResNetV1c (safetensors from
   /// scripts/convert_swin.py, loaded by BackboneCheckpoint.load); "" = none.

@@ -80,6 +80,8 @@ public final class Trainer {
     if !config.model.pretrained.isEmpty && world.rank == 0 {
       let report = try BackboneCheckpoint.load(path: config.model.pretrained, into: model)
       FileHandle.standardError.write(Data("pretrained: \(report)\n".utf8))
+    } else if world.rank == 0, let note = Trainer.noPretrainedNote(config.model, resuming: resume != nil) {
+      FileHandle.standardError.write(Data((note + "\n").utf8))
     }
     let values = model.store.values!
     try world.broadcast(UnsafeMutableRawBufferPointer(start: values.data, count: values.count * 4), root: 0)
@@ -109,6 +111,15 @@ public final class Trainer {
   /// and cluster/slurm/train.sbatch must not report such a run as done.
   public static let finishedMarker = "finished"
   var finishedPath: String { (workDir as NSString).appendingPathComponent(Self.finishedMarker) }
+
+  /// What to say when a full-size backbone starts from random weights (no
+  /// `model.pretrained`, no resume): almost always a forgotten key, since the
+  /// paper's figures start from ImageNet weights. nil for the debug models.
+  static func noPretrainedNote(_ model: ModelConfig, resuming: Bool) -> String? {
+    guard model.pretrained.isEmpty, !resuming, let name = model.presetName, !name.contains("tiny") else { return nil }
+    return "pretrained: none, so the \(name) backbone starts from random weights; the paper's results start "
+      + "from ImageNet weights: convert them with scripts/convert_swin.py and set model.pretrained (README, Status)"
+  }
 
   func log(_ s: String) { if isRoot { FileHandle.standardError.write(Data((s + "\n").utf8)) } }
 

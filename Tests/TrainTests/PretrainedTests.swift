@@ -6,6 +6,7 @@ import Models
 import NN
 import TestSupport
 import Tensor
+@testable import Train
 import XCTest
 
 final class PretrainedTests: XCTestCase {
@@ -40,5 +41,17 @@ final class PretrainedTests: XCTestCase {
     }
     XCTAssertNotEqual(try checkpoint.floats("backbone.stem.0.weight"),
                       ownInit.store.entry(named: "backbone.stem.0.weight")!.variable.value.toArray(), "the file differs from the init")
+  }
+
+  func testAFullSizeBackboneWithoutPretrainedWeightsIsPointedOut() throws {
+    let note = try XCTUnwrap(Trainer.noPretrainedNote(try .preset("swin-b"), resuming: false))
+    XCTAssertTrue(note.hasPrefix("pretrained: none, so the swin-b backbone starts from random weights"), note)
+    XCTAssertNotNil(Trainer.noPretrainedNote(try .preset("resnet101-d8"), resuming: false))
+    XCTAssertNil(Trainer.noPretrainedNote(try .preset("swin-b"), resuming: true), "a resumed run has its weights")
+    XCTAssertNil(Trainer.noPretrainedNote(try .preset("tiny"), resuming: false), "the debug model has no ImageNet weights")
+    XCTAssertNil(Trainer.noPretrainedNote(try .preset("resnet-tiny"), resuming: false))
+    var given = try ModelConfig.preset("swin-t")
+    given.pretrained = "w.safetensors"
+    XCTAssertNil(Trainer.noPretrainedNote(given, resuming: false))
   }
 }
