@@ -20,8 +20,9 @@ struct Train: ParsableCommand {
         mpirun -n 2 ecenet-dist train --config configs/debug/synthetic.yaml --work-dir runs/x
         ecenet-dist train --config ... --work-dir runs/x --resume auto
 
-      Exit status: 0 done, 1 error (the message names the rank), 2 bad usage,
-      3 stopped by SIGTERM/SIGUSR1 after writing a checkpoint (requeue me).
+      Exit status: 0 done, 1 error (the message names the rank), 3 stopped by
+      SIGTERM/SIGUSR1 after writing a checkpoint (requeue me), 64 bad usage or
+      config (found before any work starts).
       """)
   @OptionGroup var common: CommonOptions
   @Option(help: "Resume: 'auto' (newest valid checkpoint in the work dir) or a checkpoint path.")
