@@ -19,9 +19,12 @@ public struct TrainerState: Equatable, Sendable {
   public var optimizerStep: Int
   public var seed: UInt64
   public var worldSize: Int
+  /// The config YAML the run that wrote the checkpoint had ("" when unknown).
+  public var config: String
 
-  public init(iteration: Int, optimizerStep: Int, seed: UInt64, worldSize: Int) {
+  public init(iteration: Int, optimizerStep: Int, seed: UInt64, worldSize: Int, config: String = "") {
     self.iteration = iteration; self.optimizerStep = optimizerStep; self.seed = seed; self.worldSize = worldSize
+    self.config = config
   }
 }
 
@@ -110,7 +113,7 @@ public enum Checkpoint {
     }
     try loadWeights(file, into: store)
     try optimizer.loadState(from: file, step: step)
-    return TrainerState(iteration: it, optimizerStep: step, seed: seed, worldSize: ws)
+    return TrainerState(iteration: it, optimizerStep: step, seed: seed, worldSize: ws, config: meta["config"] ?? "")
   }
 
   /// Loads every parameter and buffer of `store` from a checkpoint or weights

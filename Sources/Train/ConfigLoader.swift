@@ -131,6 +131,44 @@ public enum ConfigLoader {
     }
   }
 
+  /// The keys whose values differ between two config YAML texts, as
+  /// "key: old → new" in key order. Numbers compare by value, so a file
+  /// written as `6e+0` (before session 16) equals `6`. Empty when either
+  /// text is empty or unreadable.
+  public static func differences(from old: String, to new: String) -> [String] {
+    func leaves(_ text: String) -> [String: Any]? {
+      guard !text.isEmpty, let tree = (try? Yams.load(yaml: text)) as? [String: Any] else { return nil }
+      var out: [String: Any] = [:]
+      func walk(_ t: [String: Any], _ prefix: String) {
+        for (k, v) in t {
+          let key = prefix.isEmpty ? k : "\(prefix).\(k)"
+          if let sub = v as? [String: Any] { walk(sub, key) } else { out[key] = v }
+        }
+      }
+      walk(tree, "")
+      return out
+    }
+    func text(_ v: Any?) -> String {
+      switch v {
+      case nil: return "(none)"
+      case let list as [Any]: return "[" + list.map { text($0) }.joined(separator: ", ") + "]"
+      case let b as Bool: return "\(b)"
+      case let i as Int: return "\(i)"
+      case let d as Double: return d == d.rounded() && abs(d) < 1e15 ? "\(Int(d))" : "\(d)"
+      case let x?: return "\(x)"
+      }
+    }
+    // Booleans compare as 1 / 0: the old files wrote true as 1e+0.
+    func same(_ x: Any?, _ y: Any?) -> Bool {
+      func norm(_ v: Any?) -> String { (v as? Bool).map { $0 ? "1" : "0" } ?? text(v) }
+      return norm(x) == norm(y)
+    }
+    guard let a = leaves(old), let b = leaves(new) else { return [] }
+    return Set(a.keys).union(b.keys).sorted().compactMap { k in
+      same(a[k], b[k]) ? nil : "\(k): \(text(a[k])) → \(text(b[k]))"
+    }
+  }
+
   /// `text` without one pair of enclosing quotes ('…' or "…"), if it has them.
   static func unquoted(_ text: String) -> String {
     guard text.count >= 2, let q = text.first, q == "'" || q == "\"", text.last == q else { return text }

@@ -138,6 +138,12 @@ public final class Trainer {
       state = try Checkpoint.load(path: how, store: model.store, optimizer: optimizer)
       log("resume: \(how) (iteration \(state.iteration))")
     }
+    // Resuming with another config is allowed (a longer schedule, another
+    // eval interval) but should never go unnoticed (a forgotten override).
+    let changed = ConfigLoader.differences(from: state.config, to: config.yaml())
+    if !changed.isEmpty {
+      log("resume: the config differs from the checkpoint's in \(changed.count) key(s): " + changed.joined(separator: "; "))
+    }
     iteration = state.iteration
   }
 

@@ -59,6 +59,22 @@ final class ConfigLoaderTests: XCTestCase {
     }
   }
 
+  /// What resume reports: the keys whose values changed since the checkpoint.
+  func testDifferencesNameTheChangedKeysAndIgnoreTheOldNumberFormat() throws {
+    let config = try TrainConfig.load(file: nil, overrides: ["data.dataset=synthetic"])
+    let changed = try TrainConfig.load(file: nil, overrides: ["data.dataset=synthetic", "optimizer.lr=0.001",
+                                                              "data.crop_size=[32, 48]", "data.photometric=false"])
+    XCTAssertEqual(ConfigLoader.differences(from: config.yaml(), to: config.yaml()), [])
+    XCTAssertEqual(ConfigLoader.differences(from: config.yaml(), to: changed.yaml()),
+                   ["data.crop_size: [640, 640] → [32, 48]", "data.photometric: true → false", "optimizer.lr: 6e-05 → 0.001"])
+    // Checkpoints before session 16 recorded numbers and booleans as floats: the same config.
+    let oldStyle = config.yaml().replacingOccurrences(of: "global_batch: 16", with: "global_batch: 1.6e+1")
+      .replacingOccurrences(of: "photometric: true", with: "photometric: 1e+0")
+    XCTAssertNotEqual(oldStyle, config.yaml())
+    XCTAssertEqual(ConfigLoader.differences(from: oldStyle, to: config.yaml()), [])
+    XCTAssertEqual(ConfigLoader.differences(from: "", to: config.yaml()), [], "nothing recorded: nothing to say")
+  }
+
   /// A string key takes a command-line scalar as written; other keys parse it.
   func testStringOverridesKeepTheirText() throws {
     let custom = try TrainConfig.load(file: nil, overrides: [

@@ -64,6 +64,17 @@ final class FaultTests: XCTestCase {
     XCTAssertTrue(out.contains("iter_00000006.safetensors: checksum mismatch"), out)
     XCTAssertTrue(out.contains("iter_00000004.safetensors: unreadable"), out)
     XCTAssertTrue(out.contains("resume: \(dir)/checkpoints/iter_00000002.safetensors (iteration 2"), out)
+    XCTAssertFalse(out.contains("config differs"), "the same config: nothing to report\n\(out)")
+  }
+
+  func testResumingWithAnotherConfigSaysWhichKeysChanged() throws {
+    let dir = makeTempDir("resume-config")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    XCTAssertEqual(try runRanks(1, args(dir, iterations: 2, ["train.checkpoint_every=2"])).0, 0)
+    let (code, out) = try runRanks(1, args(dir, iterations: 3, ["train.checkpoint_every=2", "optimizer.lr=0.001"])
+                                     + ["--resume", "auto"])
+    XCTAssertEqual(code, 0, out)
+    XCTAssertTrue(out.contains("resume: the config differs from the checkpoint's in 1 key(s): optimizer.lr: 0.002 → 0.001"), out)
   }
 
   func testDiskFullWhileCheckpointingKeepsThePreviousCheckpoint() throws {
