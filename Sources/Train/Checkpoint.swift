@@ -135,7 +135,10 @@ public enum Checkpoint {
 
   /// Loads model weights only (eval, predict): from a checkpoint file, or from
   /// a directory's `latest`.
-  public static func loadWeights(path: String, into store: ParameterStore) throws -> [String: String] {
+  /// `config`: the YAML of the config the model was built from; when the
+  /// weights do not fit, the error names the model keys in which the run
+  /// that wrote the checkpoint differed from it.
+  public static func loadWeights(path: String, into store: ParameterStore, config: String? = nil) throws -> [String: String] {
     var isDir: ObjCBool = false
     var file = path
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
@@ -145,7 +148,12 @@ public enum Checkpoint {
       file = (path as NSString).appendingPathComponent(latest.trimmingCharacters(in: .whitespacesAndNewlines))
     }
     let st = try open(file, whatToPass: "a checkpoint file or a run's checkpoints/ directory")
-    try loadWeights(st, into: store)
+    do { try loadWeights(st, into: store) } catch TrainError.checkpoint(let p, let message) {
+      let model = ConfigLoader.differences(from: st.metadata["config"] ?? "", to: config ?? "").filter { $0.hasPrefix("model.") }
+      guard !model.isEmpty else { throw TrainError.checkpoint(path: p, message: message) }
+      throw TrainError.checkpoint(path: p, message: message + " Its run's model differs from this config's: "
+        + model.joined(separator: "; ") + " (run → this config); pass that run's config.yaml with --config.")
+    }
     return st.metadata
   }
 

@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
     RunSetup.inWorld { world in
       let model = ECENet(config: config.model, seed: config.train.seed, collective: world)
       model.store.finalize()
-      let meta = try Checkpoint.loadWeights(path: checkpoint, into: model.store)
+      let meta = try Checkpoint.loadWeights(path: checkpoint, into: model.store, config: config.yaml())
       let datasets = try RunDatasets(config: config)
       var opts = InferenceOptions()
       opts.mode = mode ?? config.evaluation.mode

@@ -66,7 +66,7 @@ struct Predict: ParsableCommand {
       // No collective: inference never synchronises, so ranks may hold unequal shares.
       let model = ECENet(config: config.model, seed: config.train.seed, collective: nil)
       model.store.finalize()
-      _ = try Checkpoint.loadWeights(path: checkpoint!, into: model.store)
+      _ = try Checkpoint.loadWeights(path: checkpoint!, into: model.store, config: config.yaml())
       var opts = InferenceOptions()
       opts.mode = mode ?? config.evaluation.mode
       opts.crop = (config.data.cropSize[0], config.data.cropSize[1])
