@@ -15,6 +15,7 @@ struct Eval: ParsableCommand {
       mIoU. Rank 0 prints the per-class table and writes WORK_DIR/eval.json.
 
         ecenet-dist eval --config configs/debug/synthetic.yaml --checkpoint work_dirs/synthetic/checkpoints
+        ecenet-dist eval --config runs/x/config.yaml --work-dir runs/x --checkpoint runs/x/checkpoints
         mpirun -n 4 ecenet-dist eval --config ... --checkpoint ckpt.safetensors --multi-scale --flip --json
       """)
   @OptionGroup var common: CommonOptions
