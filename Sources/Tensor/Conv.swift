@@ -107,7 +107,7 @@ public enum Conv2dAlgorithm: Sendable {
     case .shifted:
       precondition(g.stride == 1 && g.groups == 1, "conv2d: shifted algorithm needs stride 1 and groups 1, got \(g)")
     case .winograd:
-      precondition(g.winogradApplies, "conv2d: winograd algorithm needs a 3×3, stride 1, padding 1, dilation 1, groups 1 conv with channels multiples of 16, got \(g)")
+      precondition(g.winogradApplies, "conv2d: winograd algorithm needs a 3×3, stride 1, padding = dilation, groups 1 conv with channels multiples of 16, got \(g)")
     case .im2col: break
     }
   }
@@ -153,8 +153,16 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   case .shifted: shiftedConvForward(out: y, x: x, weight: weight, bias: bias, g)
   case .winograd:
     let u = winogradFilters(weight, cout: g.outChannels, cin: g.inChannels, transposed: false)
-    winogradConv3x3(out: y.data, accumulate: false, x: x.data, batch: g.batch, height: g.height, width: g.width,
-                    inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
+    guard g.dilation > 1 else {
+      winogradConv3x3(out: y.data, accumulate: false, x: x.data, batch: g.batch, height: g.height, width: g.width,
+                      inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
+      return
+    }
+    let ph = WinogradPhases(g), xp = ph.split(x.data, channels: g.inChannels)
+    let yp = Tensor(uninitialized: [ph.phaseBatch, ph.phaseHeight, ph.phaseWidth, g.outChannels])
+    winogradConv3x3(out: yp.data, accumulate: false, x: xp.data, batch: ph.phaseBatch, height: ph.phaseHeight,
+                    width: ph.phaseWidth, inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
+    ph.merge(yp, into: y.data, channels: g.outChannels, accumulate: false)
   }
 }
 
@@ -180,13 +188,20 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
     shiftedConvBackward(dx: dx, dWeight: dWeight, dy: dy, x: x, weight: weight, g)
   case .winograd:
     // dx: the same conv of dy with the filters rotated and transposed; dW through the same transforms.
+    // Dilated: the same on the phases of dy and x (zero where padded, so they add nothing).
+    let ph = g.dilation > 1 ? WinogradPhases(g) : nil
+    let (batch, height, width) = ph.map { ($0.phaseBatch, $0.phaseHeight, $0.phaseWidth) } ?? (g.batch, g.height, g.width)
+    let dyp = ph?.split(dy.data, channels: g.outChannels) ?? dy
     if let dx = dx {
       let u = winogradFilters(weight, cout: g.outChannels, cin: g.inChannels, transposed: true)
-      winogradConv3x3(out: dx.data, accumulate: accumulateDx, x: dy.data, batch: g.batch, height: g.height,
-                      width: g.width, inChannels: g.outChannels, outChannels: g.inChannels, filters: u, bias: nil)
+      let dxp = ph.map { Tensor(uninitialized: [$0.phaseBatch, $0.phaseHeight, $0.phaseWidth, g.inChannels]) } ?? dx
+      winogradConv3x3(out: dxp.data, accumulate: ph == nil && accumulateDx, x: dyp.data, batch: batch, height: height,
+                      width: width, inChannels: g.outChannels, outChannels: g.inChannels, filters: u, bias: nil)
+      ph?.merge(dxp, into: dx.data, channels: g.inChannels, accumulate: accumulateDx)
     }
     if let dw = dWeight {
-      winogradWeightGradient(dw, x: x.data, dy: dy.data, batch: g.batch, height: g.height, width: g.width,
+      let xp = ph?.split(x.data, channels: g.inChannels) ?? x
+      winogradWeightGradient(dw, x: xp.data, dy: dyp.data, batch: batch, height: height, width: width,
                              inChannels: g.inChannels, outChannels: g.outChannels)
     }
   }

@@ -26,16 +26,68 @@
 // Measured on the FR fuse conv (160²×1024 → 256, 2 threads; BENCHMARKS.md,
 // session 9): forward 568 → 332–342 ms, forward + backward 1718 → 976–1000 ms;
 // the Swin-T 512² b2 training step 6.23–6.29 → 5.25–5.42 s.
+// Dilated convs (padding = dilation) run on their phases (WinogradPhases).
 // Not here: F(4×4, 3×3) (fewer products still, but transforms with 4 and
-// 1/4 that lose more precision), strided or dilated convs, bf16.
+// 1/4 that lose more precision), strided convs, bf16.
 import Foundation
 
 extension Conv2dGeometry {
-  /// Winograd F(2×2, 3×3) applies: 3×3, stride 1, padding 1, dilation 1,
-  /// groups 1, channels multiples of 16.
+  /// Winograd F(2×2, 3×3) applies: 3×3, stride 1, padding = dilation ("same"
+  /// size), groups 1, channels multiples of 16. A dilated one runs on its
+  /// phases (`WinogradPhases`).
   var winogradApplies: Bool {
-    kernelH == 3 && kernelW == 3 && stride == 1 && padding == 1 && dilation == 1 && groups == 1
+    kernelH == 3 && kernelW == 3 && stride == 1 && padding == dilation && dilation >= 1 && groups == 1
       && inChannels % 16 == 0 && outChannels % 16 == 0
+  }
+}
+
+/// A 3×3 conv with dilation d and padding d is d² ordinary 3×3 / padding 1
+/// convs, one per phase (p, q): the pixels (p + d·i, q + d·j) only ever meet
+/// pixels of their own phase, d apart. ResNet-D8's stages 3 and 4 (d = 2, 4)
+/// run their 3×3 convs this way on Winograd: the phases stacked as images
+/// [B·d², ⌈H/d⌉, ⌈W/d⌉, C], padded with zeros where H or W is not a multiple
+/// of d (the conv's own zero padding, so the valid outputs do not change).
+struct WinogradPhases {
+  let d: Int, batch: Int, height: Int, width: Int
+  var phaseHeight: Int { (height + d - 1) / d }
+  var phaseWidth: Int { (width + d - 1) / d }
+  var phaseBatch: Int { batch * d * d }
+
+  init(_ g: Conv2dGeometry) { d = g.dilation; batch = g.batch; height = g.height; width = g.width }
+
+  /// [B, H, W, C] → its phases [B·d², ⌈H/d⌉, ⌈W/d⌉, C] (pooled; zero where out of range).
+  func split(_ x: UnsafePointer<Float>, channels C: Int) -> Tensor {
+    let out = Tensor(uninitialized: [phaseBatch, phaseHeight, phaseWidth, C])
+    let o = out.data
+    Parallel.forRange(phaseBatch * phaseHeight, grain: max(1, 16384 / max(1, phaseWidth * C))) { rows in
+      for r in rows {
+        let (image, i) = (r / phaseHeight, r % phaseHeight), (b, p, q) = (image / (d * d), image / d % d, image % d)
+        let dst = o + r * phaseWidth * C, y = p + d * i
+        guard y < height else { dst.update(repeating: 0, count: phaseWidth * C); continue }
+        for j in 0..<phaseWidth {
+          let xj = q + d * j
+          if xj < width { (dst + j * C).update(from: x + ((b * height + y) * width + xj) * C, count: C) }
+          else { (dst + j * C).update(repeating: 0, count: C) }
+        }
+      }
+    }
+    return out
+  }
+
+  /// Phases [B·d², ⌈H/d⌉, ⌈W/d⌉, C] → y [B, H, W, C] (= or += when `accumulate`); padding dropped.
+  func merge(_ phases: Tensor, into y: UnsafeMutablePointer<Float>, channels C: Int, accumulate: Bool) {
+    let src = phases.data
+    Parallel.forRange(batch * height, grain: max(1, 16384 / max(1, width * C))) { rows in
+      for r in rows {
+        let (b, yy) = (r / height, r % height), (p, i) = (yy % d, yy / d)
+        for xx in 0..<width {
+          let (q, j) = (xx % d, xx / d)
+          let from = src + (((b * d + p) * d + q) * phaseHeight + i) * phaseWidth * C + j * C
+          let to = y + (r * width + xx) * C
+          if accumulate { for c in 0..<C { to[c] += from[c] } } else { to.update(from: from, count: C) }
+        }
+      }
+    }
   }
 }
 

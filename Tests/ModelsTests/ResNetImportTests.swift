@@ -24,6 +24,22 @@ final class ResNetImportTests: XCTestCase {
   }
 
   func testImportedBackboneMatchesPyTorchInEvalAndTrainingModes() throws {
+    try compareWithReference()
+  }
+
+  /// The same with every 3×3 conv of 16+ channels on Winograd, the dilated
+  /// ones of stages 3 and 4 (d = 2, 4) on their phases: the micro model's
+  /// channels are below the size where `choose` takes it by itself.
+  func testWithDilatedConvsOnWinogradItMatchesPyTorchToo() throws {
+    let saved = Conv2dTuning.winogradMinimumChannelProduct
+    defer { Conv2dTuning.winogradMinimumChannelProduct = saved }
+    Conv2dTuning.winogradMinimumChannelProduct = 0
+    let g = Conv2dGeometry(input: [2, 5, 6, 16], weight: [16, 16, 3, 3], stride: 1, padding: 2, dilation: 2, groups: 1)
+    XCTAssertEqual(Conv2dAlgorithm.choose(for: g), .winograd, "stage 3's dilated conv")
+    try compareWithReference()
+  }
+
+  func compareWithReference() throws {
     let checkpoint = try SafeTensorsFile(contentsOf: checkpointURL), run = try SafeTensorsFile(contentsOf: runURL)
     let json = try JSONSerialization.jsonObject(
       with: Data(contentsOf: goldenDirectory.appendingPathComponent("tiny_resnet_official.json"))) as! [String: Any]

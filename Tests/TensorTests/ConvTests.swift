@@ -67,6 +67,8 @@ final class ConvTests: XCTestCase {
     ConvCase(b: 2, h: 5, w: 4, cin: 2, cout: 3, k: 5, padding: 3),           // padding wider than the kernel's reach
     ConvCase(b: 2, h: 5, w: 7, cin: 16, cout: 32, k: 3, padding: 1),         // Winograd: odd H and W (partial tiles)
     ConvCase(b: 1, h: 4, w: 6, cin: 32, cout: 16, k: 3, padding: 1, bias: false),  // Winograd: whole tiles
+    ConvCase(b: 2, h: 9, w: 11, cin: 16, cout: 32, k: 3, padding: 2, dilation: 2),  // Winograd on phases: odd sizes
+    ConvCase(b: 1, h: 10, w: 7, cin: 32, cout: 16, k: 3, padding: 4, dilation: 4, bias: false),  // phases of 3 and 2 rows
   ]
 
   private func algorithms(for c: ConvCase) -> [Conv2dAlgorithm] {
@@ -74,7 +76,7 @@ final class ConvTests: XCTestCase {
     if c.k == 1 && c.stride == 1 && c.padding == 0 && c.groups == 1 { a.append(.pointwise) }
     if c.groups == c.cin && c.groups == c.cout { a.append(.depthwise) }
     if c.stride == 1 && c.groups == 1 { a.append(.shifted) }
-    if c.k == 3 && c.stride == 1 && c.padding == 1 && c.dilation == 1 && c.groups == 1 && c.cin % 16 == 0
+    if c.k == 3 && c.stride == 1 && c.padding == c.dilation && c.groups == 1 && c.cin % 16 == 0
       && c.cout % 16 == 0 { a.append(.winograd) }
     return a
   }

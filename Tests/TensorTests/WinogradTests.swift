@@ -49,7 +49,8 @@ final class WinogradTests: XCTestCase {
     XCTAssertEqual(Conv2dAlgorithm.choose(for: g(128, 32)), .winograd, "the tiny model's fuse conv (4·32 → 32)")
     XCTAssertEqual(Conv2dAlgorithm.choose(for: g(16, 32)), .shifted, "Cin·Cout below the minimum")
     XCTAssertEqual(Conv2dAlgorithm.choose(for: g(128, 40)), .shifted, "Cout not a multiple of 16")
-    XCTAssertEqual(Conv2dAlgorithm.choose(for: g(128, 64, padding: 2, dilation: 2)), .shifted, "dilated")
+    XCTAssertEqual(Conv2dAlgorithm.choose(for: g(128, 64, padding: 2, dilation: 2)), .winograd, "dilated: on its phases")
+    XCTAssertEqual(Conv2dAlgorithm.choose(for: g(128, 64, padding: 1, dilation: 2)), .shifted, "dilated, not same-size")
     XCTAssertEqual(Conv2dAlgorithm.choose(for: g(128, 64, stride: 2)), .im2col, "strided")
     let saved = GEMMPrecision.current
     defer { GEMMPrecision.current = saved }
