@@ -47,7 +47,7 @@ struct Info: ParsableCommand {
       // Only the model and the crop are checked: a model-only file needs no data.root.
       let full: TrainConfig
       do { full = try ConfigLoader.load(TrainConfig(), file: common.config!, overrides: []) } catch {
-        throw ValidationError("\(error)")
+        throw RunSetup.configFailure(error)
       }
       guard full.data.cropSize.count == 2 else {
         throw ValidationError("config \(common.config!): data.crop_size takes two numbers, got \(full.data.cropSize)")

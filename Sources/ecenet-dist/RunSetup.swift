@@ -40,8 +40,15 @@ enum RunSetup {
     do {
       return try TrainConfig.load(file: path, overrides: overrides)
     } catch {
-      throw ValidationError("\(error)")
+      throw configFailure(error)
     }
+  }
+
+  /// A config error ends the command as bad usage does (status 64) but shows
+  /// the message alone: the usage lines say nothing about a key or a value.
+  static func configFailure(_ error: Error) -> Error {
+    FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+    return ExitCode(64)
   }
 
   /// Runs `body` in the world; any error ends every rank (MPI_Abort) after

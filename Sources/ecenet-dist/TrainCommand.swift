@@ -37,7 +37,7 @@ struct Train: ParsableCommand {
   func validate() throws {
     if let n = iterations, n < 1 { throw ValidationError("--iterations must be at least 1") }
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: iterations)
-    do { _ = try config.batchSplit(worldSize: RunSetup.launcherWorldSize) } catch { throw ValidationError("\(error)") }
+    do { _ = try config.batchSplit(worldSize: RunSetup.launcherWorldSize) } catch { throw RunSetup.configFailure(error) }
   }
 
   func run() throws {

@@ -187,6 +187,7 @@ final class DistributedTrainingTests: XCTestCase {
     var (code, out) = try runRanks(1, ["train", "--config", config, "--work-dir", dir, "optimizer.learning_rate=1"])
     XCTAssertEqual(code, 64, out)
     XCTAssertTrue(out.contains("unknown key 'optimizer.learning_rate'"), out)
+    XCTAssertFalse(out.contains("Usage:"), "a config error shows its message alone: \(out)")
     let help = try runProcess(executablePath(), ["train", "--help"]).1
     XCTAssertTrue(help.replacingOccurrences(of: "\n", with: " ").contains("64 bad usage or config"), "--help states the status: \(help)")
     (code, out) = try runRanks(3, ["train", "--config", config, "--work-dir", dir, "train.global_batch=8"])
