@@ -23,7 +23,10 @@ public enum ConfigError: Error, CustomStringConvertible {
     case let .unknownKey(k, f, s):
       return "config \(f): unknown key '\(k)'" + (s.map { "; did you mean '\($0)'?" } ?? "")
     case let .badOverride(o): return "override '\(o)': expected KEY=VALUE with a dotted key, e.g. optimizer.lr=1e-4"
-    case let .wrongType(k, e, found, f): return "config \(f): key '\(k)' expects \(e), found \(found)"
+    case let .wrongType(k, e, found, f):
+      // YAML reads `root: 2024` as a number and `root: yes` as a boolean.
+      let hint = e == "String" && !found.hasPrefix("a ") ? "; quote it ('…') to make it a string" : ""
+      return "config \(f): key '\(k)' expects \(e), found \(found)" + hint
     case let .invalid(k, m): return "config: '\(k)': \(m)"
     }
   }

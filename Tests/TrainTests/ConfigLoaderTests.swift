@@ -91,6 +91,10 @@ final class ConfigLoaderTests: XCTestCase {
     XCTAssertThrowsError(try ConfigLoader.load(Cfg(), file: nil, overrides: ["seed=abc"])) {
       XCTAssertTrue("\($0)".contains("key 'seed' expects Int"), "\($0)")
     }
+    XCTAssertThrowsError(try ConfigLoader.load(Cfg(), file: write("name: 2024\n"), overrides: [])) {
+      XCTAssertTrue("\($0)".hasSuffix("key 'name' expects String, found 2024; quote it ('…') to make it a string"), "\($0)")
+    }
+    XCTAssertEqual(try ConfigLoader.load(Cfg(), file: write("name: '2024'\n"), overrides: []).name, "2024")
     XCTAssertThrowsError(try ConfigLoader.load(Cfg(), file: nil, overrides: ["seed"])) {
       XCTAssertTrue("\($0)".contains("expected KEY=VALUE"), "\($0)")
     }
