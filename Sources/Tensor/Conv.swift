@@ -152,17 +152,14 @@ public func conv2dForward(out y: Tensor, x: Tensor, weight: Tensor, bias: Tensor
   case .depthwise: depthwiseConvForward(out: y, x: x, weight: weight, bias: bias, g)
   case .shifted: shiftedConvForward(out: y, x: x, weight: weight, bias: bias, g)
   case .winograd:
+    // Dilated: the same conv on x's phases (WinogradPhases), merged back into y.
     let u = winogradFilters(weight, cout: g.outChannels, cin: g.inChannels, transposed: false)
-    guard g.dilation > 1 else {
-      winogradConv3x3(out: y.data, accumulate: false, x: x.data, batch: g.batch, height: g.height, width: g.width,
-                      inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
-      return
-    }
-    let ph = WinogradPhases(g), xp = ph.split(x.data, channels: g.inChannels)
-    let yp = Tensor(uninitialized: [ph.phaseBatch, ph.phaseHeight, ph.phaseWidth, g.outChannels])
-    winogradConv3x3(out: yp.data, accumulate: false, x: xp.data, batch: ph.phaseBatch, height: ph.phaseHeight,
-                    width: ph.phaseWidth, inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
-    ph.merge(yp, into: y.data, channels: g.outChannels, accumulate: false)
+    let ph = WinogradPhases(dilated: g), (batch, height, width) = ph?.extent ?? (g.batch, g.height, g.width)
+    let xp = ph?.split(x.data, channels: g.inChannels) ?? x
+    let yp = ph?.phaseTensor(channels: g.outChannels) ?? y
+    winogradConv3x3(out: yp.data, accumulate: false, x: xp.data, batch: batch, height: height, width: width,
+                    inChannels: g.inChannels, outChannels: g.outChannels, filters: u, bias: bias?.data)
+    ph?.merge(yp, into: y.data, channels: g.outChannels, accumulate: false)
   }
 }
 
@@ -189,12 +186,11 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
   case .winograd:
     // dx: the same conv of dy with the filters rotated and transposed; dW through the same transforms.
     // Dilated: the same on the phases of dy and x (zero where padded, so they add nothing).
-    let ph = g.dilation > 1 ? WinogradPhases(g) : nil
-    let (batch, height, width) = ph.map { ($0.phaseBatch, $0.phaseHeight, $0.phaseWidth) } ?? (g.batch, g.height, g.width)
+    let ph = WinogradPhases(dilated: g), (batch, height, width) = ph?.extent ?? (g.batch, g.height, g.width)
     let dyp = ph?.split(dy.data, channels: g.outChannels) ?? dy
     if let dx = dx {
       let u = winogradFilters(weight, cout: g.outChannels, cin: g.inChannels, transposed: true)
-      let dxp = ph.map { Tensor(uninitialized: [$0.phaseBatch, $0.phaseHeight, $0.phaseWidth, g.inChannels]) } ?? dx
+      let dxp = ph?.phaseTensor(channels: g.inChannels) ?? dx
       winogradConv3x3(out: dxp.data, accumulate: ph == nil && accumulateDx, x: dyp.data, batch: batch, height: height,
                       width: width, inChannels: g.outChannels, outChannels: g.inChannels, filters: u, bias: nil)
       ph?.merge(dxp, into: dx.data, channels: g.inChannels, accumulate: accumulateDx)

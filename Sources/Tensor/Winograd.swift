@@ -53,11 +53,21 @@ struct WinogradPhases {
   var phaseWidth: Int { (width + d - 1) / d }
   var phaseBatch: Int { batch * d * d }
 
-  init(_ g: Conv2dGeometry) { d = g.dilation; batch = g.batch; height = g.height; width = g.width }
+  /// The phases of a dilated conv; nil when it is not dilated (nothing to split).
+  init?(dilated g: Conv2dGeometry) {
+    guard g.dilation > 1 else { return nil }
+    d = g.dilation; batch = g.batch; height = g.height; width = g.width
+  }
+
+  /// (batch, height, width) of the phases as one map.
+  var extent: (Int, Int, Int) { (phaseBatch, phaseHeight, phaseWidth) }
+
+  /// An uninitialised (pooled) phase map of `channels`.
+  func phaseTensor(channels C: Int) -> Tensor { Tensor(uninitialized: [phaseBatch, phaseHeight, phaseWidth, C]) }
 
   /// [B, H, W, C] → its phases [B·d², ⌈H/d⌉, ⌈W/d⌉, C] (pooled; zero where out of range).
   func split(_ x: UnsafePointer<Float>, channels C: Int) -> Tensor {
-    let out = Tensor(uninitialized: [phaseBatch, phaseHeight, phaseWidth, C])
+    let out = phaseTensor(channels: C)
     let o = out.data
     Parallel.forRange(phaseBatch * phaseHeight, grain: max(1, 16384 / max(1, phaseWidth * C))) { rows in
       for r in rows {
