@@ -16,7 +16,7 @@ struct ECENetDist: ParsableCommand {
         ecenet-dist train --config configs/debug/synthetic.yaml
         mpirun -n 8 ecenet-dist train --config configs/ade20k/ecenet_swin-b_640x640_160k.yaml
       """,
-    subcommands: [Train.self, Eval.self, Predict.self, Pack.self, Info.self, Bench.self, Report.self,
+    subcommands: [Train.self, Eval.self, Predict.self, Pack.self, Browse.self, Info.self, Bench.self, Report.self,
                   SelfTest.self])
 
   static func main() {
