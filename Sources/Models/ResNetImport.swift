@@ -8,7 +8,7 @@
 //     running_var into their buffers (the statistics the ImageNet model
 //     ended with; training replaces them at momentum 0.1);
 //   * skipped: `fc.*` (the classifier) and `*num_batches_tracked`;
-//   * everything else strict, as the Swin import (`importStrictly`): a key we
+//   * everything else strict (BackboneImport.swift): a key we
 //     do not have, a shape that differs, or a tensor of ours the file lacks
 //     is an error naming them all, and nothing is written then.
 // The dilations (D8) change no weight: the ImageNet ResNet's weights are
@@ -51,23 +51,12 @@ public enum ResNetCheckpoint {
     guard file.tensors["stem.0.weight"] != nil || file.keys.contains(where: { $0.hasPrefix("layer1.") }) else {
       throw ResNetImportError.notAResNetV1cCheckpoint(file: file.path, firstKeys: Array(file.keys.prefix(5)))
     }
-    let prefix = SwinCheckpoint.prefix
-    let targets = store.entries.filter { $0.name.hasPrefix(prefix) }.map { ($0.name, $0.variable.value) }
-      + store.buffers.filter { $0.name.hasPrefix(prefix) }.map { ($0.name, $0.tensor) }
-    return try SwinCheckpoint.importStrictly(
+    // Parameters and BatchNorm's running statistics (buffers) alike.
+    let targets = store.namedTensors.filter { $0.name.hasPrefix(BackboneCheckpoint.prefix) }.map { ($0.name, $0.tensor) }
+    return try BackboneCheckpoint.importStrictly(
       file: file, into: targets, backbone: "ResNet",
       hint: "does the checkpoint's depth (resnet50 / resnet101) match model.backbone, and its norm BatchNorm?",
       isSkipped: { $0.hasPrefix("fc.") || $0.hasSuffix("num_batches_tracked") },
       mayKeepInit: { _ in false }, resized: { _, _, _ in nil })
-  }
-}
-
-/// The model's ImageNet backbone (`model.pretrained`): an official Swin or a
-/// ResNetV1c checkpoint, whichever the model's backbone is.
-public enum BackboneCheckpoint {
-  @discardableResult
-  public static func load(path: String, into model: ECENet) throws -> ImportReport {
-    model.backbone is ResNetBackbone ? try ResNetCheckpoint.load(path: path, into: model)
-                                     : try SwinCheckpoint.load(path: path, into: model)
   }
 }

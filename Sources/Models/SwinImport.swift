@@ -8,43 +8,21 @@
 //     `*relative_position_index` and `*attn_mask` (buffers we rebuild);
 //   * relative_position_bias_table of another window size is resized per head
 //     bicubically (PyTorch F.interpolate, align_corners=False, A = −0.75);
-//   * everything else strict: a key we do not have, a shape that differs, or a
-//     backbone parameter the file lacks (other than norm{s}) is an error that
-//     names the keys and shapes, and nothing is written then.
+//   * everything else strict (BackboneImport.swift): a key we do not have, a
+//     shape that differs, or a backbone parameter the file lacks (other than
+//     norm{s}) is an error that names the keys and shapes, and nothing is
+//     written then.
 // Not here: mmseg-converted Swin checkpoints (`backbone.stages.*`, `w_msa`),
 // absolute position embeddings (ape, unused by every released Swin).
 import Foundation
 import NN
 import Tensor
 
-/// What an import did, by name.
-public struct ImportReport: CustomStringConvertible {
-  /// "Swin" or "ResNet": whose import this was.
-  public var backbone = "Swin"
-  /// Our parameter (and buffer) names filled from the file (tables included).
-  public var loaded: [String] = []
-  /// The subset of `loaded` whose relative_position_bias_table was resized ("name: [L1, h] → [L2, h]").
-  public var interpolated: [String] = []
-  /// File keys not used (classifier head, final norm, index and mask buffers).
-  public var skipped: [String] = []
-  /// Backbone parameters left at their init (the output norms backbone.norm{s}).
-  public var keptInit: [String] = []
-
-  public var description: String {
-    "\(backbone) import: \(loaded.count) tensors loaded"
-      + (backbone == "Swin" ? " (\(interpolated.count) position tables resized)" : "")
-      + ", \(skipped.count) skipped (\(SwinCheckpoint.summarize(skipped)))"
-      + (keptInit.isEmpty ? "" : ", kept at init: \(keptInit.joined(separator: ", "))")
-  }
-}
-
 public enum SwinImportError: Error, CustomStringConvertible, Equatable {
   /// The file has no official Swin keys (e.g. an ECENet or mmseg checkpoint).
   case notASwinCheckpoint(file: String, firstKeys: [String])
   /// The model's backbone is not a Swin.
   case notASwinModel(backbone: String)
-  /// Keys or shapes do not fit the model's `backbone` ("Swin", "ResNet"); nothing was written.
-  case mismatch(file: String, backbone: String, unexpected: [String], missing: [String], shapes: [String], hint: String)
 
   public var description: String {
     switch self {
@@ -54,25 +32,11 @@ public enum SwinImportError: Error, CustomStringConvertible, Equatable {
         + "a whole-model ECENet checkpoint is loaded with ParameterStore.load(from:)"
     case let .notASwinModel(b):
       return "Swin import: the model's backbone is \(b), not a Swin"
-    case let .mismatch(f, backbone, unexpected, missing, shapes, hint):
-      var lines = ["\(f): \(backbone) checkpoint does not fit the model's backbone:"]
-      if !unexpected.isEmpty {
-        lines.append("  keys the model does not have (\(unexpected.count)): \(unexpected.joined(separator: ", "))")
-      }
-      if !missing.isEmpty {
-        lines.append("  backbone parameters the file lacks (\(missing.count)): \(missing.joined(separator: ", "))")
-      }
-      for s in shapes { lines.append("  \(s)") }
-      lines.append("  hint: \(hint)")
-      return lines.joined(separator: "\n")
     }
   }
 }
 
 public enum SwinCheckpoint {
-  /// Our parameters live under this prefix; the official keys have none.
-  static let prefix = "backbone."
-
   /// Loads an official Swin checkpoint (safetensors, official key names) into
   /// `model`'s backbone; the head and backbone.norm{s} are left as they are.
   /// Call before the weights are broadcast to other ranks (or on every rank).
@@ -93,61 +57,13 @@ public enum SwinCheckpoint {
     guard file.tensors["patch_embed.proj.weight"] != nil || file.keys.contains(where: { $0.hasPrefix("layers.") }) else {
       throw SwinImportError.notASwinCheckpoint(file: file.path, firstKeys: Array(file.keys.prefix(5)))
     }
-    let targets = store.entries.filter { $0.name.hasPrefix(prefix) }.map { ($0.name, $0.variable.value) }
-    return try importStrictly(file: file, into: targets, backbone: "Swin",
+    let targets = store.entries.filter { $0.name.hasPrefix(BackboneCheckpoint.prefix) }.map { ($0.name, $0.variable.value) }
+    return try BackboneCheckpoint.importStrictly(file: file, into: targets, backbone: "Swin",
                               hint: "does the checkpoint's variant (embed dim, depths, heads) match model.backbone?",
                               isSkipped: isSkipped, mayKeepInit: isOutputNorm) { key, table, shape in
       guard key.hasSuffix("relative_position_bias_table") else { return nil }
       return try resizeTable(table(), to: shape)
     }
-  }
-
-  /// The import both backbones make: file key k fills our tensor `backbone.k`
-  /// among `targets` (names in store order), except the keys `isSkipped`
-  /// drops; a target the file lacks may stay at its init only where
-  /// `mayKeepInit`. A shape that differs goes through `resized` (key, the
-  /// file's tensor, our shape): nil where no resize applies, a TableError
-  /// where it cannot be done. Any unknown key, missing target or shape
-  /// mismatch throws `.mismatch` naming them all, and then nothing is written.
-  static func importStrictly(file: SafeTensorsFile, into targets: [(String, Tensor)], backbone: String, hint: String,
-                             isSkipped: (String) -> Bool, mayKeepInit: (String) -> Bool,
-                             resized: (String, () throws -> Tensor, [Int]) throws -> Tensor?) throws -> ImportReport {
-    let ours = Dictionary(uniqueKeysWithValues: targets)
-    var report = ImportReport()
-    report.backbone = backbone
-    var unexpected: [String] = [], shapes: [String] = []
-    var plan: [(name: String, key: String, value: Tensor?)] = []  // value set when resized, else read later
-    for key in file.keys {
-      if isSkipped(key) { report.skipped.append(key); continue }
-      let name = prefix + key
-      guard let t = ours[name] else { unexpected.append(key); continue }
-      let info = try file.info(key)
-      if info.shape == t.shape { plan.append((name, key, nil)); continue }
-      do {
-        if let r = try resized(key, { try file.tensor(key) }, t.shape) {
-          plan.append((name, key, r))
-          report.interpolated.append("\(name): \(info.shape) → \(t.shape)")
-        } else {
-          shapes.append("\(key): file \(info.shape), model \(name) \(t.shape)")
-        }
-      } catch let e as TableError {
-        shapes.append("\(key): file \(info.shape), model \(name) \(t.shape) (\(e.reason))")
-      }
-    }
-    let filled = Set(plan.map(\.name))
-    let notFilled = targets.map(\.0).filter { !filled.contains($0) }
-    let missing = notFilled.filter { !mayKeepInit($0) }
-    guard unexpected.isEmpty, missing.isEmpty, shapes.isEmpty else {
-      throw SwinImportError.mismatch(file: file.path, backbone: backbone, unexpected: unexpected, missing: missing,
-                                     shapes: shapes, hint: hint)
-    }
-    for p in plan {
-      let dst = ours[p.name]!.data
-      if let t = p.value { dst.update(from: t.data, count: t.count) } else { try file.read(p.key, into: dst) }
-      report.loaded.append(p.name)
-    }
-    report.keptInit = notFilled
-    return report
   }
 
   /// Official keys the segmentation backbone does not take (mmseg / official load_checkpoint).
@@ -158,34 +74,21 @@ public enum SwinCheckpoint {
 
   /// backbone.norm0 … backbone.norm3: ours only, not in a classifier checkpoint.
   static func isOutputNorm(_ name: String) -> Bool {
-    let rest = name.dropFirst(prefix.count)
+    let rest = name.dropFirst(BackboneCheckpoint.prefix.count)
     return rest.count > 5 && rest.hasPrefix("norm") && rest.dropFirst(4).first.map(\.isNumber) == true
   }
 
-  /// "head.bias, head.weight, 12 × relative_position_index, …" for the report line
-  /// (classifier keys whole, the rest counted by their last part).
-  static func summarize(_ keys: [String]) -> String {
-    var groups: [String: Int] = [:], order: [String] = []
-    for k in keys {
-      let g = k.hasPrefix("head.") || k.hasPrefix("norm.") || k.hasPrefix("fc.") ? k : String(k.split(separator: ".").last!)
-      if groups[g] == nil { order.append(g) }
-      groups[g, default: 0] += 1
-    }
-    return order.map { groups[$0]! > 1 ? "\(groups[$0]!) × \($0)" : $0 }.joined(separator: ", ")
-  }
-
-  struct TableError: Error { let reason: String }
 
   /// A [(2w₁−1)², h] table resized to `shape` = [(2w₂−1)², h]: each head's
   /// (2w₁−1)² grid bicubically to (2w₂−1)², as the official load_pretrained.
   static func resizeTable(_ table: Tensor, to shape: [Int]) throws -> Tensor {
     guard table.shape.count == 2, shape.count == 2 else {
-      throw TableError(reason: "tables are [L, heads]")
+      throw BackboneCheckpoint.CannotResize(reason: "tables are [L, heads]")
     }
     let (l1, heads) = (table.shape[0], table.shape[1]), l2 = shape[0]
-    guard heads == shape[1] else { throw TableError(reason: "\(heads) heads in the file, \(shape[1]) in the model") }
+    guard heads == shape[1] else { throw BackboneCheckpoint.CannotResize(reason: "\(heads) heads in the file, \(shape[1]) in the model") }
     let s1 = Int(Double(l1).squareRoot().rounded()), s2 = Int(Double(l2).squareRoot().rounded())
-    guard s1 * s1 == l1, s2 * s2 == l2 else { throw TableError(reason: "table length is not a square") }
+    guard s1 * s1 == l1, s2 * s2 == l2 else { throw BackboneCheckpoint.CannotResize(reason: "table length is not a square") }
     let src = table.toArray(), out = Tensor(uninitialized: shape)
     for h in 0..<heads {
       let grid = (0..<l1).map { Double(src[$0 * heads + h]) }
