@@ -32,17 +32,12 @@ struct Browse: ParsableCommand {
   func run() throws {
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: nil)
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
-    let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
+    let workDir = common.resolvedWorkDir
     let outDir = out ?? (workDir as NSString).appendingPathComponent("browse")
     let datasets = try RunDatasets(config: config)
     let samples = try BrowseSamples.trainingSamples(config: config, datasets: datasets, count: count)
     try makeDirectory(outDir, for: "output directory")
-    func write(_ bytes: [UInt8], _ name: String) throws {
-      let path = (outDir as NSString).appendingPathComponent(name)
-      do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-        throw TrainError.io(path: path, message: "cannot write: \(error.localizedDescription)")
-      }
-    }
+    func write(_ bytes: [UInt8], _ name: String) throws { try RunSetup.writeOutput(bytes, in: outDir, name: name) }
     for (i, s) in samples.enumerated() {
       let stem = String(format: "%03d_", i) + Predictor.outputStems([s.name])[0]
       try write(try PNGCodec.encode(s.image), stem + ".png")

@@ -58,4 +58,9 @@ struct CommonOptions: ParsableArguments {
 
   @Option(name: .long, help: "Compute threads per rank (default: ECENET_THREADS, else the cores this process may use).")
   var threads: Int?
+
+  /// --work-dir, else work_dirs/<config file's stem> (mmseg's default); needs --config.
+  var resolvedWorkDir: String {
+    workDir ?? "work_dirs/" + URL(fileURLWithPath: config!).deletingPathExtension().lastPathComponent
+  }
 }

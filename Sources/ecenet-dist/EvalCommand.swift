@@ -33,7 +33,7 @@ struct Eval: ParsableCommand {
 
   func run() throws {
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: nil)
-    let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
+    let workDir = common.resolvedWorkDir
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
     config.applyPrecision()
     RunSetup.inWorld { world in

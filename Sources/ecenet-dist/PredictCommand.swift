@@ -77,12 +77,7 @@ struct Predict: ParsableCommand {
       let palette = Predictor.palette(config: config)
       let stems = Predictor.outputStems(files)
       try makeDirectory(outDir, for: "output directory")
-      func write(_ bytes: [UInt8], _ name: String) throws {
-        let path = (outDir as NSString).appendingPathComponent(name)
-        do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-          throw TrainError.io(path: path, message: "cannot write: \(error.localizedDescription)")
-        }
-      }
+      func write(_ bytes: [UInt8], _ name: String) throws { try RunSetup.writeOutput(bytes, in: outDir, name: name) }
 
       let mine = Array(stride(from: world.rank, to: files.count, by: world.worldSize))
       let progress = Progress(total: mine.count, enabled: showProgress && world.rank == 0, ranks: world.worldSize)

@@ -44,6 +44,15 @@ enum RunSetup {
     }
   }
 
+  /// Writes `bytes` to dir/name atomically; a failure names the file (a full
+  /// disk or no permission would hit every file, so callers let it end the command).
+  static func writeOutput(_ bytes: [UInt8], in dir: String, name: String) throws {
+    let path = (dir as NSString).appendingPathComponent(name)
+    do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+      throw TrainError.io(path: path, message: "cannot write: \(error.localizedDescription)")
+    }
+  }
+
   /// A config error ends the command as bad usage does (status 64) but shows
   /// the message alone: the usage lines say nothing about a key or a value.
   static func configFailure(_ error: Error) -> Error {

@@ -42,7 +42,7 @@ struct Train: ParsableCommand {
 
   func run() throws {
     let config = try RunSetup.loadConfig(common.config, overrides: overrides, iterations: iterations)
-    let workDir = common.workDir ?? "work_dirs/" + URL(fileURLWithPath: common.config!).deletingPathExtension().lastPathComponent
+    let workDir = common.resolvedWorkDir
     RunSetup.configureThreads(flag: common.threads, config: config.train.threads)
     StopSignal.install()
     RunSetup.inWorld { world in
