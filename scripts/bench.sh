@@ -372,7 +372,7 @@ scale_run() {
 # time) + comm_exposed (the rest: communication that overlap did not hide); records written
 # before that split have comm_wait alone, which then stands for all three.
 # With SCALE_AGAIN=<tag>, a last line compares the 1-rank run $OUT/scale_<tag>1 (made after
-# the others) with this table's first row: the machine's own drift over the runs.
+# the others) with the table's own 1-rank run $OUT/scale_<SCALE_TAG>1: the machine's drift.
 scale_table() {
   python3 - "$OUT" "${SCALE_TAG:-}" "${SCALE_AGAIN:-}" "$@" <<'PY'
 import json, os, sys
