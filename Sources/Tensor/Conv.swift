@@ -196,6 +196,8 @@ public func conv2dBackward(dx: Tensor?, accumulateDx: Bool = true, dWeight: Tens
       ph?.merge(dxp, into: dx.data, channels: g.inChannels, accumulate: accumulateDx)
     }
     if let dw = dWeight {
+      // x's phases again, not kept from the forward: holding that copy of x
+      // until backward would add to the step's peak memory.
       let xp = ph?.split(x.data, channels: g.inChannels) ?? x
       winogradWeightGradient(dw, x: xp.data, dy: dyp.data, batch: batch, height: height, width: width,
                              inChannels: g.inChannels, outChannels: g.outChannels)
